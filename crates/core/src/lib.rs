@@ -1,0 +1,1 @@
+//! kismatic-core
