@@ -1,1 +1,3 @@
-//! kismatic-plan
+//! Kismatic plan files (`kismatic-cluster.yaml`): model, defaults, migration, validation.
+mod inventory;
+pub use inventory::*;
