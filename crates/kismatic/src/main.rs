@@ -1,1 +1,39 @@
-fn main() {}
+//! `kismatic`: upgrades self-managed Kubernetes clusters safely. This crate is the thin edge: argument parsing,
+//! rendering and exit codes. The work lives in the library crates.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod info;
+mod upgrade;
+
+#[derive(Parser)]
+#[command(name = "kismatic", version, about = "Upgrade self-managed Kubernetes clusters safely, node by node.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the version of the cluster and of every node, and drift between markers and what actually runs.
+    Info(info::InfoArgs),
+    /// Upgrade the cluster to the target release.
+    #[command(subcommand)]
+    Upgrade(upgrade::UpgradeCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(args) => info::run(args),
+        Command::Upgrade(cmd) => upgrade::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
