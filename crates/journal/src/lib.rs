@@ -1,0 +1,222 @@
+//! The upgrade journal: a durable record of every step's start and end, so that an interrupted upgrade resumes
+//! exactly where it stopped, and so that an abort knows which nodes this run cordoned.
+//!
+//! Format (stable, versioned): a JSON-lines file. The first line is a [`Header`]; every further line is one
+//! [`Record`]. Records are only ever appended, each followed by `fsync`, so a crash can at worst leave a torn
+//! final line, which [`parse`] drops (it was never acknowledged). The pure half of this crate ([`JournalState`],
+//! [`resume_point`], [`ResumeDecision`]) does no I/O; [`store`] holds the file handling and the run lock.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub mod store;
+
+/// Version of the journal file format; bumped on any incompatible change.
+pub const FORMAT: u32 = 1;
+
+/// What the run was started to do. A rerun resumes a journal only when it asks for the same thing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunIdentity {
+    /// `online` or `offline`.
+    pub mode: String,
+    /// Target release version.
+    pub release_version: String,
+    /// sha256 of the release.yaml the run upgrades to.
+    pub release_digest: String,
+    pub partial_ok: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: u32,
+    pub run_id: String,
+    /// Unix milliseconds; supplied by the caller (the pure core has no clock).
+    pub started_at_ms: u64,
+    pub identity: RunIdentity,
+    /// The ordered step ids of the plan this run executes.
+    pub steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Started {
+        step: String,
+    },
+    Finished {
+        step: String,
+    },
+    Failed {
+        step: String,
+        error: String,
+    },
+    /// A node was cordoned by this run (it must be uncordoned on abort).
+    Cordoned {
+        node: String,
+    },
+    Uncordoned {
+        node: String,
+    },
+    /// The run ended; `completed` is true only when every step finished.
+    Ended {
+        completed: bool,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    NotStarted,
+    /// Started but neither finished nor failed: the run died inside this step, whose effect is unknown.
+    Interrupted,
+    Failed,
+    Done,
+}
+
+/// The journal folded into what a resume needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalState {
+    pub header: Header,
+    pub steps: BTreeMap<String, StepStatus>,
+    /// Nodes this run cordoned and has not uncordoned.
+    pub cordoned: BTreeSet<String>,
+    /// `Some(completed)` once the run recorded its end.
+    pub ended: Option<bool>,
+}
+
+impl JournalState {
+    pub fn new(header: Header) -> Self {
+        let steps = header.steps.iter().map(|s| (s.clone(), StepStatus::NotStarted)).collect();
+        JournalState { header, steps, cordoned: BTreeSet::new(), ended: None }
+    }
+
+    /// Applies one record. Records for steps outside the header's plan are kept out of the state but are not an
+    /// error: they can only come from a newer writer, and dropping them errs on the side of redoing work.
+    pub fn apply(&mut self, record: &Record) {
+        match &record.event {
+            Event::Started { step } => self.set(step, StepStatus::Interrupted),
+            Event::Finished { step } => self.set(step, StepStatus::Done),
+            Event::Failed { step, .. } => self.set(step, StepStatus::Failed),
+            Event::Cordoned { node } => {
+                self.cordoned.insert(node.clone());
+            }
+            Event::Uncordoned { node } => {
+                self.cordoned.remove(node);
+            }
+            Event::Ended { completed, .. } => self.ended = Some(*completed),
+        }
+    }
+
+    fn set(&mut self, step: &str, status: StepStatus) {
+        if let Some(s) = self.steps.get_mut(step) {
+            *s = status;
+        }
+    }
+
+    pub fn status(&self, step: &str) -> StepStatus {
+        self.steps.get(step).copied().unwrap_or(StepStatus::NotStarted)
+    }
+
+    /// Index (in plan order) of the first step that is not done, or `None` when every step is done.
+    pub fn first_unfinished(&self) -> Option<usize> {
+        self.header.steps.iter().position(|s| self.status(s) != StepStatus::Done)
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.first_unfinished().is_none()
+    }
+}
+
+/// What a new run does with the journal a previous run left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeDecision {
+    /// No previous journal, or the previous run completed: start afresh.
+    Fresh,
+    /// Same command: skip the steps already done, starting at `from` (an index into the previous plan's steps).
+    /// Steps that were interrupted are redone after re-checking the node's real state.
+    Resume { from: usize },
+    /// The previous run is unfinished and was started for something else: refuse rather than mix two upgrades.
+    Conflict { reason: String },
+}
+
+/// Decides whether `identity` may resume `previous`.
+pub fn resume_point(previous: Option<&JournalState>, identity: &RunIdentity) -> ResumeDecision {
+    let Some(prev) = previous else { return ResumeDecision::Fresh };
+    let Some(from) = prev.first_unfinished() else { return ResumeDecision::Fresh };
+    let p = &prev.header.identity;
+    if p.release_version != identity.release_version || p.release_digest != identity.release_digest {
+        return ResumeDecision::Conflict {
+            reason: format!(
+                "run {} is an unfinished upgrade to release {} (release.yaml sha256 {}); this run targets {} ({})",
+                prev.header.run_id,
+                p.release_version,
+                p.release_digest,
+                identity.release_version,
+                identity.release_digest
+            ),
+        };
+    }
+    if p.mode != identity.mode || p.partial_ok != identity.partial_ok {
+        return ResumeDecision::Conflict {
+            reason: format!(
+                "run {} is an unfinished `upgrade {}{}`; rerun that same command to resume it",
+                prev.header.run_id,
+                p.mode,
+                if p.partial_ok { " --partial-ok" } else { "" }
+            ),
+        };
+    }
+    ResumeDecision::Resume { from }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("{file}: the journal is empty")]
+    Empty { file: String },
+    #[error("{file}:1: not a journal header: {error}")]
+    Header { file: String, error: String },
+    #[error("{file}:1: journal format {found} is not supported (this kismatic reads format {FORMAT})")]
+    Format { file: String, found: u32 },
+    #[error("{file}:{line}: corrupt journal record: {error}")]
+    Record { file: String, line: usize, error: String },
+}
+
+/// Parses a journal file's text. A torn final line (no trailing newline: the write never completed) is ignored;
+/// corruption anywhere else is an error naming the line, because silently skipping records could redo or skip work.
+pub fn parse(file: &str, text: &str) -> Result<JournalState, ParseError> {
+    let complete = text.ends_with('\n');
+    let mut lines: Vec<&str> = text.split_terminator('\n').collect();
+    if !complete {
+        lines.pop();
+    }
+    let Some(first) = lines.first() else { return Err(ParseError::Empty { file: file.to_string() }) };
+    let header: Header =
+        serde_json::from_str(first).map_err(|e| ParseError::Header { file: file.to_string(), error: e.to_string() })?;
+    if header.format != FORMAT {
+        return Err(ParseError::Format { file: file.to_string(), found: header.format });
+    }
+    let mut state = JournalState::new(header);
+    for (i, line) in lines.iter().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Record = serde_json::from_str(line).map_err(|e| ParseError::Record {
+            file: file.to_string(),
+            line: i + 1,
+            error: e.to_string(),
+        })?;
+        state.apply(&record);
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests;
