@@ -1,0 +1,66 @@
+//! Kubernetes API access for kismatic: connecting with a kubeconfig, gathering the cluster facts the checks read
+//! (paginated, cluster-wide lists, never per-node queries), and the operations the executor needs (cordon,
+//! drain through the Eviction API, waiting for nodes and rollouts).
+//!
+//! Conversion from API objects to the core's slim fact types lives in [`convert`] as pure functions, tested on
+//! plain objects; everything else here does I/O.
+
+pub mod convert;
+mod gather;
+pub mod ops;
+
+pub use gather::gather;
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("kubeconfig {path}: {error}")]
+    Kubeconfig { path: PathBuf, error: String },
+    #[error("Kubernetes API: {context}: {source}")]
+    Api {
+        context: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl KubeError {
+    pub(crate) fn api(context: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {
+        let context = context.into();
+        move |source| KubeError::Api { context, source: Box::new(source) }
+    }
+}
+
+/// Connects using a kubeconfig file (its current context).
+pub async fn connect(kubeconfig: &Path) -> Result<kube::Client, KubeError> {
+    client(kubeconfig, true).await
+}
+
+/// Like [`connect`], but without kube's built-in retry of 429/503/504 with long backoff: the drain loop handles
+/// 429 from a PodDisruptionBudget itself, like `kubectl drain` does.
+pub async fn connect_without_retry(kubeconfig: &Path) -> Result<kube::Client, KubeError> {
+    client(kubeconfig, false).await
+}
+
+async fn client(kubeconfig: &Path, retry: bool) -> Result<kube::Client, KubeError> {
+    let err = |error: String| KubeError::Kubeconfig { path: kubeconfig.to_path_buf(), error };
+    // rustls needs one process-wide crypto provider; a second install attempt is harmless.
+    let _ = rustls_provider();
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| err(e.to_string()))?;
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    config.default_retry = retry;
+    config.connect_timeout = Some(std::time::Duration::from_secs(10));
+    config.read_timeout = Some(std::time::Duration::from_secs(60));
+    kube::Client::try_from(config).map_err(|e| err(e.to_string()))
+}
+
+fn rustls_provider() -> Result<(), String> {
+    rustls::crypto::ring::default_provider().install_default().map_err(|_| "already installed".to_string())
+}

@@ -1,0 +1,234 @@
+//! Operations the executor performs through the API: cordon, drain through the Eviction API, and the waits that
+//! gate progress from one node to the next. Every wait polls with a deadline; none sleeps a fixed time and hopes.
+
+use crate::{KubeError, convert};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kismatic_core::facts;
+use kube::api::{Api, EvictParams, ListParams};
+use kube::{Client, ResourceExt};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// How often a drain retries an eviction refused by a PodDisruptionBudget (`kubectl drain` uses 5 s).
+pub const EVICTION_RETRY: Duration = Duration::from_secs(5);
+/// How often waits poll the API.
+pub const POLL: Duration = Duration::from_millis(500);
+
+pub async fn cordon(client: &Client, node: &str) -> Result<(), KubeError> {
+    let api: Api<Node> = Api::all(client.clone());
+    api.cordon(node).await.map_err(KubeError::api(format!("cordon node {node}")))?;
+    Ok(())
+}
+
+pub async fn uncordon(client: &Client, node: &str) -> Result<(), KubeError> {
+    let api: Api<Node> = Api::all(client.clone());
+    api.uncordon(node).await.map_err(KubeError::api(format!("uncordon node {node}")))?;
+    Ok(())
+}
+
+/// A workload whose pods a drain moved, to be waited for until it is back at its ready count.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Workload {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for Workload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// Pods a drain leaves alone: DaemonSet pods (the DaemonSet would put them straight back) and mirror pods (the
+/// kubelet owns them), as `kubectl drain --ignore-daemonsets` does.
+pub fn drain_skips(pod: &facts::Pod) -> bool {
+    pod.mirror || pod.owners.iter().any(|o| o.kind == "DaemonSet")
+}
+
+/// Evicts every pod on `node` through the Eviction API. A refusal by a PodDisruptionBudget (429) is retried every
+/// [`EVICTION_RETRY`] until `timeout`; then the drain stops, naming the pod and the budget. Returns the workloads
+/// whose pods were moved.
+pub async fn drain(client: &Client, node: &str, timeout: Duration) -> Result<BTreeSet<Workload>, KubeError> {
+    let deadline = Instant::now() + timeout;
+    let pods_api: Api<Pod> = Api::all(client.clone());
+    let on_node = ListParams::default().fields(&format!("spec.nodeName={node}"));
+    let pods = pods_api.list(&on_node).await.map_err(KubeError::api(format!("list pods on {node}")))?;
+    let mut moved = BTreeSet::new();
+    let mut evicted: Vec<(String, String, String)> = Vec::new();
+    for p in &pods.items {
+        let f = convert::pod(p);
+        if drain_skips(&f) {
+            continue;
+        }
+        if let Some(w) = top_workload(client, &f).await? {
+            moved.insert(w);
+        }
+        let ns_api: Api<Pod> = Api::namespaced(client.clone(), &f.namespace);
+        loop {
+            match ns_api.evict(&f.name, &EvictParams::default()).await {
+                Ok(_) => break,
+                Err(kube::Error::Api(s)) if s.code == 404 => break,
+                Err(kube::Error::Api(s)) if s.code == 429 => {
+                    if Instant::now() >= deadline {
+                        let budget =
+                            blocking_budget(client, &f).await.unwrap_or_else(|| "a PodDisruptionBudget".into());
+                        return Err(KubeError::Timeout(format!(
+                            "drain of {node} timed out after {}s: evicting pod {}/{} is refused by {budget} ({})",
+                            timeout.as_secs(),
+                            f.namespace,
+                            f.name,
+                            s.message
+                        )));
+                    }
+                    tokio::time::sleep(EVICTION_RETRY.min(deadline.saturating_duration_since(Instant::now()))).await;
+                }
+                Err(e) => return Err(KubeError::api(format!("evict pod {}/{}", f.namespace, f.name))(e)),
+            }
+        }
+        evicted.push((f.namespace.clone(), f.name.clone(), f.uid.clone()));
+    }
+    // Evicted pods terminate gracefully; the node is drained once they are gone (or replaced by a new uid).
+    for (ns, name, uid) in evicted {
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        loop {
+            match api.get_opt(&name).await.map_err(KubeError::api(format!("get pod {ns}/{name}")))? {
+                Some(p) if p.uid().as_deref() == Some(uid.as_str()) => {}
+                _ => break,
+            }
+            if Instant::now() >= deadline {
+                return Err(KubeError::Timeout(format!(
+                    "drain of {node} timed out after {}s: pod {ns}/{name} was evicted but has not terminated",
+                    timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    Ok(moved)
+}
+
+/// The PodDisruptionBudget in the pod's namespace whose selector matches it, named for the error message.
+async fn blocking_budget(client: &Client, pod: &facts::Pod) -> Option<String> {
+    let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &pod.namespace);
+    let list = api.list(&ListParams::default()).await.ok()?;
+    list.items.iter().map(convert::pdb).find(|b| b.selector.as_ref().is_some_and(|s| s.matches(&pod.labels))).map(|b| {
+        format!(
+            "PodDisruptionBudget {}/{} (disruptions allowed {}, healthy {}/{})",
+            b.namespace, b.name, b.disruptions_allowed, b.current_healthy, b.expected_pods
+        )
+    })
+}
+
+/// Resolves the pod's controller up the owner chain (Pod → ReplicaSet → Deployment).
+async fn top_workload(client: &Client, pod: &facts::Pod) -> Result<Option<Workload>, KubeError> {
+    let Some(owner) = pod.owners.iter().find(|o| o.controller).or(pod.owners.first()) else { return Ok(None) };
+    let mut w = Workload { kind: owner.kind.clone(), namespace: pod.namespace.clone(), name: owner.name.clone() };
+    if w.kind == "ReplicaSet" {
+        let api: Api<ReplicaSet> = Api::namespaced(client.clone(), &w.namespace);
+        if let Some(rs) = api.get_opt(&w.name).await.map_err(KubeError::api(format!("get {w}")))?
+            && let Some(d) = rs.owner_references().iter().find(|o| o.kind == "Deployment")
+        {
+            w = Workload { kind: "Deployment".into(), namespace: w.namespace, name: d.name.clone() };
+        }
+    }
+    Ok(Some(w))
+}
+
+/// Desired and ready replicas of a workload; `None` when it no longer exists or its kind is not tracked.
+pub async fn workload_readiness(client: &Client, w: &Workload) -> Result<Option<(i64, i64)>, KubeError> {
+    let ctx = format!("get {w}");
+    let c = match w.kind.as_str() {
+        "Deployment" => Api::<Deployment>::namespaced(client.clone(), &w.namespace)
+            .get_opt(&w.name)
+            .await
+            .map_err(KubeError::api(ctx))?
+            .map(|d| convert::deployment(&d)),
+        "ReplicaSet" => Api::<ReplicaSet>::namespaced(client.clone(), &w.namespace)
+            .get_opt(&w.name)
+            .await
+            .map_err(KubeError::api(ctx))?
+            .map(|d| convert::replica_set(&d)),
+        "StatefulSet" => Api::<StatefulSet>::namespaced(client.clone(), &w.namespace)
+            .get_opt(&w.name)
+            .await
+            .map_err(KubeError::api(ctx))?
+            .map(|d| convert::stateful_set(&d)),
+        "ReplicationController" => Api::<ReplicationController>::namespaced(client.clone(), &w.namespace)
+            .get_opt(&w.name)
+            .await
+            .map_err(KubeError::api(ctx))?
+            .map(|d| convert::replication_controller(&d)),
+        _ => None,
+    };
+    Ok(c.map(|c| (c.desired_replicas.unwrap_or(0), c.ready_replicas.unwrap_or(0))))
+}
+
+/// Waits until every workload has at least its desired number of ready replicas, and stays so for `stable`
+/// (a single good look can be a pod about to crash).
+pub async fn wait_workloads_ready(
+    client: &Client,
+    workloads: &BTreeSet<Workload>,
+    stable: Duration,
+    timeout: Duration,
+) -> Result<(), KubeError> {
+    let deadline = Instant::now() + timeout;
+    let mut good_since: Option<Instant> = None;
+    loop {
+        let mut lagging = None;
+        for w in workloads {
+            if let Some((desired, ready)) = workload_readiness(client, w).await?
+                && ready < desired
+            {
+                lagging = Some(format!("{w} has {ready}/{desired} ready replicas"));
+                break;
+            }
+        }
+        match lagging {
+            None => {
+                let since = *good_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= stable {
+                    return Ok(());
+                }
+            }
+            Some(why) => {
+                good_since = None;
+                if Instant::now() >= deadline {
+                    return Err(KubeError::Timeout(format!(
+                        "workloads did not recover within {}s: {why}",
+                        timeout.as_secs()
+                    )));
+                }
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits until the Node is Ready and its kubelet reports `version`.
+pub async fn wait_node_ready(client: &Client, node: &str, version: &str, timeout: Duration) -> Result<(), KubeError> {
+    let api: Api<Node> = Api::all(client.clone());
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match api.get_opt(node).await {
+            Ok(Some(n)) => {
+                let f = convert::node(&n);
+                if f.ready && f.kubelet_version == version {
+                    return Ok(());
+                }
+                format!("ready={} kubelet {}", f.ready, f.kubelet_version)
+            }
+            Ok(None) => "not registered".to_string(),
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() >= deadline {
+            return Err(KubeError::Timeout(format!(
+                "node {node} not Ready at kubelet {version} within {}s (last seen: {last})",
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
