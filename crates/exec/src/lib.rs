@@ -1,0 +1,5 @@
+//! The executor: turns an upgrade plan into an upgraded cluster, node by node, with health gates, etcd protection,
+//! drains and a resumable journal.
+
+pub mod etcd;
+pub mod install;
