@@ -5,6 +5,7 @@
 //! Conversion from API objects to the core's slim fact types lives in [`convert`] as pure functions, tested on
 //! plain objects; everything else here does I/O.
 
+pub mod apply;
 pub mod convert;
 mod gather;
 pub mod ops;

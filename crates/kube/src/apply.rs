@@ -1,0 +1,167 @@
+//! Applying an on-cluster service's manifest through the API and waiting for its rollout.
+//! Apply is create-or-replace (not server-side apply) so it needs nothing beyond plain CRUD from the API server.
+
+use crate::{KubeError, ops::POLL};
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{self, Scope};
+use kube::{Client, ResourceExt};
+use std::time::{Duration, Instant};
+
+/// One object of a manifest, as applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl std::fmt::Display for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// Parses a multi-document YAML manifest into objects; `source` names it in errors.
+pub fn parse_manifest(source: &str, text: &str) -> Result<Vec<DynamicObject>, KubeError> {
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| KubeError::Other(format!("manifest {source}: {e}")))?;
+    docs.into_iter()
+        .filter(|d| !d.is_null())
+        .enumerate()
+        .map(|(i, d)| {
+            let obj: DynamicObject = serde_json::from_value(d)
+                .map_err(|e| KubeError::Other(format!("manifest {source}: document {}: {e}", i + 1)))?;
+            if obj.types.is_none() || obj.metadata.name.is_none() {
+                return Err(KubeError::Other(format!(
+                    "manifest {source}: document {} lacks apiVersion, kind or metadata.name",
+                    i + 1
+                )));
+            }
+            Ok(obj)
+        })
+        .collect()
+}
+
+/// Creates each object, or replaces it when it exists (keeping its resourceVersion so a concurrent change is a
+/// conflict rather than lost).
+pub async fn apply(client: &Client, source: &str, text: &str) -> Result<Vec<Applied>, KubeError> {
+    let mut applied = Vec::new();
+    for mut obj in parse_manifest(source, text)? {
+        let Some(types) = obj.types.clone() else { continue };
+        let gvk =
+            GroupVersionKind::try_from(&types).map_err(|e| KubeError::Other(format!("manifest {source}: {e}")))?;
+        let (ar, caps) =
+            discovery::pinned_kind(client, &gvk).await.map_err(KubeError::api(format!("discover {}", types.kind)))?;
+        let name = obj.name_any();
+        let namespace = match caps.scope {
+            Scope::Namespaced => Some(obj.namespace().unwrap_or_else(|| "default".into())),
+            Scope::Cluster => None,
+        };
+        let api: Api<DynamicObject> = match &namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+            None => Api::all_with(client.clone(), &ar),
+        };
+        let what = Applied { kind: types.kind.clone(), namespace: namespace.clone(), name: name.clone() };
+        match api.get_opt(&name).await.map_err(KubeError::api(format!("get {what}")))? {
+            Some(existing) => {
+                obj.metadata.resource_version = existing.resource_version();
+                api.replace(&name, &PostParams::default(), &obj)
+                    .await
+                    .map_err(KubeError::api(format!("replace {what}")))?;
+            }
+            None => {
+                api.create(&PostParams::default(), &obj).await.map_err(KubeError::api(format!("create {what}")))?;
+            }
+        }
+        applied.push(what);
+    }
+    Ok(applied)
+}
+
+/// Rollout state of a workload object, `None` for kinds without a rollout. Pure, on the object's JSON.
+pub fn rollout_pending(kind: &str, obj: &serde_json::Value) -> Option<String> {
+    let n = |p: &str| obj.pointer(p).and_then(|v| v.as_i64()).unwrap_or(0);
+    let generation = n("/metadata/generation");
+    let observed = n("/status/observedGeneration");
+    if matches!(kind, "Deployment" | "DaemonSet" | "StatefulSet") && observed < generation {
+        return Some(format!("generation {generation} not yet observed (at {observed})"));
+    }
+    match kind {
+        "Deployment" | "StatefulSet" => {
+            let want = obj.pointer("/spec/replicas").and_then(|v| v.as_i64()).unwrap_or(1);
+            let updated = n("/status/updatedReplicas");
+            let ready = n("/status/readyReplicas");
+            (updated < want || ready < want).then(|| format!("{updated} updated, {ready} ready of {want}"))
+        }
+        "DaemonSet" => {
+            let want = n("/status/desiredNumberScheduled");
+            let updated = n("/status/updatedNumberScheduled");
+            let ready = n("/status/numberReady");
+            (updated < want || ready < want).then(|| format!("{updated} updated, {ready} ready of {want}"))
+        }
+        _ => None,
+    }
+}
+
+/// Waits until every applied workload has rolled out.
+pub async fn wait_rollout(client: &Client, applied: &[Applied], timeout: Duration) -> Result<(), KubeError> {
+    let deadline = Instant::now() + timeout;
+    for a in applied.iter().filter(|a| matches!(a.kind.as_str(), "Deployment" | "DaemonSet" | "StatefulSet")) {
+        let gvk = GroupVersionKind::gvk("apps", "v1", &a.kind);
+        let (ar, _) =
+            discovery::pinned_kind(client, &gvk).await.map_err(KubeError::api(format!("discover {}", a.kind)))?;
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), a.namespace.as_deref().unwrap_or("default"), &ar);
+        loop {
+            let obj = api.get(&a.name).await.map_err(KubeError::api(format!("get {a}")))?;
+            let value = serde_json::to_value(&obj).map_err(|e| KubeError::Other(e.to_string()))?;
+            let Some(pending) = rollout_pending(&a.kind, &value) else { break };
+            if Instant::now() >= deadline {
+                return Err(KubeError::Timeout(format!(
+                    "{a} did not roll out within {}s: {pending}",
+                    timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn manifests_parse_and_reject_incomplete_documents() {
+        let objs = parse_manifest(
+            "dns.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: dns, namespace: kube-system}\n---\n\
+             apiVersion: v1\nkind: Service\nmetadata: {name: dns}\n",
+        )
+        .unwrap();
+        assert_eq!(objs.len(), 2);
+        let err = parse_manifest("x.yaml", "kind: Deployment\nmetadata: {name: a}\n").unwrap_err();
+        assert!(err.to_string().contains("x.yaml: document 1 lacks apiVersion"), "{err}");
+        assert!(parse_manifest("y.yaml", "a: [").unwrap_err().to_string().starts_with("manifest y.yaml:"));
+    }
+
+    #[test]
+    fn rollout_states() {
+        let done = json!({"metadata": {"generation": 2}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 2, "updatedReplicas": 2, "readyReplicas": 2}});
+        assert_eq!(rollout_pending("Deployment", &done), None);
+        let stale = json!({"metadata": {"generation": 3}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 2, "updatedReplicas": 2, "readyReplicas": 2}});
+        assert!(rollout_pending("Deployment", &stale).unwrap().contains("not yet observed"));
+        let ds = json!({"metadata": {"generation": 1}, "status": {"observedGeneration": 1,
+            "desiredNumberScheduled": 3, "updatedNumberScheduled": 3, "numberReady": 2}});
+        assert_eq!(rollout_pending("DaemonSet", &ds).as_deref(), Some("3 updated, 2 ready of 3"));
+        assert_eq!(rollout_pending("Service", &json!({})), None);
+    }
+}
