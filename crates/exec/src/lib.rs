@@ -2,4 +2,6 @@
 //! drains and a resumable journal.
 
 pub mod etcd;
+pub mod events;
 pub mod install;
+pub mod run;

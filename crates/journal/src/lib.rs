@@ -98,8 +98,8 @@ impl JournalState {
         JournalState { header, steps, cordoned: BTreeSet::new(), ended: None }
     }
 
-    /// Applies one record. Records for steps outside the header's plan are kept out of the state but are not an
-    /// error: they can only come from a newer writer, and dropping them errs on the side of redoing work.
+    /// Applies one record. A resumed run re-plans from the cluster's real state, so it may record steps that are
+    /// not in the header's list; they are tracked like the others.
     pub fn apply(&mut self, record: &Record) {
         match &record.event {
             Event::Started { step } => self.set(step, StepStatus::Interrupted),
@@ -116,9 +116,7 @@ impl JournalState {
     }
 
     fn set(&mut self, step: &str, status: StepStatus) {
-        if let Some(s) = self.steps.get_mut(step) {
-            *s = status;
-        }
+        self.steps.insert(step.to_string(), status);
     }
 
     pub fn status(&self, step: &str) -> StepStatus {
@@ -130,8 +128,14 @@ impl JournalState {
         self.header.steps.iter().position(|s| self.status(s) != StepStatus::Done)
     }
 
+    /// The run recorded a successful end, or every planned step is done.
     pub fn is_complete(&self) -> bool {
-        self.first_unfinished().is_none()
+        self.ended == Some(true) || self.first_unfinished().is_none()
+    }
+
+    /// Steps done, for a resumed run to skip.
+    pub fn done_steps(&self) -> impl Iterator<Item = &str> {
+        self.steps.iter().filter(|(_, s)| **s == StepStatus::Done).map(|(k, _)| k.as_str())
     }
 }
 
@@ -150,7 +154,10 @@ pub enum ResumeDecision {
 /// Decides whether `identity` may resume `previous`.
 pub fn resume_point(previous: Option<&JournalState>, identity: &RunIdentity) -> ResumeDecision {
     let Some(prev) = previous else { return ResumeDecision::Fresh };
-    let Some(from) = prev.first_unfinished() else { return ResumeDecision::Fresh };
+    if prev.is_complete() {
+        return ResumeDecision::Fresh;
+    }
+    let from = prev.first_unfinished().unwrap_or(prev.header.steps.len());
     let p = &prev.header.identity;
     if p.release_version != identity.release_version || p.release_digest != identity.release_digest {
         return ResumeDecision::Conflict {

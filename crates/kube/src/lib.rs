@@ -48,7 +48,17 @@ pub async fn connect_without_retry(kubeconfig: &Path) -> Result<kube::Client, Ku
     client(kubeconfig, false).await
 }
 
+/// Connects to one API server directly (not through the load balancer), with the kubeconfig's credentials: the
+/// health gate after upgrading a master asks that master itself.
+pub async fn connect_to(kubeconfig: &Path, server: &str) -> Result<kube::Client, KubeError> {
+    client_with(kubeconfig, true, Some(server)).await
+}
+
 async fn client(kubeconfig: &Path, retry: bool) -> Result<kube::Client, KubeError> {
+    client_with(kubeconfig, retry, None).await
+}
+
+async fn client_with(kubeconfig: &Path, retry: bool, server: Option<&str>) -> Result<kube::Client, KubeError> {
     let err = |error: String| KubeError::Kubeconfig { path: kubeconfig.to_path_buf(), error };
     // rustls needs one process-wide crypto provider; a second install attempt is harmless.
     let _ = rustls_provider();
@@ -57,9 +67,23 @@ async fn client(kubeconfig: &Path, retry: bool) -> Result<kube::Client, KubeErro
         .await
         .map_err(|e| err(e.to_string()))?;
     config.default_retry = retry;
+    if let Some(server) = server {
+        config.cluster_url = server.parse().map_err(|e| err(format!("server URL {server}: {e}")))?;
+    }
     config.connect_timeout = Some(std::time::Duration::from_secs(10));
     config.read_timeout = Some(std::time::Duration::from_secs(60));
     kube::Client::try_from(config).map_err(|e| err(e.to_string()))
+}
+
+/// `GET /readyz` and `GET /version` of the API server `client` points at: `Ok(gitVersion)` when ready.
+pub async fn ready_version(client: &kube::Client) -> Result<String, KubeError> {
+    let req = http::Request::get("/readyz").body(Vec::new()).map_err(|e| KubeError::Other(e.to_string()))?;
+    let text = client.request_text(req).await.map_err(KubeError::api("GET /readyz"))?;
+    if text.trim() != "ok" {
+        return Err(KubeError::Other(format!("/readyz answered {:?}", text.trim())));
+    }
+    let v = client.apiserver_version().await.map_err(KubeError::api("GET /version"))?;
+    Ok(v.git_version)
 }
 
 fn rustls_provider() -> Result<(), String> {

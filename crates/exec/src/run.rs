@@ -1,0 +1,773 @@
+//! Walks an [`UpgradePlan`]: etcd snapshot, then node by node (etcd → masters → workers), then on-cluster
+//! services, recording every step's start and end in the run journal, gating each node on health, and on abort
+//! uncordoning what this run cordoned.
+
+use crate::etcd::{self, EtcdAccess};
+use crate::events::{Reporter, StepEvent};
+use crate::install::{self, InstallError};
+use kismatic_core::planner::{Action, NodePlan, PhaseKind, ServiceStep, UpgradePlan};
+use kismatic_fleet::{Fleet, NodeError, NodeSession, Target};
+use kismatic_journal::store::{JournalWriter, RunsDir, StoreError};
+use kismatic_journal::{Event, Header, Record, ResumeDecision, RunIdentity};
+use kismatic_kube::ops::Workload;
+use kismatic_plan::{Inventory, Node, Role};
+use kismatic_release::{Component, Delivery, Release};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Components that are etcd clusters (upgraded member by member under quorum gates).
+pub const ETCD_CLUSTERS: [&str; 2] = ["etcd", "etcd-networking"];
+
+/// Where etcd snapshots are written on the etcd node that takes them.
+pub const SNAPSHOT_DIR: &str = "/var/lib/kismatic/backups";
+
+#[derive(Debug, Clone)]
+pub struct ExecConfig {
+    pub kubeconfig: PathBuf,
+    pub runs_dir: PathBuf,
+    pub mode: String,
+    pub partial_ok: bool,
+    pub drain_timeout: Duration,
+    /// Deadline for a component to come back at its target version, and for a node to turn Ready.
+    pub node_timeout: Duration,
+    /// Deadline for drained workloads to be back at their ready counts, and for service rollouts.
+    pub workload_timeout: Duration,
+    /// How long drained workloads must stay at their ready counts before the next node.
+    pub stable_for: Duration,
+    pub restart_services: bool,
+    /// Port of the API server on each master, for the per-master health gate.
+    pub apiserver_port: u16,
+    pub events: Option<PathBuf>,
+    /// Start a new journal even if the previous run is unfinished.
+    pub discard_previous: bool,
+    pub quiet: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Step(String),
+}
+
+/// How the run ended, for the summary and the exit code.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub run_dir: PathBuf,
+    pub completed: bool,
+    /// Per node: host, duration, outcome text.
+    pub nodes: Vec<(String, Duration, String)>,
+    pub message: String,
+    pub resumed: bool,
+}
+
+struct Ctx<'a> {
+    plan: &'a UpgradePlan,
+    inventory: &'a Inventory,
+    release: &'a Release,
+    fleet: &'a Fleet,
+    cfg: &'a ExecConfig,
+    kube: kube::Client,
+    run_id: String,
+    journal: Mutex<JournalWriter>,
+    reporter: Mutex<Reporter>,
+    /// Steps an earlier run finished (skipped on resume).
+    done: HashSet<String>,
+    /// Nodes cordoned by this run or an interrupted earlier one, not yet uncordoned.
+    cordoned: Mutex<BTreeSet<String>>,
+    /// Workloads moved off each node by its drain.
+    moved: Mutex<BTreeMap<String, BTreeSet<Workload>>>,
+    /// Snapshot location per etcd cluster, for messages.
+    snapshots: Mutex<BTreeMap<String, String>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn run_id_now() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    // UTC timestamp without a date library: days since the epoch → civil date (Howard Hinnant's algorithm).
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Journal step ids of a plan, in execution order: an etcd snapshot per upgraded etcd cluster first.
+pub fn journal_steps(plan: &UpgradePlan) -> Vec<String> {
+    let mut steps: Vec<String> = snapshot_clusters(plan).into_iter().map(|c| snapshot_step(&c)).collect();
+    for phase in &plan.phases {
+        for b in &phase.batches {
+            for n in &b.nodes {
+                steps.extend(n.steps.iter().map(|s| s.id.clone()));
+            }
+        }
+        steps.extend(phase.services.iter().map(|s| s.id.clone()));
+    }
+    steps
+}
+
+fn snapshot_step(cluster: &str) -> String {
+    format!("etcd/snapshot/{cluster}")
+}
+
+/// etcd clusters with at least one member upgrade in the plan.
+fn snapshot_clusters(plan: &UpgradePlan) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (_, np) in plan.node_plans() {
+        for (component, _, _) in np.upgrades() {
+            if ETCD_CLUSTERS.contains(&component) && !out.iter().any(|c| c == component) {
+                out.push(component.to_string());
+            }
+        }
+    }
+    out.sort_by_key(|c| ETCD_CLUSTERS.iter().position(|e| e == c));
+    out
+}
+
+/// Executes the plan. The caller has checked that it is not blocked.
+pub async fn execute(
+    plan: &UpgradePlan,
+    inventory: &Inventory,
+    release: &Release,
+    fleet: &Fleet,
+    cfg: &ExecConfig,
+) -> Result<Outcome, ExecError> {
+    let runs = RunsDir::new(&cfg.runs_dir);
+    let _lock = runs.lock()?;
+    let release_digest = kismatic_release::sha256_file(&release.dir.join(kismatic_release::RELEASE_FILE))
+        .map_err(|e| ExecError::Step(format!("{}: {e}", release.dir.display())))?;
+    let identity = RunIdentity {
+        mode: cfg.mode.clone(),
+        release_version: release.version.to_string(),
+        release_digest,
+        partial_ok: cfg.partial_ok,
+    };
+    let previous = runs.latest_journal()?;
+    let decision = match &previous {
+        Some(_) if cfg.discard_previous => ResumeDecision::Fresh,
+        other => kismatic_journal::resume_point(other.as_ref().map(|(_, s)| s), &identity),
+    };
+    let (writer, done, cordoned, run_id, resumed) = match decision {
+        ResumeDecision::Conflict { reason } => {
+            return Err(ExecError::Conflict(format!(
+                "{reason} (or pass --discard-journal to abandon it; its cordoned nodes are then yours to uncordon)"
+            )));
+        }
+        ResumeDecision::Resume { .. } => {
+            let Some((dir, state)) = previous else { return Err(ExecError::Step("journal vanished".into())) };
+            let done: HashSet<String> = state.done_steps().map(str::to_string).collect();
+            (JournalWriter::open(dir)?, done, state.cordoned.clone(), state.header.run_id.clone(), true)
+        }
+        ResumeDecision::Fresh => {
+            let run_id = run_id_now();
+            let header = Header {
+                format: kismatic_journal::FORMAT,
+                run_id: run_id.clone(),
+                started_at_ms: now_ms(),
+                identity,
+                steps: journal_steps(plan),
+            };
+            let writer = runs.create_run(&header)?;
+            // A copy of the plan file beside the journal: what this run was asked to do.
+            let _ = std::fs::copy(&inventory.plan_path, writer.dir().join("plan.yaml"));
+            (writer, HashSet::new(), BTreeSet::new(), run_id, false)
+        }
+    };
+    let run_dir = writer.dir().to_path_buf();
+    let events = match &cfg.events {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| ExecError::Step(format!("events file {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
+    let kube =
+        kismatic_kube::connect_without_retry(&cfg.kubeconfig).await.map_err(|e| ExecError::Step(e.to_string()))?;
+    let ctx = Ctx {
+        plan,
+        inventory,
+        release,
+        fleet,
+        cfg,
+        kube,
+        run_id,
+        journal: Mutex::new(writer),
+        reporter: Mutex::new(Reporter::new(events, cfg.quiet)),
+        done,
+        cordoned: Mutex::new(cordoned),
+        moved: Mutex::new(BTreeMap::new()),
+        snapshots: Mutex::new(BTreeMap::new()),
+    };
+    if resumed {
+        ctx.line(&format!("resuming run {} (journal {})", ctx.run_id, run_dir.display()));
+    } else {
+        ctx.line(&format!("run {} (journal {})", ctx.run_id, run_dir.display()));
+    }
+    let mut nodes = Vec::new();
+    let result = tokio::select! {
+        r = ctx.walk(&mut nodes) => r,
+        _ = tokio::signal::ctrl_c() => Err(ExecError::Step("interrupted (Ctrl-C)".into())),
+    };
+    match result {
+        Ok(()) => {
+            let message = if plan.partial {
+                "Partial upgrade complete. Cluster level services are still left to upgrade. These can only be \
+                 upgraded when performing a full upgrade."
+                    .to_string()
+            } else {
+                format!("The cluster was upgraded successfully to release {}.", release.version)
+            };
+            ctx.record(Event::Ended { completed: true, message: message.clone() })?;
+            Ok(Outcome { run_dir, completed: true, nodes, message, resumed })
+        }
+        Err(e) => {
+            let uncordoned = ctx.uncordon_all().await;
+            let message = format!(
+                "The upgrade stopped: {e}\n{}{}Rerun the same command to resume at the first unfinished step \
+                 (journal: {}).",
+                uncordoned,
+                ctx.snapshot_note(),
+                run_dir.join(kismatic_journal::store::JOURNAL_FILE).display()
+            );
+            let _ = ctx.record(Event::Ended { completed: false, message: e.to_string() });
+            Ok(Outcome { run_dir, completed: false, nodes, message, resumed })
+        }
+    }
+}
+
+/// Time spent waiting (restarts, health, drains) inside a step, for the event stream.
+#[derive(Default)]
+struct Waited(Duration);
+
+impl Waited {
+    async fn on<T>(&mut self, f: impl std::future::Future<Output = T>) -> T {
+        let t = Instant::now();
+        let out = f.await;
+        self.0 += t.elapsed();
+        out
+    }
+}
+
+impl Ctx<'_> {
+    fn line(&self, text: &str) {
+        if let Ok(r) = self.reporter.lock() {
+            r.line(text);
+        }
+    }
+
+    fn record(&self, event: Event) -> Result<(), ExecError> {
+        let mut j = self.journal.lock().map_err(|_| ExecError::Step("journal lock poisoned".into()))?;
+        j.append(&Record { at_ms: now_ms(), event })?;
+        Ok(())
+    }
+
+    fn emit(
+        &self,
+        phase: &str,
+        node: Option<&str>,
+        step: &str,
+        state: &str,
+        took: Option<(Duration, Duration)>,
+        message: &str,
+    ) {
+        if let Ok(mut r) = self.reporter.lock() {
+            let ev = StepEvent {
+                at_ms: now_ms(),
+                run_id: &self.run_id,
+                phase,
+                node,
+                step,
+                state,
+                duration_ms: took.map(|t| t.0.as_millis() as u64),
+                wait_ms: took.map(|t| t.1.as_millis() as u64),
+                message,
+            };
+            r.event(&ev);
+        }
+    }
+
+    /// Runs one journaled step: skipped when an earlier run finished it; otherwise `started` is made durable
+    /// before the work and `finished`/`failed` after.
+    async fn step<F>(&self, phase: &str, node: Option<&str>, id: &str, label: &str, work: F) -> Result<(), ExecError>
+    where
+        F: AsyncFnOnce(&mut Waited) -> Result<String, String>,
+    {
+        if self.done.contains(id) {
+            self.emit(phase, node, id, "skipped", None, "finished by an earlier run");
+            self.line(&format!("{phase:<8} {:<12} {label}: already done", node.unwrap_or("-")));
+            return Ok(());
+        }
+        self.record(Event::Started { step: id.to_string() })?;
+        self.emit(phase, node, id, "started", None, "");
+        self.line(&format!("{phase:<8} {:<12} {label} ...", node.unwrap_or("-")));
+        let t = Instant::now();
+        let mut waited = Waited::default();
+        match work(&mut waited).await {
+            Ok(note) => {
+                self.record(Event::Finished { step: id.to_string() })?;
+                self.emit(phase, node, id, "finished", Some((t.elapsed(), waited.0)), &note);
+                let note = if note.is_empty() { String::new() } else { format!(" ({note})") };
+                self.line(&format!(
+                    "{phase:<8} {:<12} {label}: done in {:.1}s{note}",
+                    node.unwrap_or("-"),
+                    t.elapsed().as_secs_f64()
+                ));
+                Ok(())
+            }
+            Err(error) => {
+                self.record(Event::Failed { step: id.to_string(), error: error.clone() })?;
+                self.emit(phase, node, id, "failed", Some((t.elapsed(), waited.0)), &error);
+                self.line(&format!("{phase:<8} {:<12} {label}: FAILED: {error}", node.unwrap_or("-")));
+                Err(ExecError::Step(format!("{id}: {error}")))
+            }
+        }
+    }
+
+    async fn walk(&self, nodes: &mut Vec<(String, Duration, String)>) -> Result<(), ExecError> {
+        for cluster in snapshot_clusters(self.plan) {
+            self.snapshot(&cluster).await?;
+        }
+        for phase in &self.plan.phases {
+            for batch in &phase.batches {
+                let started = Instant::now();
+                let results =
+                    futures::future::join_all(batch.nodes.iter().map(|np| self.upgrade_node(phase.kind, np))).await;
+                let mut first_err = None;
+                for (np, r) in batch.nodes.iter().zip(results) {
+                    let outcome = match &r {
+                        Ok(()) => "upgraded".to_string(),
+                        Err(e) => format!("failed: {e}"),
+                    };
+                    nodes.push((np.host.clone(), started.elapsed(), outcome));
+                    if let Err(e) = r {
+                        first_err.get_or_insert(e);
+                    }
+                }
+                if let Some(e) = first_err {
+                    return Err(e);
+                }
+            }
+            for s in &phase.services {
+                self.service(phase.kind, s).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn node(&self, host: &str) -> Result<&Node, ExecError> {
+        self.inventory
+            .nodes
+            .iter()
+            .find(|n| n.host == host)
+            .ok_or_else(|| ExecError::Step(format!("node {host} is in the plan but not in the plan file")))
+    }
+
+    async fn session(&self, node: &Node) -> Result<NodeSession, ExecError> {
+        self.fleet.connect(&Target::new(&node.host, &node.ip)).await.map_err(|e| ExecError::Step(e.to_string()))
+    }
+
+    fn etcd_hosts(&self) -> BTreeMap<String, String> {
+        self.inventory.nodes_with_role(Role::Etcd).map(|n| (n.host.clone(), n.ip.clone())).collect()
+    }
+
+    /// Snapshot of one etcd cluster before its first member is touched, verified with `snapshot status`.
+    async fn snapshot(&self, cluster: &str) -> Result<(), ExecError> {
+        let path = format!("{SNAPSHOT_DIR}/{cluster}-{}.db", self.run_id);
+        let Some(first) = self.inventory.nodes_with_role(Role::Etcd).next() else { return Ok(()) };
+        self.snapshots.lock().map(|mut s| s.insert(cluster.to_string(), format!("{}:{path}", first.host))).ok();
+        let session = self.session(first).await?;
+        let hosts = self.etcd_hosts();
+        let label = format!("snapshot {cluster}");
+        let r = self
+            .step("etcd", Some(&first.host), &snapshot_step(cluster), &label, async |w: &mut Waited| {
+                let access = etcd::access(&session, cluster).await.map_err(|e| e.to_string())?;
+                let facts = etcd::cluster_facts(&session, &access, &hosts).await.map_err(|e| e.to_string())?;
+                if let Some(p) = etcd::quorum_problem(&facts) {
+                    return Err(format!("not taking a snapshot of an unhealthy cluster: {p}"));
+                }
+                let info = w.on(etcd::snapshot(&session, &access, &path)).await.map_err(|e| e.to_string())?;
+                Ok(format!(
+                    "{}:{path}, {} keys, revision {}, {} bytes, verified",
+                    first.host, info.total_key, info.revision, info.total_size
+                ))
+            })
+            .await;
+        session.close().await;
+        r
+    }
+
+    async fn upgrade_node(&self, phase: PhaseKind, np: &NodePlan) -> Result<(), ExecError> {
+        let node = self.node(&np.host)?;
+        if np.steps.iter().all(|s| self.done.contains(&s.id)) {
+            return Ok(());
+        }
+        let session = self.session(node).await?;
+        let r = self.node_steps(phase, np, node, &session).await;
+        session.close().await;
+        r
+    }
+
+    async fn node_steps(&self, phase: PhaseKind, np: &NodePlan, node: &Node, s: &NodeSession) -> Result<(), ExecError> {
+        let ph = phase.as_str();
+        let host = node.host.as_str();
+        for step in &np.steps {
+            match &step.action {
+                Action::Cordon => {
+                    self.step(ph, Some(host), &step.id, "cordon", async |_: &mut Waited| {
+                        kismatic_kube::ops::cordon(&self.kube, host).await.map_err(|e| e.to_string())?;
+                        self.cordoned.lock().map(|mut c| c.insert(host.to_string())).ok();
+                        self.record(Event::Cordoned { node: host.to_string() }).map_err(|e| e.to_string())?;
+                        Ok(String::new())
+                    })
+                    .await?
+                }
+                Action::Drain => {
+                    self.step(ph, Some(host), &step.id, "drain", async |w: &mut Waited| {
+                        let moved = w
+                            .on(kismatic_kube::ops::drain(&self.kube, host, self.cfg.drain_timeout))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let note = format!("{} workload(s) moved", moved.len());
+                        self.moved.lock().map(|mut m| m.insert(host.to_string(), moved)).ok();
+                        Ok(note)
+                    })
+                    .await?
+                }
+                Action::Upgrade { component, from, to, .. } => {
+                    let c = self.component(component)?;
+                    let label = format!("upgrade {component} {} → {to}", from.as_deref().unwrap_or("none"));
+                    self.step(ph, Some(host), &step.id, &label, async |w: &mut Waited| {
+                        self.upgrade_component(node, s, c, w).await
+                    })
+                    .await?
+                }
+                Action::WriteMarkers { kismatic_version, .. } => {
+                    self.step(ph, Some(host), &step.id, "write version markers", async |_: &mut Waited| {
+                        let on_node =
+                            self.release.components_for_roles(&node.roles).filter(|c| c.delivery != Delivery::Manifest);
+                        let (_, mut versions) = install::marker_texts(self.release, on_node);
+                        // On-cluster services are recorded in the masters' markers; keep those entries.
+                        if node.has_role(Role::Master) {
+                            versions =
+                                merge_service_markers(s, self.release, &versions).await.map_err(|e| e.to_string())?;
+                        }
+                        install::write_markers(s, kismatic_version, &versions).await.map_err(|e| e.to_string())?;
+                        Ok(format!("at {kismatic_version}"))
+                    })
+                    .await?
+                }
+                Action::Uncordon => {
+                    self.step(ph, Some(host), &step.id, "uncordon and wait for workloads", async |w: &mut Waited| {
+                        kismatic_kube::ops::uncordon(&self.kube, host).await.map_err(|e| e.to_string())?;
+                        self.cordoned.lock().map(|mut c| c.remove(host)).ok();
+                        self.record(Event::Uncordoned { node: host.to_string() }).map_err(|e| e.to_string())?;
+                        let moved = self.moved.lock().ok().and_then(|m| m.get(host).cloned()).unwrap_or_default();
+                        w.on(kismatic_kube::ops::wait_workloads_ready(
+                            &self.kube,
+                            &moved,
+                            self.cfg.stable_for,
+                            self.cfg.workload_timeout,
+                        ))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                        Ok(format!("{} workload(s) ready", moved.len()))
+                    })
+                    .await?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn component(&self, name: &str) -> Result<&Component, ExecError> {
+        self.release.component(name).ok_or_else(|| {
+            ExecError::Step(format!("component {name} is planned but not in release {}", self.release.version))
+        })
+    }
+
+    async fn upgrade_component(
+        &self,
+        node: &Node,
+        s: &NodeSession,
+        c: &Component,
+        w: &mut Waited,
+    ) -> Result<String, String> {
+        if ETCD_CLUSTERS.contains(&c.name.as_str()) {
+            return self.upgrade_etcd_member(node, s, c, w).await;
+        }
+        let changed = match c.delivery {
+            Delivery::Binary => install::install_binary(s, self.release, c).await.map_err(|e| e.to_string())?.changed,
+            Delivery::Package => {
+                install::install_package(s, self.release, c, self.inventory.disable_package_installation)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .changed
+            }
+            Delivery::Manifest => return Ok("applied with the services".into()),
+        };
+        let has_service = c.delivery == Delivery::Binary || c.service.is_some();
+        if has_service && (changed || self.cfg.restart_services) {
+            w.on(install::restart(s, c)).await.map_err(|e| e.to_string())?;
+        }
+        w.on(install::wait_running(s, c, self.cfg.node_timeout)).await.map_err(|e| e.to_string())?;
+        match c.name.as_str() {
+            "kube-apiserver" => {
+                let url = format!("https://{}:{}", node.internal_ip, self.cfg.apiserver_port);
+                w.on(self.wait_apiserver(&url, &c.version)).await?;
+            }
+            "kubelet" => {
+                w.on(kismatic_kube::ops::wait_node_ready(&self.kube, &node.host, &c.version, self.cfg.node_timeout))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            _ => {}
+        }
+        Ok(if changed { format!("running {}", c.version) } else { format!("already at {}", c.version) })
+    }
+
+    /// The master's own API server must answer `/readyz` and report the target in `/version`.
+    async fn wait_apiserver(&self, url: &str, version: &str) -> Result<(), String> {
+        let client = kismatic_kube::connect_to(&self.cfg.kubeconfig, url).await.map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + self.cfg.node_timeout;
+        loop {
+            let last = match kismatic_kube::ready_version(&client).await {
+                Ok(v) if kismatic_core::version::same(&v, version) => return Ok(()),
+                Ok(v) => format!("ready at {v}"),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "API server {url} not ready at {version} within {}s (last: {last})",
+                    self.cfg.node_timeout.as_secs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// One etcd member: the cluster must be healthy with a leader before; after the restart this member must be
+    /// healthy at the target version. If it does not come back, it is rolled back to `previous` and the run stops.
+    async fn upgrade_etcd_member(
+        &self,
+        node: &Node,
+        s: &NodeSession,
+        c: &Component,
+        w: &mut Waited,
+    ) -> Result<String, String> {
+        let hosts = self.etcd_hosts();
+        let access = etcd::access(s, &c.name).await.map_err(|e| e.to_string())?;
+        let before = etcd::cluster_facts(s, &access, &hosts).await.map_err(|e| e.to_string())?;
+        if let Some(p) = etcd::quorum_problem(&before) {
+            return Err(format!("not upgrading {} on {}: {p}", c.name, node.host));
+        }
+        let outcome = install::install_binary(s, self.release, c).await.map_err(|e| e.to_string())?;
+        if outcome.changed || self.cfg.restart_services {
+            w.on(install::restart(s, c)).await.map_err(|e| e.to_string())?;
+        }
+        let healthy = w.on(self.wait_member(s, &access, &hosts, &node.host, &c.version)).await;
+        match healthy {
+            Ok(()) => Ok(format!("member healthy at {}", c.version)),
+            Err(why) => {
+                let rolled = install::rollback_binary(s, c).await;
+                let after = match rolled {
+                    Ok(prev) => {
+                        let back = w.on(self.wait_member(s, &access, &hosts, &node.host, &prev)).await;
+                        match back {
+                            Ok(()) => format!("rolled back to {prev}; the cluster is healthy"),
+                            Err(e) => format!("rolled back to {prev}, but the member is still not healthy: {e}"),
+                        }
+                    }
+                    Err(e) => format!("rollback failed: {e}"),
+                };
+                Err(format!(
+                    "member {} of {} did not come back healthy at {}: {why}; {after}",
+                    node.host, c.name, c.version
+                ))
+            }
+        }
+    }
+
+    async fn wait_member(
+        &self,
+        s: &NodeSession,
+        access: &EtcdAccess,
+        hosts: &BTreeMap<String, String>,
+        host: &str,
+        version: &str,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + self.cfg.node_timeout;
+        loop {
+            let last = match etcd::cluster_facts(s, access, hosts).await {
+                Ok(f) => {
+                    let me = f.members.iter().find(|m| m.node.as_deref() == Some(host));
+                    match me {
+                        Some(m)
+                            if m.healthy == Some(true)
+                                && m.version.as_deref() == Some(version)
+                                && f.leader.is_some() =>
+                        {
+                            return Ok(());
+                        }
+                        Some(m) => format!(
+                            "healthy={:?} version={} leader={}",
+                            m.healthy,
+                            m.version.as_deref().unwrap_or("?"),
+                            f.leader.as_deref().unwrap_or("none")
+                        ),
+                        None => "member not listed".into(),
+                    }
+                }
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(format!("not healthy within {}s (last: {last})", self.cfg.node_timeout.as_secs()));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn service(&self, phase: PhaseKind, step: &ServiceStep) -> Result<(), ExecError> {
+        let c = self.component(&step.component)?;
+        let label = format!("apply {} {} → {}", c.name, step.from.as_deref().unwrap_or("none"), step.to);
+        self.step(phase.as_str(), None, &step.id, &label, async |w: &mut Waited| {
+            let path = self.release.dir.join(&c.artifact.file);
+            let digest = kismatic_release::sha256_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            if digest != c.artifact.sha256 {
+                return Err(format!(
+                    "{}: sha256 {digest} does not match the release ({})",
+                    path.display(),
+                    c.artifact.sha256
+                ));
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let applied = kismatic_kube::apply::apply(&self.kube, &path.display().to_string(), &text)
+                .await
+                .map_err(|e| e.to_string())?;
+            w.on(kismatic_kube::apply::wait_rollout(&self.kube, &applied, self.cfg.workload_timeout))
+                .await
+                .map_err(|e| e.to_string())?;
+            // Recorded in every master's component-versions marker.
+            for m in self.inventory.nodes_with_role(Role::Master) {
+                let s = self.fleet.connect(&Target::new(&m.host, &m.ip)).await.map_err(|e| e.to_string())?;
+                let r = set_marker_entries(&s, &[(c.name.as_str(), c.version.as_str())]).await;
+                s.close().await;
+                r.map_err(|e| e.to_string())?;
+            }
+            Ok(format!("{} object(s) applied and rolled out", applied.len()))
+        })
+        .await
+    }
+
+    /// Uncordons every node this run (or the interrupted run it resumed) cordoned; returns a sentence for the
+    /// exit message.
+    async fn uncordon_all(&self) -> String {
+        let nodes: Vec<String> = self.cordoned.lock().map(|c| c.iter().cloned().collect()).unwrap_or_default();
+        if nodes.is_empty() {
+            return String::new();
+        }
+        let mut ok = Vec::new();
+        let mut failed = Vec::new();
+        for n in nodes {
+            match kismatic_kube::ops::uncordon(&self.kube, &n).await {
+                Ok(()) => {
+                    let _ = self.record(Event::Uncordoned { node: n.clone() });
+                    ok.push(n);
+                }
+                Err(e) => failed.push(format!("{n} ({e})")),
+            }
+        }
+        let mut s = String::new();
+        if !ok.is_empty() {
+            s.push_str(&format!("Uncordoned {} (cordoned by this run).\n", ok.join(", ")));
+        }
+        if !failed.is_empty() {
+            s.push_str(&format!("Could NOT uncordon {}: run `kubectl uncordon` for them.\n", failed.join(", ")));
+        }
+        s
+    }
+
+    fn snapshot_note(&self) -> String {
+        let snaps = self.snapshots.lock().map(|s| s.clone()).unwrap_or_default();
+        snaps.iter().map(|(c, loc)| format!("The {c} snapshot taken before the upgrade is at {loc}.\n")).collect()
+    }
+}
+
+/// Component-versions text for a master: its own components plus the service entries already recorded.
+async fn merge_service_markers(s: &NodeSession, release: &Release, own: &str) -> Result<String, NodeError> {
+    let existing = read_marker_map(s).await?;
+    let mut text = own.to_string();
+    for c in release.components.iter().filter(|c| c.delivery == Delivery::Manifest) {
+        if let Some(v) = existing.get(&c.name) {
+            text.push_str(&format!("{}: {v}\n", c.name));
+        }
+    }
+    Ok(text)
+}
+
+async fn read_marker_map(s: &NodeSession) -> Result<BTreeMap<String, String>, NodeError> {
+    let out = s.output("cat", &["--", "/etc/component-versions"], None).await?;
+    Ok(parse_marker_lines(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `key: value` lines of the component-versions marker (values may be quoted).
+fn parse_marker_lines(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+        .filter(|(k, v)| !k.is_empty() && !k.starts_with('#') && !v.is_empty())
+        .collect()
+}
+
+/// Sets entries in a node's component-versions marker, keeping the others.
+async fn set_marker_entries(s: &NodeSession, entries: &[(&str, &str)]) -> Result<(), NodeError> {
+    let mut map = read_marker_map(s).await?;
+    for (k, v) in entries {
+        map.insert((*k).to_string(), (*v).to_string());
+    }
+    let text: String = map.iter().map(|(k, v)| format!("{k}: \"{v}\"\n")).collect();
+    s.write_file("/etc/component-versions", text.as_bytes(), 0o644).await
+}
+
+impl From<InstallError> for ExecError {
+    fn from(e: InstallError) -> Self {
+        ExecError::Step(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_utc_timestamps() {
+        let id = run_id_now();
+        assert_eq!(id.len(), 16, "{id}");
+        assert!(id.ends_with('Z') && id.as_bytes()[8] == b'T', "{id}");
+    }
+
+    #[test]
+    fn marker_lines() {
+        let m = parse_marker_lines("etcd: \"3.5.1\"\nkubernetes: v1.34.1\n# c\nbad\n");
+        assert_eq!(m["etcd"], "3.5.1");
+        assert_eq!(m["kubernetes"], "v1.34.1");
+        assert_eq!(m.len(), 2);
+    }
+}
