@@ -3,5 +3,7 @@
 
 pub mod etcd;
 pub mod events;
+pub mod gather;
 pub mod install;
 pub mod run;
+pub mod time;

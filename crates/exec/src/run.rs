@@ -15,7 +15,7 @@ use kismatic_release::{Component, Delivery, Release};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Components that are etcd clusters (upgraded member by member under quorum gates).
 pub const ETCD_CLUSTERS: [&str; 2] = ["etcd", "etcd-networking"];
@@ -86,27 +86,6 @@ struct Ctx<'a> {
     snapshots: Mutex<BTreeMap<String, String>>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-fn run_id_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    // UTC timestamp without a date library: days since the epoch → civil date (Howard Hinnant's algorithm).
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 /// Journal step ids of a plan, in execution order: an etcd snapshot per upgraded etcd cluster first.
 pub fn journal_steps(plan: &UpgradePlan) -> Vec<String> {
     let mut steps: Vec<String> = snapshot_clusters(plan).into_iter().map(|c| snapshot_step(&c)).collect();
@@ -174,11 +153,11 @@ pub async fn execute(
             (JournalWriter::open(dir)?, done, state.cordoned.clone(), state.header.run_id.clone(), true)
         }
         ResumeDecision::Fresh => {
-            let run_id = run_id_now();
+            let run_id = crate::time::compact_now();
             let header = Header {
                 format: kismatic_journal::FORMAT,
                 run_id: run_id.clone(),
-                started_at_ms: now_ms(),
+                started_at_ms: crate::time::now_ms(),
                 identity,
                 steps: journal_steps(plan),
             };
@@ -275,7 +254,7 @@ impl Ctx<'_> {
 
     fn record(&self, event: Event) -> Result<(), ExecError> {
         let mut j = self.journal.lock().map_err(|_| ExecError::Step("journal lock poisoned".into()))?;
-        j.append(&Record { at_ms: now_ms(), event })?;
+        j.append(&Record { at_ms: crate::time::now_ms(), event })?;
         Ok(())
     }
 
@@ -290,7 +269,7 @@ impl Ctx<'_> {
     ) {
         if let Ok(mut r) = self.reporter.lock() {
             let ev = StepEvent {
-                at_ms: now_ms(),
+                at_ms: crate::time::now_ms(),
                 run_id: &self.run_id,
                 phase,
                 node,
@@ -755,13 +734,6 @@ impl From<InstallError> for ExecError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn run_ids_are_utc_timestamps() {
-        let id = run_id_now();
-        assert_eq!(id.len(), 16, "{id}");
-        assert!(id.ends_with('Z') && id.as_bytes()[8] == b'T', "{id}");
-    }
 
     #[test]
     fn marker_lines() {

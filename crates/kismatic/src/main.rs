@@ -4,6 +4,8 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod common;
+mod facts;
 mod info;
 mod upgrade;
 
@@ -18,6 +20,8 @@ struct Cli {
 enum Command {
     /// Print the version of the cluster and of every node, and drift between markers and what actually runs.
     Info(info::InfoArgs),
+    /// Gather every fact the upgrade analysis reads (nodes, Kubernetes API, etcd) into one JSON document.
+    Facts(facts::FactsArgs),
     /// Upgrade the cluster to the target release.
     #[command(subcommand)]
     Upgrade(upgrade::UpgradeCommand),
@@ -27,6 +31,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(args) => info::run(args),
+        Command::Facts(args) => facts::run(args),
         Command::Upgrade(cmd) => upgrade::run(cmd),
     };
     match result {
