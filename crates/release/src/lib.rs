@@ -1,1 +1,513 @@
-//! kismatic-release
+//! kismatic-release: the release directory (`release.yaml` + artifacts), parsed, validated and verified.
+//!
+//! The format is stable and documented in `docs/release-format.md`. Parsing is two-step, like cargo-deny: the raw
+//! YAML model (with source locations) is deserialized with unknown keys refused, then validated into a checked
+//! [`Release`]; validation reports every problem at once, each with `file:line:col`.
+
+use kismatic_plan::Role;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io::Read;
+use std::path::{Component as PathComponent, Path, PathBuf};
+
+/// The only `format:` this build understands.
+pub const RELEASE_FORMAT: u32 = 1;
+/// File name of the manifest inside a release directory.
+pub const RELEASE_FILE: &str = "release.yaml";
+
+// ---------------------------------------------------------------------------------------------------------------
+// Checked model
+// ---------------------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// The release directory (artifact paths are relative to it).
+    pub dir: PathBuf,
+    /// Kismatic release version, e.g. `1.1.0` (written to `/etc/kismatic-version`).
+    pub version: semver::Version,
+    /// The `kubernetes:` marker value, with its leading `v`, e.g. `v1.34.1`.
+    pub kubernetes: String,
+    pub components: Vec<Component>,
+}
+
+impl Release {
+    pub fn component(&self, name: &str) -> Option<&Component> {
+        self.components.iter().find(|c| c.name == name)
+    }
+
+    /// Components installed on a node with these roles (binary and package deliveries), in release order.
+    pub fn components_for_roles<'a>(&'a self, roles: &'a [Role]) -> impl Iterator<Item = &'a Component> + 'a {
+        self.components
+            .iter()
+            .filter(move |c| c.delivery != Delivery::Manifest && c.roles.iter().any(|r| roles.contains(r)))
+    }
+
+    /// Sum of the artifact sizes a node with these roles receives (for the disk-space check).
+    pub fn artifact_bytes_for_roles(&self, roles: &[Role]) -> u64 {
+        self.components_for_roles(roles).map(|c| c.artifact.size + c.unit.as_ref().map_or(0, |u| u.size)).sum()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    Binary,
+    Package,
+    Manifest,
+}
+
+impl fmt::Display for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Delivery::Binary => "binary",
+            Delivery::Package => "package",
+            Delivery::Manifest => "manifest",
+        })
+    }
+}
+
+/// When a `manifest` component is applied: with the on-cluster registry, or with the other services after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServicePhase {
+    Registry,
+    Services,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Component {
+    pub name: String,
+    /// As written (a leading `v` is kept); validated to be semver after stripping it.
+    pub version: String,
+    pub delivery: Delivery,
+    /// Empty for `manifest` components.
+    pub roles: Vec<Role>,
+    /// systemd unit name without `.service` (binary and package; defaults to the component name).
+    pub service: Option<String>,
+    pub artifact: Artifact,
+    /// binary only.
+    pub unit: Option<Artifact>,
+    /// package only: the OS package name.
+    pub package: Option<String>,
+    /// manifest only.
+    pub phase: Option<ServicePhase>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifact {
+    /// Relative to the release directory.
+    pub file: PathBuf,
+    /// Lower-case hex.
+    pub sha256: String,
+    /// Size in bytes when the release was loaded.
+    pub size: u64,
+}
+
+/// Parses a version the way the tool compares them: a leading `v` is stripped, then strict semver.
+pub fn parse_version(s: &str) -> Result<semver::Version, semver::Error> {
+    semver::Version::parse(s.strip_prefix('v').unwrap_or(s))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------------------------
+
+/// One validation problem at a place in `release.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Syntax { path: PathBuf, line: u64, column: u64, message: String },
+    #[error("{}", fmt_problems(path, problems))]
+    Invalid { path: PathBuf, problems: Vec<Problem> },
+}
+
+fn fmt_problems(path: &Path, problems: &[Problem]) -> String {
+    let mut out = format!("{} is not a valid release ({} problem(s)):", path.display(), problems.len());
+    for p in problems {
+        out.push_str(&format!("\n  {}:{}:{}: {}", path.display(), p.line, p.column, p.message));
+    }
+    out
+}
+
+/// A digest that did not match (or an artifact that could not be read) during [`verify_artifacts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestProblem {
+    pub component: String,
+    pub file: PathBuf,
+    pub expected: String,
+    /// `Err` holds the I/O error text.
+    pub actual: Result<String, String>,
+}
+
+impl fmt::Display for DigestProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.actual {
+            Ok(actual) => write!(
+                f,
+                "{}: {}: sha256 mismatch: release.yaml says {}, file has {}",
+                self.component,
+                self.file.display(),
+                self.expected,
+                actual
+            ),
+            Err(e) => write!(f, "{}: {}: cannot read: {e}", self.component, self.file.display()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Raw model
+// ---------------------------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelease {
+    format: Spanned<u32>,
+    version: Spanned<String>,
+    kubernetes: Spanned<String>,
+    components: Spanned<Vec<RawComponent>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawComponent {
+    name: Spanned<String>,
+    version: Spanned<String>,
+    delivery: Spanned<Delivery>,
+    #[serde(default)]
+    roles: Option<Spanned<Vec<Role>>>,
+    #[serde(default)]
+    service: Option<Spanned<String>>,
+    artifact: Spanned<RawArtifact>,
+    #[serde(default)]
+    unit: Option<Spanned<RawArtifact>>,
+    #[serde(default)]
+    package: Option<Spanned<String>>,
+    #[serde(default)]
+    phase: Option<Spanned<ServicePhase>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArtifact {
+    file: Spanned<String>,
+    sha256: Spanned<String>,
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Loads and validates `DIR/release.yaml`, checking that every artifact exists inside `DIR`.
+pub fn load_dir(dir: &Path) -> Result<Release, ReleaseError> {
+    let path = dir.join(RELEASE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| ReleaseError::Io { path: path.clone(), source })?;
+    parse(dir, &path, &text)
+}
+
+/// Parses and validates release text; `dir` is where artifacts are looked up, `path` names the file in messages.
+pub fn parse(dir: &Path, path: &Path, text: &str) -> Result<Release, ReleaseError> {
+    let raw: RawRelease = serde_saphyr::from_str(text).map_err(|e| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        ReleaseError::Syntax { path: path.to_path_buf(), line, column, message: first_line(&e.to_string()) }
+    })?;
+    let mut v = Validator { dir, problems: Vec::new() };
+    let release = v.release(raw);
+    if v.problems.is_empty() {
+        Ok(release)
+    } else {
+        Err(ReleaseError::Invalid { path: path.to_path_buf(), problems: v.problems })
+    }
+}
+
+fn first_line(s: &str) -> String {
+    // serde-saphyr renders a snippet after the message; the location is reported separately.
+    s.lines().next().unwrap_or_default().to_string()
+}
+
+struct Validator<'a> {
+    dir: &'a Path,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn problem<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            line: at.referenced.line(),
+            column: at.referenced.column(),
+            message: message.into(),
+        });
+    }
+
+    fn release(&mut self, raw: RawRelease) -> Release {
+        if raw.format.value != RELEASE_FORMAT {
+            self.problem(
+                &raw.format,
+                format!("unsupported format {}: this kismatic reads format {RELEASE_FORMAT}", raw.format.value),
+            );
+        }
+        let version = if raw.version.value.starts_with('v') {
+            self.problem(
+                &raw.version,
+                format!("version {:?} must be written without a leading \"v\"", raw.version.value),
+            );
+            semver::Version::new(0, 0, 0)
+        } else {
+            match semver::Version::parse(&raw.version.value) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.problem(&raw.version, format!("version {:?} is not semver: {e}", raw.version.value));
+                    semver::Version::new(0, 0, 0)
+                }
+            }
+        };
+        match raw.kubernetes.value.strip_prefix('v') {
+            None => self.problem(
+                &raw.kubernetes,
+                format!("kubernetes {:?} must start with \"v\" (e.g. v1.34.1)", raw.kubernetes.value),
+            ),
+            Some(rest) => {
+                if let Err(e) = semver::Version::parse(rest) {
+                    self.problem(&raw.kubernetes, format!("kubernetes {:?} is not semver: {e}", raw.kubernetes.value));
+                }
+            }
+        }
+        if raw.components.value.is_empty() {
+            self.problem(&raw.components, "a release needs at least one component");
+        }
+        let mut names = BTreeSet::new();
+        let mut files = BTreeSet::new();
+        let mut components = Vec::new();
+        for c in raw.components.value {
+            if !names.insert(c.name.value.clone()) {
+                self.problem(&c.name, format!("component {:?} is listed twice", c.name.value));
+            }
+            let comp = self.component(c, &mut files);
+            components.push(comp);
+        }
+        Release { dir: self.dir.to_path_buf(), version, kubernetes: raw.kubernetes.value, components }
+    }
+
+    fn component(&mut self, c: RawComponent, files: &mut BTreeSet<PathBuf>) -> Component {
+        let name = c.name.value.clone();
+        if !valid_name(&name) {
+            self.problem(
+                &c.name,
+                format!("component name {name:?} must be lower-case letters, digits and '-', starting with a letter"),
+            );
+        }
+        if let Err(e) = parse_version(&c.version.value) {
+            self.problem(&c.version, format!("{name}: version {:?} is not semver: {e}", c.version.value));
+        }
+        let delivery = c.delivery.value;
+        let roles = match (&c.roles, delivery) {
+            (Some(r), Delivery::Manifest) => {
+                self.problem(r, format!("{name}: a manifest component is applied through the API and has no roles"));
+                Vec::new()
+            }
+            (Some(r), _) => {
+                if r.value.is_empty() {
+                    self.problem(r, format!("{name}: roles must not be empty"));
+                }
+                let mut seen = BTreeSet::new();
+                for role in &r.value {
+                    if !seen.insert(*role) {
+                        self.problem(r, format!("{name}: role {role} is listed twice"));
+                    }
+                }
+                r.value.clone()
+            }
+            (None, Delivery::Manifest) => Vec::new(),
+            (None, _) => {
+                self.problem(&c.delivery, format!("{name}: a {delivery} component needs `roles`"));
+                Vec::new()
+            }
+        };
+        let service = match (&c.service, delivery) {
+            (Some(s), Delivery::Manifest) => {
+                self.problem(s, format!("{name}: `service` is only for binary and package components"));
+                None
+            }
+            (Some(s), _) => {
+                if !valid_unit_name(&s.value) {
+                    self.problem(s, format!("{name}: service {:?} is not a valid systemd unit name", s.value));
+                }
+                if s.value.ends_with(".service") {
+                    self.problem(s, format!("{name}: write the service without the \".service\" suffix"));
+                }
+                Some(s.value.clone())
+            }
+            (None, Delivery::Manifest) => None,
+            (None, _) => Some(name.clone()),
+        };
+        let unit = match (c.unit, delivery) {
+            (Some(u), Delivery::Binary) => Some(self.artifact(&name, u, files)),
+            (Some(u), _) => {
+                self.problem(&u, format!("{name}: `unit` is only for binary components"));
+                None
+            }
+            (None, Delivery::Binary) => {
+                self.problem(&c.delivery, format!("{name}: a binary component needs `unit` (its systemd unit file)"));
+                None
+            }
+            (None, _) => None,
+        };
+        let package = match (&c.package, delivery) {
+            (Some(p), Delivery::Package) => {
+                if !valid_package_name(&p.value) {
+                    self.problem(p, format!("{name}: package {:?} is not a valid package name", p.value));
+                }
+                Some(p.value.clone())
+            }
+            (Some(p), _) => {
+                self.problem(p, format!("{name}: `package` is only for package components"));
+                None
+            }
+            (None, Delivery::Package) => {
+                self.problem(&c.delivery, format!("{name}: a package component needs `package` (the OS package name)"));
+                None
+            }
+            (None, _) => None,
+        };
+        let phase = match (&c.phase, delivery) {
+            (Some(p), Delivery::Manifest) => Some(p.value),
+            (Some(p), _) => {
+                self.problem(p, format!("{name}: `phase` is only for manifest components"));
+                None
+            }
+            (None, Delivery::Manifest) => Some(ServicePhase::Services),
+            (None, _) => None,
+        };
+        let artifact = self.artifact(&name, c.artifact, files);
+        Component { name, version: c.version.value, delivery, roles, service, artifact, unit, package, phase }
+    }
+
+    fn artifact(&mut self, comp: &str, a: Spanned<RawArtifact>, files: &mut BTreeSet<PathBuf>) -> Artifact {
+        let RawArtifact { file, sha256 } = a.value;
+        let sha = sha256.value.to_ascii_lowercase();
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            self.problem(&sha256, format!("{comp}: sha256 {:?} must be 64 hexadecimal digits", sha256.value));
+        }
+        let rel = PathBuf::from(&file.value);
+        let mut size = 0;
+        if let Some(msg) = unsafe_relative_path(&file.value) {
+            self.problem(&file, format!("{comp}: file {:?} {msg}", file.value));
+        } else {
+            if !files.insert(rel.clone()) {
+                // Two components sharing a file is legal but almost always a copy-paste slip; refuse it.
+                self.problem(&file, format!("{comp}: file {:?} is already used by another entry", file.value));
+            }
+            match self.check_inside(&rel) {
+                Ok(s) => size = s,
+                Err(msg) => self.problem(&file, format!("{comp}: file {:?} {msg}", file.value)),
+            }
+        }
+        Artifact { file: rel, sha256: sha, size }
+    }
+
+    /// The file must exist, be a regular file, and (after following symlinks) stay inside the release directory.
+    fn check_inside(&self, rel: &Path) -> Result<u64, String> {
+        let full = self.dir.join(rel);
+        let meta = std::fs::metadata(&full).map_err(|e| format!("cannot be read: {e}"))?;
+        if !meta.is_file() {
+            return Err("is not a regular file".into());
+        }
+        let root = std::fs::canonicalize(self.dir).map_err(|e| format!("release directory cannot be read: {e}"))?;
+        let real = std::fs::canonicalize(&full).map_err(|e| format!("cannot be resolved: {e}"))?;
+        if !real.starts_with(&root) {
+            return Err(format!("resolves to {} outside the release directory", real.display()));
+        }
+        Ok(meta.len())
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn valid_unit_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && !s.starts_with('-')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'.' | b'_' | b'-' | b':'))
+}
+
+/// Debian policy: lower case letters, digits, `+ - .`, at least two characters, starting alphanumeric.
+fn valid_package_name(s: &str) -> bool {
+    s.len() >= 2
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.'))
+}
+
+fn unsafe_relative_path(s: &str) -> Option<&'static str> {
+    if s.is_empty() {
+        return Some("is empty");
+    }
+    let p = Path::new(s);
+    if p.is_absolute() {
+        return Some("must be relative to the release directory");
+    }
+    for c in p.components() {
+        match c {
+            PathComponent::ParentDir => return Some("must not contain \"..\""),
+            PathComponent::Normal(_) | PathComponent::CurDir => {}
+            _ => return Some("must be relative to the release directory"),
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Digests
+// ---------------------------------------------------------------------------------------------------------------
+
+/// sha256 of a file, lower-case hex, streamed.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Checks every artifact (and unit file) of the release against its digest; returns every problem found.
+pub fn verify_artifacts(release: &Release) -> Vec<DigestProblem> {
+    let mut problems = Vec::new();
+    for c in &release.components {
+        for a in std::iter::once(&c.artifact).chain(c.unit.as_ref()) {
+            let actual = sha256_file(&release.dir.join(&a.file)).map_err(|e| e.to_string());
+            if actual.as_ref().ok() != Some(&a.sha256) {
+                problems.push(DigestProblem {
+                    component: c.name.clone(),
+                    file: a.file.clone(),
+                    expected: a.sha256.clone(),
+                    actual,
+                });
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests;

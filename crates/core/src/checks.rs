@@ -1,0 +1,964 @@
+//! Checks: readiness, cluster availability and workload safety, producing [`Finding`]s with stable codes
+//! (architecture §6, documented in docs/checks.md).
+//!
+//! Everything is computed from indexes built once over the facts (pods by node, controllers and owners by uid,
+//! claims and volumes by name, PDBs by namespace), so the cost is linear in the size of the cluster, never
+//! nodes × pods.
+
+use crate::facts::{
+    Controller, EtcdClusterFacts, Facts, KubeFacts, NodeFacts, PersistentVolume, PersistentVolumeClaim, Pod,
+    PodDisruptionBudget, PodPhase, PvKind, VolumeKind,
+};
+use crate::need::{self, NodeNeed};
+use crate::version;
+use kismatic_plan::{Inventory, Node, Role};
+use kismatic_release::{Delivery, Release};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+/// Default minimum free space on `/` after the artifacts are placed: Kismatic's 1 GB.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 1_000_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    /// Data may be lost.
+    Unsafe,
+    /// Availability may be lost.
+    Unavailable,
+    /// The node cannot take the upgrade.
+    Unready,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Unsafe => "unsafe",
+            Class::Unavailable => "unavailable",
+            Class::Unready => "unready",
+        }
+    }
+}
+
+impl fmt::Display for Class {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Stable finding codes (architecture §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Code {
+    UnmanagedPod,
+    EmptydirVolume,
+    HostpathVolume,
+    HostpathPersistentVolume,
+    LocalPersistentVolume,
+    SingleReplica,
+    ReplicasOnSingleNode,
+    DaemonsetSingleNode,
+    JobPod,
+    PdbBlocksDrain,
+    UnknownController,
+    EtcdQuorum,
+    LastMaster,
+    LoadBalancerNode,
+    LastWorker,
+    IngressNode,
+    StorageNode,
+    Unreachable,
+    DiskSpace,
+    PackageMissing,
+    VersionPolicy,
+}
+
+impl Code {
+    pub const ALL: [Code; 21] = [
+        Code::UnmanagedPod,
+        Code::EmptydirVolume,
+        Code::HostpathVolume,
+        Code::HostpathPersistentVolume,
+        Code::LocalPersistentVolume,
+        Code::SingleReplica,
+        Code::ReplicasOnSingleNode,
+        Code::DaemonsetSingleNode,
+        Code::JobPod,
+        Code::PdbBlocksDrain,
+        Code::UnknownController,
+        Code::EtcdQuorum,
+        Code::LastMaster,
+        Code::LoadBalancerNode,
+        Code::LastWorker,
+        Code::IngressNode,
+        Code::StorageNode,
+        Code::Unreachable,
+        Code::DiskSpace,
+        Code::PackageMissing,
+        Code::VersionPolicy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::UnmanagedPod => "unmanaged-pod",
+            Code::EmptydirVolume => "emptydir-volume",
+            Code::HostpathVolume => "hostpath-volume",
+            Code::HostpathPersistentVolume => "hostpath-persistent-volume",
+            Code::LocalPersistentVolume => "local-persistent-volume",
+            Code::SingleReplica => "single-replica",
+            Code::ReplicasOnSingleNode => "replicas-on-single-node",
+            Code::DaemonsetSingleNode => "daemonset-single-node",
+            Code::JobPod => "job-pod",
+            Code::PdbBlocksDrain => "pdb-blocks-drain",
+            Code::UnknownController => "unknown-controller",
+            Code::EtcdQuorum => "etcd-quorum",
+            Code::LastMaster => "last-master",
+            Code::LoadBalancerNode => "load-balancer-node",
+            Code::LastWorker => "last-worker",
+            Code::IngressNode => "ingress-node",
+            Code::StorageNode => "storage-node",
+            Code::Unreachable => "unreachable",
+            Code::DiskSpace => "disk-space",
+            Code::PackageMissing => "package-missing",
+            Code::VersionPolicy => "version-policy",
+        }
+    }
+
+    pub fn class(self) -> Class {
+        use Code::*;
+        match self {
+            UnmanagedPod | EmptydirVolume | HostpathVolume | HostpathPersistentVolume | LocalPersistentVolume => {
+                Class::Unsafe
+            }
+            SingleReplica | ReplicasOnSingleNode | DaemonsetSingleNode | JobPod | PdbBlocksDrain
+            | UnknownController | EtcdQuorum | LastMaster | LoadBalancerNode | LastWorker | IngressNode
+            | StorageNode => Class::Unavailable,
+            Unreachable | DiskSpace | PackageMissing | VersionPolicy => Class::Unready,
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Plan host name.
+    pub node: String,
+    pub code: Code,
+    pub class: Class,
+    pub message: String,
+    /// The object concerned, `Kind namespace/name` (or a node, volume, component).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Online,
+    Offline,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Online => "online",
+            Mode::Offline => "offline",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOptions {
+    pub mode: Mode,
+    /// Free bytes that must remain on `/` after the artifacts are placed.
+    pub min_free_bytes: u64,
+    /// `--skip-preflight`: skip the disk-space and package checks (never unreachable or version policy).
+    pub skip_preflight: bool,
+}
+
+impl CheckOptions {
+    pub fn new(mode: Mode) -> Self {
+        CheckOptions { mode, min_free_bytes: DEFAULT_MIN_FREE_BYTES, skip_preflight: false }
+    }
+}
+
+/// The analysis: what every node needs, and every finding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    pub mode: Mode,
+    /// One per inventory node, in inventory order.
+    pub needs: Vec<NodeNeed>,
+    /// Grouped by node in inventory order.
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnalysisError {
+    #[error(
+        "online checks need the Kubernetes facts (nodes, pods, controllers, volumes, PDBs), but the facts have none; \
+         gather them with the API reachable, or use `kismatic upgrade offline`"
+    )]
+    KubeFactsMissing,
+}
+
+/// Runs every check the mode calls for on every node that needs an upgrade.
+pub fn analyze(facts: &Facts, release: &Release, opts: &CheckOptions) -> Result<Analysis, AnalysisError> {
+    let inv = &facts.inventory;
+    let by_host: HashMap<&str, &NodeFacts> = facts.nodes.iter().map(|n| (n.host.as_str(), n)).collect();
+    let node_facts = |n: &Node| by_host.get(n.host.as_str()).copied();
+    let needs: Vec<NodeNeed> = inv.nodes.iter().map(|n| need::node_need(n, node_facts(n), release)).collect();
+
+    let online = match opts.mode {
+        Mode::Online => {
+            Some(Online::new(facts.kube.as_ref().ok_or(AnalysisError::KubeFactsMissing)?, inv, release, &needs))
+        }
+        Mode::Offline => None,
+    };
+    let api_floor = api_server_floor(facts, release);
+
+    let mut findings = Vec::new();
+    for (node, need) in inv.nodes.iter().zip(&needs) {
+        if !need.needs_upgrade {
+            continue;
+        }
+        let mut out = Out { node: &node.host, findings: &mut findings };
+        readiness(&mut out, node, node_facts(node), need, release, inv, opts, api_floor.as_ref());
+        if let Some(online) = &online {
+            availability(&mut out, node, inv, &facts.etcd, online);
+            online.workloads(&mut out, node);
+        }
+    }
+    Ok(Analysis { mode: opts.mode, needs, findings })
+}
+
+struct Out<'a> {
+    node: &'a str,
+    findings: &'a mut Vec<Finding>,
+}
+
+impl Out<'_> {
+    fn push(&mut self, code: Code, message: String, object: Option<String>) {
+        self.findings.push(Finding { node: self.node.to_string(), code, class: code.class(), message, object });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Readiness
+// ---------------------------------------------------------------------------------------------------------------
+
+#[allow(clippy::too_many_arguments)]
+fn readiness(
+    out: &mut Out,
+    node: &Node,
+    nf: Option<&NodeFacts>,
+    need: &NodeNeed,
+    release: &Release,
+    inv: &Inventory,
+    opts: &CheckOptions,
+    api_floor: Option<&semver::Version>,
+) {
+    let nf = match nf {
+        Some(nf) => match &nf.read {
+            crate::facts::NodeRead::Ok => nf,
+            crate::facts::NodeRead::Unreachable { error } => {
+                out.push(Code::Unreachable, format!("node could not be read: {error}"), None);
+                return;
+            }
+        },
+        None => {
+            out.push(Code::Unreachable, "no facts were gathered for this node".into(), None);
+            return;
+        }
+    };
+    if !opts.skip_preflight {
+        disk_space(out, nf, need, release, opts.min_free_bytes);
+        if inv.disable_package_installation {
+            packages(out, nf, need, release);
+        }
+    }
+    version_policy(out, node, nf, need, release, api_floor);
+}
+
+/// Artifacts land under `/opt/kismatic` (binary) or the package cache on `/`; the minimum must remain on `/`
+/// afterwards. When the gatherer measured `/opt/kismatic` separately, the artifacts are counted there instead.
+fn disk_space(out: &mut Out, nf: &NodeFacts, need: &NodeNeed, release: &Release, min_free: u64) {
+    let artifacts: u64 = need
+        .changes
+        .iter()
+        .filter_map(|c| release.component(&c.component))
+        .map(|c| c.artifact.size + c.unit.as_ref().map_or(0, |u| u.size))
+        .sum();
+    let Some(&root) = nf.disk_free.get("/") else {
+        out.push(Code::DiskSpace, "free space on / is unknown".into(), Some("/".into()));
+        return;
+    };
+    let opt = nf.disk_free.get("/opt/kismatic").copied();
+    let root_needed = if opt.is_some() { min_free } else { min_free + artifacts };
+    if root < root_needed {
+        out.push(
+            Code::DiskSpace,
+            format!(
+                "/ has {} available, needs {} ({} minimum + {} of artifacts)",
+                bytes(root),
+                bytes(root_needed),
+                bytes(min_free),
+                bytes(root_needed - min_free)
+            ),
+            Some("/".into()),
+        );
+    }
+    if let Some(opt) = opt
+        && opt < artifacts
+    {
+        out.push(
+            Code::DiskSpace,
+            format!("/opt/kismatic has {} available, the artifacts need {}", bytes(opt), bytes(artifacts)),
+            Some("/opt/kismatic".into()),
+        );
+    }
+}
+
+fn bytes(n: u64) -> String {
+    format!("{n} bytes")
+}
+
+fn packages(out: &mut Out, nf: &NodeFacts, need: &NodeNeed, release: &Release) {
+    for change in need.changes.iter().filter(|c| c.delivery == Delivery::Package) {
+        let Some(comp) = release.component(&change.component) else { continue };
+        let pkg = comp.package.as_deref().unwrap_or(&comp.name);
+        let installed = nf.components.get(&comp.name).and_then(|o| o.installed_version.as_deref());
+        if !installed.is_some_and(|v| version::same(v, &comp.version)) {
+            out.push(
+                Code::PackageMissing,
+                format!(
+                    "package installation is disabled and {pkg} {} is not installed (installed: {})",
+                    comp.version,
+                    installed.unwrap_or("none")
+                ),
+                Some(format!("package {pkg}")),
+            );
+        }
+    }
+}
+
+const CONTROL_PLANE: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+const ETCDS: [&str; 2] = ["etcd", "etcd-networking"];
+
+/// The lowest API server version once the plan has run: the release's `kube-apiserver` (every master needing it
+/// is upgraded, or the run is blocked), or when the release does not carry one, the lowest version reported.
+fn api_server_floor(facts: &Facts, release: &Release) -> Option<semver::Version> {
+    if let Some(c) = release.component("kube-apiserver") {
+        return version::parse(&c.version);
+    }
+    let from_nodes = facts.inventory.nodes_with_role(Role::Master).filter_map(|m| {
+        let nf = facts.nodes.iter().find(|n| n.host == m.host)?;
+        need::current_version(nf, "kube-apiserver").and_then(|v| version::parse(&v))
+    });
+    let from_api =
+        facts.kube.iter().flat_map(|k| &k.api_servers).filter_map(|a| a.version.as_deref().and_then(version::parse));
+    from_nodes.chain(from_api).min_by(|a, b| a.cmp_precedence(b))
+}
+
+fn version_policy(
+    out: &mut Out,
+    node: &Node,
+    nf: &NodeFacts,
+    need: &NodeNeed,
+    release: &Release,
+    api_floor: Option<&semver::Version>,
+) {
+    if let crate::facts::Marker::Present { value } = &nf.kismatic_version
+        && value.cmp_precedence(&release.version).is_gt()
+    {
+        out.push(
+            Code::VersionPolicy,
+            format!(
+                "node is at release {value}, newer than the target {}: downgrades are not supported",
+                release.version
+            ),
+            Some("release".into()),
+        );
+    }
+    if let Some(from) = nf.component_markers.present().and_then(|m| m.get("kubernetes"))
+        && let (Some(f), Some(t)) = (version::parse(from), version::parse(&release.kubernetes))
+    {
+        step_policy(out, "kubernetes", from, &f, &release.kubernetes, &t, true);
+    }
+    for change in &need.changes {
+        let (Some(from), Some(to)) = (change.from.as_deref(), version::parse(&change.to)) else { continue };
+        let Some(f) = version::parse(from) else { continue };
+        let one_minor =
+            CONTROL_PLANE.contains(&change.component.as_str()) || ETCDS.contains(&change.component.as_str());
+        step_policy(out, &change.component, from, &f, &change.to, &to, one_minor);
+    }
+    if let Some(kubelet) = need.changes.iter().find(|c| c.component == "kubelet")
+        && let (Some(to), Some(floor)) = (version::parse(&kubelet.to), api_floor)
+        && to.cmp_precedence(floor).is_gt()
+    {
+        out.push(
+            Code::VersionPolicy,
+            format!(
+                "kubelet {} would be newer than the API servers ({}) after the upgrade",
+                kubelet.to,
+                version::with_v(floor)
+            ),
+            Some("component kubelet".into()),
+        );
+    }
+    let _ = node;
+}
+
+fn step_policy(
+    out: &mut Out,
+    comp: &str,
+    from: &str,
+    f: &semver::Version,
+    to: &str,
+    t: &semver::Version,
+    one_minor: bool,
+) {
+    if t.cmp_precedence(f).is_lt() {
+        out.push(
+            Code::VersionPolicy,
+            format!("{comp} would go from {from} down to {to}: downgrades are not supported"),
+            Some(format!("component {comp}")),
+        );
+    } else if one_minor {
+        match version::minor_step(f, t) {
+            Some(step) if step > 1 => out.push(
+                Code::VersionPolicy,
+                format!("{comp} would move {step} minor versions ({from} → {to}); upgrade one minor version at a time"),
+                Some(format!("component {comp}")),
+            ),
+            None => out.push(
+                Code::VersionPolicy,
+                format!("{comp} would change major version ({from} → {to}); not supported"),
+                Some(format!("component {comp}")),
+            ),
+            _ => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Cluster availability
+// ---------------------------------------------------------------------------------------------------------------
+
+fn availability(out: &mut Out, node: &Node, inv: &Inventory, etcd: &[EtcdClusterFacts], online: &Online) {
+    if node.has_role(Role::Etcd) {
+        etcd_quorum(out, etcd);
+    }
+    if node.has_role(Role::Master) {
+        let masters = inv.nodes_with_role(Role::Master).count();
+        if masters < 2 {
+            out.push(
+                Code::LastMaster,
+                format!("the cluster has {masters} master(s): upgrading this one brings the control plane down"),
+                None,
+            );
+        }
+        if let Some(lb) = &inv.load_balancer
+            && [&node.host, &node.ip, &node.internal_ip].iter().any(|a| a.eq_ignore_ascii_case(&lb.host))
+        {
+            out.push(
+                Code::LoadBalancerNode,
+                format!("node is the masters' load-balanced endpoint ({}:{})", lb.host, lb.port),
+                Some(format!("load balancer {}:{}", lb.host, lb.port)),
+            );
+        }
+    }
+    if node.has_role(Role::Worker) {
+        let me = usize::from(online.ready_worker_set.contains(&lower(&node.host)));
+        let others = online.ready_workers.len() - me;
+        if others < 1 {
+            out.push(
+                Code::LastWorker,
+                format!(
+                    "{} Ready worker(s) in the cluster; no other Ready worker can run the workloads of this one",
+                    online.ready_workers.len()
+                ),
+                None,
+            );
+        }
+    }
+    if node.has_role(Role::Ingress) {
+        out.push(
+            Code::IngressNode,
+            "ingress node: we cannot ensure ingress points are load balanced; clients may reach services through it"
+                .into(),
+            None,
+        );
+    }
+    if node.has_role(Role::Storage) {
+        out.push(
+            Code::StorageNode,
+            "storage node: volumes (bricks) on it become unavailable during the upgrade".into(),
+            None,
+        );
+    }
+}
+
+fn etcd_quorum(out: &mut Out, etcd: &[EtcdClusterFacts]) {
+    if !etcd.iter().any(|c| c.cluster == "etcd") {
+        out.push(
+            Code::EtcdQuorum,
+            "etcd cluster health is unknown (no etcd facts)".into(),
+            Some("etcd cluster etcd".into()),
+        );
+    }
+    for c in etcd {
+        let obj = Some(format!("etcd cluster {}", c.cluster));
+        if let Some(err) = &c.error {
+            out.push(Code::EtcdQuorum, format!("etcd cluster {} could not be read: {err}", c.cluster), obj.clone());
+            continue;
+        }
+        if c.members.len() < 3 {
+            out.push(
+                Code::EtcdQuorum,
+                format!("etcd cluster {} has {} member(s): upgrading one loses quorum", c.cluster, c.members.len()),
+                obj.clone(),
+            );
+        }
+        let unhealthy: Vec<&str> =
+            c.members.iter().filter(|m| m.healthy != Some(true)).map(|m| m.name.as_str()).collect();
+        if !unhealthy.is_empty() {
+            out.push(
+                Code::EtcdQuorum,
+                format!("etcd cluster {}: member(s) not healthy: {}", c.cluster, unhealthy.join(", ")),
+                obj.clone(),
+            );
+        }
+        if c.leader.is_none() && !c.members.is_empty() {
+            out.push(Code::EtcdQuorum, format!("etcd cluster {} reports no leader", c.cluster), obj);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Workloads
+// ---------------------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    ReplicaSet,
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    Job,
+    ReplicationController,
+}
+
+impl Kind {
+    fn from_str(s: &str) -> Option<Kind> {
+        Some(match s {
+            "ReplicaSet" => Kind::ReplicaSet,
+            "Deployment" => Kind::Deployment,
+            "StatefulSet" => Kind::StatefulSet,
+            "DaemonSet" => Kind::DaemonSet,
+            "Job" => Kind::Job,
+            "ReplicationController" => Kind::ReplicationController,
+            _ => return None,
+        })
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::ReplicaSet => "ReplicaSet",
+            Kind::Deployment => "Deployment",
+            Kind::StatefulSet => "StatefulSet",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::Job => "Job",
+            Kind::ReplicationController => "ReplicationController",
+        }
+    }
+}
+
+/// What manages a pod, at the top of its owner chain.
+#[derive(Debug, Clone, Copy)]
+enum Manager<'a> {
+    None,
+    Known(Kind, &'a Controller),
+    /// Owner of a kind we cannot reason about, or whose object is missing.
+    Unknown {
+        kind: &'a str,
+        name: &'a str,
+        missing: bool,
+    },
+}
+
+struct Online<'a> {
+    kube: &'a KubeFacts,
+    ctrls: HashMap<&'a str, (Kind, &'a Controller)>,
+    /// Lower-cased node name -> indexes of active pods on it.
+    pods_by_node: HashMap<String, Vec<u32>>,
+    managers: Vec<Manager<'a>>,
+    /// Top controller uid -> ready pods (all nodes).
+    ready_by_ctrl: HashMap<&'a str, u32>,
+    pvcs: HashMap<(&'a str, &'a str), &'a PersistentVolumeClaim>,
+    pvs: HashMap<&'a str, &'a PersistentVolume>,
+    /// PDBs by (namespace, label key, label value) of their first `matchLabels` entry: a pod only tests the PDBs
+    /// one of its own labels points at, not every PDB of its namespace.
+    pdbs_by_label: HashMap<(&'a str, &'a str, &'a str), Vec<&'a PodDisruptionBudget>>,
+    /// PDBs without `matchLabels` (expressions only, or empty), by namespace.
+    pdbs_other: HashMap<&'a str, Vec<&'a PodDisruptionBudget>>,
+    ready_workers: Vec<&'a str>,
+    /// Lower-cased names of `ready_workers`, so the per-node check is O(1).
+    ready_worker_set: HashSet<String>,
+    replaced_daemonsets: HashSet<String>,
+}
+
+fn is_active(p: &Pod) -> bool {
+    !matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed) && !p.mirror
+}
+
+fn lower(s: &str) -> String {
+    s.to_ascii_lowercase()
+}
+
+impl<'a> Online<'a> {
+    fn new(kube: &'a KubeFacts, inv: &'a Inventory, release: &Release, needs: &[NodeNeed]) -> Self {
+        let mut ctrls = HashMap::new();
+        for (kind, list) in [
+            (Kind::ReplicaSet, &kube.replica_sets),
+            (Kind::Deployment, &kube.deployments),
+            (Kind::StatefulSet, &kube.stateful_sets),
+            (Kind::DaemonSet, &kube.daemon_sets),
+            (Kind::Job, &kube.jobs),
+            (Kind::ReplicationController, &kube.replication_controllers),
+        ] {
+            for c in list {
+                ctrls.insert(c.uid.as_str(), (kind, c));
+            }
+        }
+        // Only the pods of nodes needing an upgrade are examined one by one; every pod counts for the replica
+        // totals.
+        let wanted: HashSet<String> =
+            inv.nodes.iter().zip(needs).filter(|(_, n)| n.needs_upgrade).map(|(n, _)| lower(&n.host)).collect();
+        let mut me = Online {
+            kube,
+            ctrls,
+            pods_by_node: HashMap::new(),
+            managers: Vec::with_capacity(kube.pods.len()),
+            ready_by_ctrl: HashMap::new(),
+            pvcs: kube.pvcs.iter().map(|c| ((c.namespace.as_str(), c.name.as_str()), c)).collect(),
+            pvs: kube.pvs.iter().map(|v| (v.name.as_str(), v)).collect(),
+            pdbs_by_label: HashMap::new(),
+            pdbs_other: HashMap::new(),
+            ready_workers: Vec::new(),
+            ready_worker_set: HashSet::new(),
+            replaced_daemonsets: release
+                .components
+                .iter()
+                .map(|c| c.name.clone())
+                .chain(["calico-node".to_string()])
+                .collect(),
+        };
+        for p in &kube.pdbs {
+            match p.selector.as_ref().and_then(|s| s.match_labels.iter().next()) {
+                Some((k, v)) => {
+                    me.pdbs_by_label.entry((p.namespace.as_str(), k.as_str(), v.as_str())).or_default().push(p)
+                }
+                None => me.pdbs_other.entry(p.namespace.as_str()).or_default().push(p),
+            }
+        }
+        let mut wanted_exact: HashMap<&str, bool> = HashMap::new();
+        for (i, pod) in kube.pods.iter().enumerate() {
+            let m = if is_active(pod) { me.manager(pod) } else { Manager::None };
+            me.managers.push(m);
+            if !is_active(pod) {
+                continue;
+            }
+            if pod.ready
+                && let Manager::Known(_, c) = m
+            {
+                *me.ready_by_ctrl.entry(c.uid.as_str()).or_default() += 1;
+            }
+            if let Some(node) = pod.node.as_deref() {
+                let hit = *wanted_exact.entry(node).or_insert_with(|| wanted.contains(&lower(node)));
+                if hit {
+                    me.pods_by_node.entry(lower(node)).or_default().push(i as u32);
+                }
+            }
+        }
+        let ready: HashSet<String> = kube.nodes.iter().filter(|n| n.ready).map(|n| lower(&n.name)).collect();
+        me.ready_workers = inv
+            .nodes_with_role(Role::Worker)
+            .filter(|n| ready.contains(&lower(&n.host)))
+            .map(|n| n.host.as_str())
+            .collect();
+        me.ready_worker_set = me.ready_workers.iter().map(|h| lower(h)).collect();
+        me
+    }
+
+    /// Resolves the pod's controller through the owner chain (Pod → ReplicaSet → Deployment). Every owner reference
+    /// is read: the controlling one first, then any other of a known kind.
+    fn manager(&self, pod: &'a Pod) -> Manager<'a> {
+        if pod.owners.is_empty() {
+            return Manager::None;
+        }
+        let mut owners: Vec<&'a crate::facts::OwnerRef> = pod.owners.iter().filter(|o| o.controller).collect();
+        owners.extend(pod.owners.iter().filter(|o| !o.controller));
+        let mut first_unknown = None;
+        for o in owners {
+            match (Kind::from_str(&o.kind), self.ctrls.get(o.uid.as_str())) {
+                (Some(_), Some(&(kind, c))) => return self.climb(kind, c),
+                (Some(_), None) => {
+                    first_unknown.get_or_insert(Manager::Unknown { kind: &o.kind, name: &o.name, missing: true });
+                }
+                (None, _) => {
+                    first_unknown.get_or_insert(Manager::Unknown { kind: &o.kind, name: &o.name, missing: false });
+                }
+            }
+        }
+        first_unknown.unwrap_or(Manager::None)
+    }
+
+    fn climb(&self, kind: Kind, c: &'a Controller) -> Manager<'a> {
+        // A ReplicaSet owned by a Deployment (or a ReplicationController by a DeploymentConfig-like owner we do not
+        // know) is judged by the top controller we know; the desired replicas live there.
+        if kind == Kind::ReplicaSet
+            && let Some(&(Kind::Deployment, d)) =
+                c.owners.iter().filter(|o| o.kind == "Deployment").find_map(|o| self.ctrls.get(o.uid.as_str()))
+        {
+            return Manager::Known(Kind::Deployment, d);
+        }
+        Manager::Known(kind, c)
+    }
+
+    fn workloads(&self, out: &mut Out, node: &Node) {
+        let Some(pod_idx) = self.pods_by_node.get(&lower(&node.host)) else { return };
+        let mut seen: HashSet<(Code, String)> = HashSet::new();
+        let mut push = |out: &mut Out, code: Code, msg: String, obj: String| {
+            if seen.insert((code, obj.clone())) {
+                out.push(code, msg, Some(obj));
+            }
+        };
+        // Per controller uid: ready pods on this node. Per PDB (address): (healthy here, replaceable here).
+        let mut ready_here: HashMap<&str, u32> = HashMap::new();
+        let mut pdb_here: HashMap<*const PodDisruptionBudget, (&PodDisruptionBudget, u32, u32, &Pod)> = HashMap::new();
+        for &i in pod_idx {
+            let pod = &self.kube.pods[i as usize];
+            let manager = self.managers[i as usize];
+            if let Manager::Known(Kind::DaemonSet, ds) = manager
+                && ds.namespace == "kube-system"
+                && self.replaced_daemonsets.contains(&ds.name)
+            {
+                continue;
+            }
+            let pod_obj = format!("Pod {}/{}", pod.namespace, pod.name);
+            for v in &pod.volumes {
+                match v.kind {
+                    VolumeKind::EmptyDir => push(
+                        out,
+                        Code::EmptydirVolume,
+                        format!(
+                            "Pod \"{}/{}\" uses emptyDir volume \"{}\": its data is lost when the pod moves",
+                            pod.namespace, pod.name, v.name
+                        ),
+                        pod_obj.clone(),
+                    ),
+                    VolumeKind::HostPath => push(
+                        out,
+                        Code::HostpathVolume,
+                        format!(
+                            "Pod \"{}/{}\" uses hostPath volume \"{}\" ({}): its data stays behind when the pod moves",
+                            pod.namespace,
+                            pod.name,
+                            v.name,
+                            v.path.as_deref().unwrap_or("?")
+                        ),
+                        pod_obj.clone(),
+                    ),
+                    VolumeKind::Pvc => {
+                        let Some(claim) = v.claim.as_deref() else { continue };
+                        let pv = self
+                            .pvcs
+                            .get(&(pod.namespace.as_str(), claim))
+                            .and_then(|c| c.volume.as_deref())
+                            .and_then(|name| self.pvs.get(name));
+                        match pv.map(|p| (p.kind, p)) {
+                            Some((PvKind::HostPath, p)) => push(
+                                out,
+                                Code::HostpathPersistentVolume,
+                                format!(
+                                    "Pod \"{}/{}\" uses claim \"{claim}\" bound to hostPath PersistentVolume \"{}\": its data is tied to this node",
+                                    pod.namespace, pod.name, p.name
+                                ),
+                                pod_obj.clone(),
+                            ),
+                            Some((PvKind::Local, p)) => push(
+                                out,
+                                Code::LocalPersistentVolume,
+                                format!(
+                                    "Pod \"{}/{}\" uses claim \"{claim}\" bound to local PersistentVolume \"{}\": its data is tied to this node",
+                                    pod.namespace, pod.name, p.name
+                                ),
+                                pod_obj.clone(),
+                            ),
+                            _ => {}
+                        }
+                    }
+                    VolumeKind::Other => {}
+                }
+            }
+            let mut replaceable = false;
+            match manager {
+                Manager::None => push(
+                    out,
+                    Code::UnmanagedPod,
+                    format!(
+                        "Pod \"{}/{}\" is not managed by a controller: it will not be recreated",
+                        pod.namespace, pod.name
+                    ),
+                    pod_obj.clone(),
+                ),
+                Manager::Unknown { kind, name, missing } => push(
+                    out,
+                    Code::UnknownController,
+                    if missing {
+                        format!(
+                            "Pod \"{}/{}\" is owned by {kind} \"{name}\", which was not found: safety cannot be determined",
+                            pod.namespace, pod.name
+                        )
+                    } else {
+                        format!(
+                            "Pod \"{}/{}\" is managed by {kind} \"{name}\": safety cannot be determined",
+                            pod.namespace, pod.name
+                        )
+                    },
+                    pod_obj.clone(),
+                ),
+                Manager::Known(kind, c) => {
+                    let obj = format!("{} {}/{}", kind.as_str(), c.namespace, c.name);
+                    let desired = c.desired_replicas.unwrap_or(1);
+                    match kind {
+                        Kind::DaemonSet => {
+                            if desired < 2 {
+                                push(
+                                    out,
+                                    Code::DaemonsetSingleNode,
+                                    format!(
+                                        "DaemonSet \"{}/{}\" runs on {desired} node(s): no other node can host this daemon",
+                                        c.namespace, c.name
+                                    ),
+                                    obj,
+                                );
+                            }
+                            // Drain leaves DaemonSet pods alone: PDBs and replica checks do not apply.
+                            continue;
+                        }
+                        Kind::Job => push(
+                            out,
+                            Code::JobPod,
+                            format!(
+                                "Pod \"{}/{}\" of Job \"{}\" is running on this node",
+                                pod.namespace, pod.name, c.name
+                            ),
+                            obj,
+                        ),
+                        Kind::ReplicaSet | Kind::Deployment | Kind::StatefulSet | Kind::ReplicationController => {
+                            replaceable = true;
+                            if desired < 2 {
+                                push(
+                                    out,
+                                    Code::SingleReplica,
+                                    format!(
+                                        "{} \"{}/{}\" wants {desired} replica(s): it is unavailable while this node is upgraded",
+                                        kind.as_str(),
+                                        c.namespace,
+                                        c.name
+                                    ),
+                                    obj,
+                                );
+                            } else if pod.ready {
+                                *ready_here.entry(c.uid.as_str()).or_default() += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            let ns = pod.namespace.as_str();
+            let candidates = pod
+                .labels
+                .iter()
+                .filter_map(|(k, v)| self.pdbs_by_label.get(&(ns, k.as_str(), v.as_str())))
+                .chain(self.pdbs_other.get(ns));
+            {
+                for pdb in candidates.flatten() {
+                    if pdb.selector.as_ref().is_some_and(|s| s.matches(&pod.labels)) {
+                        let e = pdb_here.entry(*pdb as *const _).or_insert((pdb, 0, 0, pod));
+                        if pod.ready {
+                            e.1 += 1;
+                        }
+                        if replaceable {
+                            e.2 += 1;
+                        }
+                    }
+                }
+            }
+        }
+        // All ready replicas of a controller on this node.
+        let mut here: Vec<(&str, u32)> = ready_here.into_iter().collect();
+        here.sort_unstable();
+        for (uid, n) in here {
+            if self.ready_by_ctrl.get(uid).copied().unwrap_or(0) == n
+                && let Some(&(kind, c)) = self.ctrls.get(uid)
+            {
+                push(
+                    out,
+                    Code::ReplicasOnSingleNode,
+                    format!(
+                        "all {n} ready replica(s) of {} \"{}/{}\" run on this node",
+                        kind.as_str(),
+                        c.namespace,
+                        c.name
+                    ),
+                    format!("{} {}/{}", kind.as_str(), c.namespace, c.name),
+                );
+            }
+        }
+        let mut pdbs: Vec<_> = pdb_here.into_values().collect();
+        pdbs.sort_by(|a, b| (&a.0.namespace, &a.0.name).cmp(&(&b.0.namespace, &b.0.name)));
+        for (pdb, healthy_here, replaceable_here, pod) in pdbs {
+            let obj = format!("PodDisruptionBudget {}/{}", pdb.namespace, pdb.name);
+            if pdb.disruptions_allowed <= 0 {
+                push(
+                    out,
+                    Code::PdbBlocksDrain,
+                    format!(
+                        "PodDisruptionBudget \"{}/{}\" allows 0 disruptions: evicting pod \"{}/{}\" would be refused",
+                        pdb.namespace, pdb.name, pod.namespace, pod.name
+                    ),
+                    obj,
+                );
+                continue;
+            }
+            let required = match (&pdb.min_available, &pdb.max_unavailable) {
+                (Some(min), _) => min.resolve(pdb.expected_pods),
+                (None, Some(max)) => max.resolve(pdb.expected_pods).map(|m| pdb.expected_pods - m),
+                (None, None) => None,
+            };
+            let elsewhere = pdb.current_healthy - i64::from(healthy_here);
+            if let Some(required) = required
+                && required > elsewhere + i64::from(replaceable_here)
+            {
+                push(
+                    out,
+                    Code::PdbBlocksDrain,
+                    format!(
+                        "PodDisruptionBudget \"{}/{}\" needs {required} healthy pod(s) but only {} can remain once this node is drained",
+                        pdb.namespace,
+                        pdb.name,
+                        elsewhere + i64::from(replaceable_here)
+                    ),
+                    obj,
+                );
+            }
+        }
+    }
+}

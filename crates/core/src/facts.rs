@@ -1,0 +1,466 @@
+//! Facts: everything the analysis knows about a cluster, gathered by I/O code elsewhere and handed to the pure core.
+//!
+//! `NodeFacts` and its parts are a shared contract with the fleet crate (filled over SSH); the Kubernetes and etcd
+//! facts are slim types of our own (not k8s-openapi) holding only what the checks read, so that a facts document of
+//! a 5,000-node cluster stays small and fast to load. [`Facts`] is one JSON document (`kismatic facts`), documented
+//! in `docs/facts.md`, and is also the support-data format users attach to bug reports.
+
+use kismatic_plan::Inventory;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Version of the facts document format; bumped on incompatible changes.
+pub const FACTS_FORMAT: u32 = 1;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Node facts (shared contract, keep names exactly)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// What one node told us over SSH.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeFacts {
+    /// Plan host name.
+    pub host: String,
+    /// Whether the node could be read at all.
+    pub read: NodeRead,
+    /// `/etc/kismatic-version`.
+    pub kismatic_version: Marker<semver::Version>,
+    /// `/etc/component-versions`.
+    pub component_markers: Marker<BTreeMap<String, String>>,
+    /// Key: component name.
+    pub components: BTreeMap<String, ComponentObservation>,
+    /// Path -> available bytes (statvfs f_bavail*f_frsize); "/" always.
+    pub disk_free: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum NodeRead {
+    Ok,
+    Unreachable { error: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Marker<T> {
+    NotInstalled,
+    Invalid { raw: String, error: String },
+    Present { value: T },
+}
+
+impl<T> Marker<T> {
+    pub fn present(&self) -> Option<&T> {
+        match self {
+            Marker::Present { value } => Some(value),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentObservation {
+    /// binary: `current` link target's version dir; package: dpkg version.
+    pub installed_version: Option<String>,
+    /// See the running-version rule in docs/release-format.md.
+    pub running_version: Option<String>,
+    /// `systemctl is-active` == active; None when no such unit.
+    pub service_active: Option<bool>,
+}
+
+impl NodeFacts {
+    /// A node that could not be read: every other field empty.
+    pub fn unreachable(host: impl Into<String>, error: impl Into<String>) -> Self {
+        NodeFacts {
+            host: host.into(),
+            read: NodeRead::Unreachable { error: error.into() },
+            kismatic_version: Marker::NotInstalled,
+            component_markers: Marker::NotInstalled,
+            components: BTreeMap::new(),
+            disk_free: BTreeMap::new(),
+        }
+    }
+
+    pub fn is_reachable(&self) -> bool {
+        matches!(self.read, NodeRead::Ok)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The whole document
+// ---------------------------------------------------------------------------------------------------------------
+
+/// One facts document: the inventory it was gathered for, per-node facts, and the cluster's view (when the API was
+/// reachable) and etcd's view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Facts {
+    /// [`FACTS_FORMAT`].
+    pub format: u32,
+    pub inventory: Inventory,
+    /// One entry per inventory node (unreachable nodes included, with `read.state = unreachable`).
+    pub nodes: Vec<NodeFacts>,
+    /// `None` when the Kubernetes API could not be read; online checks then report it (see docs/checks.md).
+    pub kube: Option<KubeFacts>,
+    /// One entry per etcd cluster (`etcd` for Kubernetes, `etcd-networking` for the network plugin).
+    #[serde(default)]
+    pub etcd: Vec<EtcdClusterFacts>,
+    /// RFC 3339 time the gathering finished, supplied by the gatherer (the core has no clock).
+    pub gathered_at: String,
+}
+
+impl Facts {
+    pub fn new(
+        inventory: Inventory,
+        nodes: Vec<NodeFacts>,
+        kube: Option<KubeFacts>,
+        etcd: Vec<EtcdClusterFacts>,
+        gathered_at: impl Into<String>,
+    ) -> Self {
+        Facts { format: FACTS_FORMAT, inventory, nodes, kube, etcd, gathered_at: gathered_at.into() }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Kubernetes facts
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The slice of the Kubernetes API the checks need, from paginated cluster-wide lists.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KubeFacts {
+    /// `/version` of each API server, asked per master (and through the load balancer).
+    pub api_servers: Vec<ApiServerFacts>,
+    pub nodes: Vec<KubeNode>,
+    pub pods: Vec<Pod>,
+    pub replica_sets: Vec<Controller>,
+    pub deployments: Vec<Controller>,
+    pub stateful_sets: Vec<Controller>,
+    pub daemon_sets: Vec<Controller>,
+    pub jobs: Vec<Controller>,
+    pub replication_controllers: Vec<Controller>,
+    pub pvcs: Vec<PersistentVolumeClaim>,
+    pub pvs: Vec<PersistentVolume>,
+    pub pdbs: Vec<PodDisruptionBudget>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiServerFacts {
+    /// Plan host of the master, or the load balancer's `host:port`.
+    pub endpoint: String,
+    /// `gitVersion` from `/version`, e.g. `v1.34.1`; `None` when it did not answer.
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KubeNode {
+    pub name: String,
+    /// Condition `Ready` is `True`.
+    pub ready: bool,
+    #[serde(default)]
+    pub unschedulable: bool,
+    /// `status.nodeInfo.kubeletVersion`.
+    pub kubelet_version: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<KubeTaint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubeTaint {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub effect: String,
+}
+
+/// `metadata.ownerReferences[]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerRef {
+    /// `Deployment`, `ReplicaSet`, `StatefulSet`, `DaemonSet`, `Job`, `ReplicationController`, `Node`, ... .
+    pub kind: String,
+    pub name: String,
+    pub uid: String,
+    /// `controller: true`.
+    #[serde(default)]
+    pub controller: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PodPhase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    /// `spec.nodeName`; `None` when not scheduled.
+    #[serde(default)]
+    pub node: Option<String>,
+    pub phase: PodPhase,
+    /// Condition `Ready` is `True`.
+    #[serde(default)]
+    pub ready: bool,
+    /// All owner references, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<OwnerRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<PodVolume>,
+    /// Has the `kubernetes.io/config.mirror` annotation (a static pod's mirror).
+    #[serde(default)]
+    pub mirror: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VolumeKind {
+    EmptyDir,
+    HostPath,
+    /// `persistentVolumeClaim`; `claim` names the claim.
+    Pvc,
+    /// Anything else (configMap, secret, projected, ...): irrelevant to safety.
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodVolume {
+    pub name: String,
+    pub kind: VolumeKind,
+    /// hostPath: the path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// pvc: the claim name (same namespace as the pod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
+}
+
+/// `metav1.LabelSelector`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LabelSelector {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelSelectorRequirement {
+    pub key: String,
+    /// `In`, `NotIn`, `Exists`, `DoesNotExist`.
+    pub operator: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+impl LabelSelector {
+    /// Kubernetes semantics: an empty selector matches everything; unknown operators match nothing.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|e| {
+                let val = labels.get(&e.key);
+                match e.operator.as_str() {
+                    "In" => val.is_some_and(|v| e.values.contains(v)),
+                    "NotIn" => val.is_none_or(|v| !e.values.contains(v)),
+                    "Exists" => val.is_some(),
+                    "DoesNotExist" => val.is_none(),
+                    _ => false,
+                }
+            })
+    }
+}
+
+/// A workload controller of any kind (the kind is the list it sits in).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Controller {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<OwnerRef>,
+    #[serde(default)]
+    pub selector: Option<LabelSelector>,
+    /// Desired replicas: `spec.replicas` (Deployment, ReplicaSet, StatefulSet, ReplicationController),
+    /// `status.desiredNumberScheduled` (DaemonSet: the nodes it can run on), `spec.parallelism` (Job).
+    #[serde(default)]
+    pub desired_replicas: Option<i64>,
+    /// `status.readyReplicas` / `status.numberReady`.
+    #[serde(default)]
+    pub ready_replicas: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersistentVolumeClaim {
+    pub namespace: String,
+    pub name: String,
+    /// `spec.volumeName` once bound.
+    #[serde(default)]
+    pub volume: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PvKind {
+    HostPath,
+    Local,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersistentVolume {
+    pub name: String,
+    pub kind: PvKind,
+    /// hostPath / local: the path on the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// `intstr.IntOrString`: `3` or `"50%"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum IntOrPercent {
+    Int(i64),
+    Str(String),
+}
+
+impl IntOrPercent {
+    /// Resolves against `total` like Kubernetes does for PDBs (percentages round up). `None` for garbage.
+    pub fn resolve(&self, total: i64) -> Option<i64> {
+        match self {
+            IntOrPercent::Int(i) => Some(*i),
+            IntOrPercent::Str(s) => {
+                let pct: i64 = s.strip_suffix('%')?.trim().parse().ok()?;
+                Some((pct * total + 99) / 100)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for IntOrPercent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IntOrPercent::Int(i) => write!(f, "{i}"),
+            IntOrPercent::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodDisruptionBudget {
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub selector: Option<LabelSelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_available: Option<IntOrPercent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<IntOrPercent>,
+    #[serde(default)]
+    pub disruptions_allowed: i64,
+    #[serde(default)]
+    pub current_healthy: i64,
+    #[serde(default)]
+    pub desired_healthy: i64,
+    #[serde(default)]
+    pub expected_pods: i64,
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// etcd facts
+// ---------------------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EtcdClusterFacts {
+    /// Component name of the cluster: `etcd` or `etcd-networking`.
+    pub cluster: String,
+    pub members: Vec<EtcdMember>,
+    /// Member id (hex) of the leader, when one was reported.
+    #[serde(default)]
+    pub leader: Option<String>,
+    /// Set when the cluster could not be asked at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EtcdMember {
+    /// Member id, hex.
+    pub id: String,
+    pub name: String,
+    /// Plan host this member runs on, when it could be matched (by name or client URL).
+    #[serde(default)]
+    pub node: Option<String>,
+    #[serde(default)]
+    pub client_urls: Vec<String>,
+    /// `etcdctl endpoint health`; `None` when not asked.
+    #[serde(default)]
+    pub healthy: Option<bool>,
+    /// `etcdctl endpoint status` server version.
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_facts_json_shape() {
+        let mut nf = NodeFacts::unreachable("n1", "timeout");
+        assert!(!nf.is_reachable());
+        nf.read = NodeRead::Ok;
+        nf.kismatic_version = Marker::Present { value: semver::Version::new(1, 1, 0) };
+        nf.component_markers = Marker::Invalid { raw: "x".into(), error: "bad".into() };
+        let json = serde_json::to_value(&nf).expect("serializes");
+        assert_eq!(json["read"]["state"], "ok");
+        assert_eq!(json["kismatic_version"]["state"], "present");
+        assert_eq!(json["kismatic_version"]["value"], "1.1.0");
+        assert_eq!(json["component_markers"]["state"], "invalid");
+        let back: NodeFacts = serde_json::from_value(json).expect("deserializes");
+        assert_eq!(back, nf);
+    }
+
+    #[test]
+    fn selectors() {
+        let labels: BTreeMap<String, String> = [("app".to_string(), "db".to_string())].into();
+        assert!(LabelSelector::default().matches(&labels));
+        let sel = LabelSelector {
+            match_labels: labels.clone(),
+            match_expressions: vec![LabelSelectorRequirement {
+                key: "tier".into(),
+                operator: "DoesNotExist".into(),
+                values: vec![],
+            }],
+        };
+        assert!(sel.matches(&labels));
+        let sel2 = LabelSelector {
+            match_labels: BTreeMap::new(),
+            match_expressions: vec![LabelSelectorRequirement {
+                key: "app".into(),
+                operator: "NotIn".into(),
+                values: vec!["db".into()],
+            }],
+        };
+        assert!(!sel2.matches(&labels));
+    }
+
+    #[test]
+    fn int_or_percent() {
+        assert_eq!(IntOrPercent::Str("50%".into()).resolve(3), Some(2));
+        assert_eq!(IntOrPercent::Int(2).resolve(10), Some(2));
+        assert_eq!(IntOrPercent::Str("x".into()).resolve(3), None);
+        let v: IntOrPercent = serde_json::from_str("\"25%\"").expect("parses");
+        assert_eq!(v, IntOrPercent::Str("25%".into()));
+    }
+}

@@ -1,0 +1,374 @@
+//! Planner: turns an [`Analysis`] into an [`UpgradePlan`], the data the executor walks.
+//!
+//! Shape: phases (etcd → master → worker → registry → services) → batches (nodes upgraded together) → node plans →
+//! steps. Every phase, batch, node plan and step has a stable id derived from the phase, host and component
+//! (`worker/node-7/upgrade/kubelet`), so a journal can record progress by id and a rerun resumes at the first
+//! unfinished step.
+
+use crate::checks::{Analysis, Class, Code, Finding, Mode};
+use crate::facts::Facts;
+use kismatic_plan::{Node, Role};
+use kismatic_release::{Delivery, Release, ServicePhase};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// Version of the plan's JSON form.
+pub const PLAN_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanOptions {
+    pub mode: Mode,
+    pub partial_ok: bool,
+    /// Online only: unsafe/unavailable findings are reported but do not stop or prune.
+    pub ignore_safety_checks: bool,
+    /// Offline only: workers upgraded together (at least 1).
+    pub max_parallel_workers: usize,
+}
+
+impl PlanOptions {
+    pub fn new(mode: Mode) -> Self {
+        PlanOptions { mode, partial_ok: false, ignore_safety_checks: false, max_parallel_workers: 1 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpgradePlan {
+    pub format: u32,
+    pub mode: Mode,
+    /// Target release version.
+    pub release: semver::Version,
+    /// Target `kubernetes` marker.
+    pub kubernetes: String,
+    pub status: PlanStatus,
+    /// `--partial-ok` pruned nodes: the plan ends before the cluster services.
+    pub partial: bool,
+    pub phases: Vec<Phase>,
+    /// Nodes already at the target release.
+    pub skipped: Vec<String>,
+    /// Nodes left out under `--partial-ok`, with the codes that flagged them.
+    pub pruned: Vec<PrunedNode>,
+    /// Every finding, gating or not, grouped by node.
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum PlanStatus {
+    /// Nothing stops the plan (it may be empty: nothing to do).
+    Ready,
+    /// The run must stop; every reason is listed.
+    Blocked { reasons: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrunedNode {
+    pub host: String,
+    pub codes: Vec<Code>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PhaseKind {
+    Etcd,
+    Master,
+    Worker,
+    Registry,
+    Services,
+}
+
+impl PhaseKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseKind::Etcd => "etcd",
+            PhaseKind::Master => "master",
+            PhaseKind::Worker => "worker",
+            PhaseKind::Registry => "registry",
+            PhaseKind::Services => "services",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phase {
+    pub id: String,
+    pub kind: PhaseKind,
+    /// Node phases: batches in order; the nodes of one batch are upgraded together.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<Batch>,
+    /// Registry / services phases: manifests applied in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    pub id: String,
+    pub nodes: Vec<NodePlan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePlan {
+    pub id: String,
+    pub host: String,
+    pub roles: Vec<Role>,
+    /// Cordoned and drained before, uncordoned after (online only, and only nodes registered in the cluster).
+    pub drain: bool,
+    pub steps: Vec<Step>,
+}
+
+impl NodePlan {
+    pub fn upgrades(&self) -> impl Iterator<Item = (&str, Option<&str>, &str)> {
+        self.steps.iter().filter_map(|s| match &s.action {
+            Action::Upgrade { component, from, to, .. } => Some((component.as_str(), from.as_deref(), to.as_str())),
+            _ => None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub id: String,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    Cordon,
+    Drain,
+    Upgrade { component: String, delivery: Delivery, from: Option<String>, to: String },
+    WriteMarkers { kismatic_version: String, kubernetes: String },
+    Uncordon,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStep {
+    pub id: String,
+    pub component: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    pub to: String,
+}
+
+/// Canonical order of components on a node: data store first, then the runtime, the control plane, the node agents.
+const COMPONENT_ORDER: [&str; 9] = [
+    "etcd",
+    "etcd-networking",
+    "container-runtime",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "network",
+];
+
+fn component_rank(name: &str) -> usize {
+    COMPONENT_ORDER.iter().position(|c| *c == name).unwrap_or(COMPONENT_ORDER.len())
+}
+
+/// The earliest phase of a node with these roles.
+pub fn node_phase(node: &Node) -> PhaseKind {
+    if node.has_role(Role::Etcd) {
+        PhaseKind::Etcd
+    } else if node.has_role(Role::Master) {
+        PhaseKind::Master
+    } else {
+        PhaseKind::Worker
+    }
+}
+
+/// Whether a finding stops (or, with `--partial-ok`, prunes) its node under these options.
+pub fn gates(finding: &Finding, opts: &PlanOptions) -> bool {
+    match opts.mode {
+        Mode::Offline => finding.class == Class::Unready,
+        Mode::Online => finding.class == Class::Unready || !opts.ignore_safety_checks,
+    }
+}
+
+/// Builds the plan. Pure: same inputs, same plan.
+pub fn plan(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanOptions) -> UpgradePlan {
+    let inv = &facts.inventory;
+    let mut flagged: HashMap<&str, BTreeSet<Code>> = HashMap::new();
+    for f in analysis.findings.iter().filter(|f| gates(f, opts)) {
+        flagged.entry(f.node.as_str()).or_default().insert(f.code);
+    }
+    let mut out = UpgradePlan {
+        format: PLAN_FORMAT,
+        mode: opts.mode,
+        release: release.version.clone(),
+        kubernetes: release.kubernetes.clone(),
+        status: PlanStatus::Ready,
+        partial: false,
+        phases: Vec::new(),
+        skipped: Vec::new(),
+        pruned: Vec::new(),
+        findings: analysis.findings.clone(),
+    };
+    for (node, need) in inv.nodes.iter().zip(&analysis.needs) {
+        if !need.needs_upgrade {
+            out.skipped.push(node.host.clone());
+        }
+    }
+    if !flagged.is_empty() {
+        if !opts.partial_ok {
+            let nodes = inv.nodes.iter().filter(|n| flagged.contains_key(n.host.as_str())).count();
+            out.status = PlanStatus::Blocked {
+                reasons: vec![format!(
+                    "{nodes} node(s) are unready{}; fix the findings, or rerun with --partial-ok to upgrade the others{}",
+                    if opts.mode == Mode::Online && !opts.ignore_safety_checks {
+                        ", unsafe or unavailable"
+                    } else {
+                        ""
+                    },
+                    if opts.mode == Mode::Online { " (or upgrade offline)" } else { "" }
+                )],
+            };
+            return out;
+        }
+        let mut reasons = Vec::new();
+        for n in inv.nodes.iter().filter(|n| flagged.contains_key(n.host.as_str())) {
+            let codes = codes_list(&flagged[n.host.as_str()]);
+            if n.has_role(Role::Etcd) {
+                reasons.push(format!(
+                    "etcd node {} is flagged ({codes}) and cannot be left out: etcd members must move together, one at a time, keeping quorum",
+                    n.host
+                ));
+            } else if n.has_role(Role::Master) {
+                reasons.push(format!(
+                    "master node {} is flagged ({codes}) and cannot be left out: kubelets must never be newer than an API server (version skew)",
+                    n.host
+                ));
+            }
+        }
+        if !reasons.is_empty() {
+            out.status = PlanStatus::Blocked { reasons };
+            return out;
+        }
+        out.partial = true;
+        for n in inv.nodes.iter().filter(|n| flagged.contains_key(n.host.as_str())) {
+            out.pruned
+                .push(PrunedNode { host: n.host.clone(), codes: flagged[n.host.as_str()].iter().copied().collect() });
+        }
+    }
+
+    let registered: HashSet<String> =
+        facts.kube.iter().flat_map(|k| &k.nodes).map(|n| n.name.to_ascii_lowercase()).collect();
+    let mut by_phase: [Vec<NodePlan>; 3] = Default::default();
+    for (node, need) in inv.nodes.iter().zip(&analysis.needs) {
+        if !need.needs_upgrade || flagged.contains_key(node.host.as_str()) {
+            continue;
+        }
+        let phase = node_phase(node);
+        let mut changes: Vec<_> = need.changes.iter().collect();
+        changes.sort_by_key(|c| component_rank(&c.component));
+        let drain =
+            opts.mode == Mode::Online && !changes.is_empty() && registered.contains(&node.host.to_ascii_lowercase());
+        let id = format!("{}/{}", phase.as_str(), node.host);
+        let mut steps = Vec::new();
+        let step = |what: &str| format!("{id}/{what}");
+        if drain {
+            steps.push(Step { id: step("cordon"), action: Action::Cordon });
+            steps.push(Step { id: step("drain"), action: Action::Drain });
+        }
+        for c in changes {
+            steps.push(Step {
+                id: step(&format!("upgrade/{}", c.component)),
+                action: Action::Upgrade {
+                    component: c.component.clone(),
+                    delivery: c.delivery,
+                    from: c.from.clone(),
+                    to: c.to.clone(),
+                },
+            });
+        }
+        steps.push(Step {
+            id: step("markers"),
+            action: Action::WriteMarkers {
+                kismatic_version: release.version.to_string(),
+                kubernetes: release.kubernetes.clone(),
+            },
+        });
+        if drain {
+            steps.push(Step { id: step("uncordon"), action: Action::Uncordon });
+        }
+        let idx = match phase {
+            PhaseKind::Etcd => 0,
+            PhaseKind::Master => 1,
+            _ => 2,
+        };
+        by_phase[idx].push(NodePlan { id, host: node.host.clone(), roles: node.roles.clone(), drain, steps });
+    }
+    let [etcd, masters, workers] = by_phase;
+    let worker_batch = match opts.mode {
+        Mode::Online => 1,
+        Mode::Offline => opts.max_parallel_workers.max(1),
+    };
+    for (kind, nodes, size) in
+        [(PhaseKind::Etcd, etcd, 1), (PhaseKind::Master, masters, 1), (PhaseKind::Worker, workers, worker_batch)]
+    {
+        if nodes.is_empty() {
+            continue;
+        }
+        let mut batches = Vec::new();
+        let mut it = nodes.into_iter().peekable();
+        while it.peek().is_some() {
+            let chunk: Vec<NodePlan> = it.by_ref().take(size).collect();
+            batches.push(Batch { id: format!("{}/batch-{}", kind.as_str(), batches.len() + 1), nodes: chunk });
+        }
+        out.phases.push(Phase { id: kind.as_str().to_string(), kind, batches, services: Vec::new() });
+    }
+    if !out.partial {
+        for (kind, sp) in [(PhaseKind::Registry, ServicePhase::Registry), (PhaseKind::Services, ServicePhase::Services)]
+        {
+            let services: Vec<ServiceStep> = release
+                .components
+                .iter()
+                .filter(|c| c.delivery == Delivery::Manifest && c.phase == Some(sp))
+                .filter_map(|c| service_step(facts, kind, c))
+                .collect();
+            if !services.is_empty() {
+                out.phases.push(Phase { id: kind.as_str().to_string(), kind, batches: Vec::new(), services });
+            }
+        }
+    }
+    out
+}
+
+/// A service is applied unless every reachable master's `/etc/component-versions` already records it at the
+/// target (on-cluster services have no node of their own; the masters' markers are where the tool records them).
+fn service_step(facts: &Facts, kind: PhaseKind, c: &kismatic_release::Component) -> Option<ServiceStep> {
+    let markers: Vec<Option<&String>> = facts
+        .inventory
+        .nodes_with_role(Role::Master)
+        .filter_map(|m| facts.nodes.iter().find(|n| n.host == m.host && n.is_reachable()))
+        .map(|n| n.component_markers.present().and_then(|mk| mk.get(&c.name)))
+        .collect();
+    let at_target =
+        !markers.is_empty() && markers.iter().all(|m| m.is_some_and(|v| crate::version::same(v, &c.version)));
+    if at_target {
+        return None;
+    }
+    Some(ServiceStep {
+        id: format!("{}/{}", kind.as_str(), c.name),
+        component: c.name.clone(),
+        from: markers.iter().flatten().next().map(|s| s.to_string()),
+        to: c.version.clone(),
+    })
+}
+
+fn codes_list(codes: &BTreeSet<Code>) -> String {
+    codes.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+impl UpgradePlan {
+    pub fn is_blocked(&self) -> bool {
+        matches!(self.status, PlanStatus::Blocked { .. })
+    }
+
+    /// Every node plan, in execution order.
+    pub fn node_plans(&self) -> impl Iterator<Item = (&Phase, &NodePlan)> {
+        self.phases.iter().flat_map(|p| p.batches.iter().flat_map(move |b| b.nodes.iter().map(move |n| (p, n))))
+    }
+}

@@ -1,0 +1,104 @@
+//! Unit, property and snapshot tests of the pure core.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod checks;
+mod planner;
+mod props;
+mod render;
+mod summary;
+
+use crate::checks::{Analysis, CheckOptions, Code, Mode, analyze};
+use crate::facts::*;
+use crate::synth::{self, controller, kube_node, owner, pod};
+use kismatic_plan::Role;
+use kismatic_release::Release;
+
+/// A small cluster at the old release: 3 etcd, 2 masters, 3 workers, all Ready, etcd healthy, no pods.
+pub struct Fx {
+    pub facts: Facts,
+    pub release: Release,
+}
+
+impl Fx {
+    pub fn new() -> Fx {
+        use Role::*;
+        let spec: [(&str, &[Role]); 8] = [
+            ("etcd00", &[Etcd]),
+            ("etcd01", &[Etcd]),
+            ("etcd02", &[Etcd]),
+            ("master00", &[Master]),
+            ("master01", &[Master]),
+            ("worker00", &[Worker]),
+            ("worker01", &[Worker]),
+            ("worker02", &[Worker]),
+        ];
+        let nodes = spec.iter().enumerate().map(|(i, (h, r))| synth::node(h, i + 1, r)).collect();
+        let inventory = synth::inventory(nodes);
+        let node_facts = inventory.nodes.iter().map(|n| synth::node_facts(&n.host, &n.roles, None)).collect();
+        let kube = KubeFacts {
+            api_servers: vec![ApiServerFacts {
+                endpoint: "master00".into(),
+                version: Some("v1.33.2".into()),
+                error: None,
+            }],
+            nodes: ["master00", "master01", "worker00", "worker01", "worker02"].iter().map(|n| kube_node(n)).collect(),
+            ..Default::default()
+        };
+        let facts = Facts::new(
+            inventory,
+            node_facts,
+            Some(kube),
+            vec![synth::healthy_etcd(&["etcd00", "etcd01", "etcd02"])],
+            "2026-01-01T00:00:00Z",
+        );
+        Fx { facts, release: synth::release() }
+    }
+
+    pub fn kube(&mut self) -> &mut KubeFacts {
+        self.facts.kube.as_mut().expect("kube facts")
+    }
+
+    pub fn node_facts(&mut self, host: &str) -> &mut NodeFacts {
+        self.facts.nodes.iter_mut().find(|n| n.host == host).expect("node facts")
+    }
+
+    pub fn node(&mut self, host: &str) -> &mut kismatic_plan::Node {
+        self.facts.inventory.nodes.iter_mut().find(|n| n.host == host).expect("node")
+    }
+
+    /// Puts a node at the target release.
+    pub fn at_target(&mut self, host: &str) {
+        let roles = self.node(host).roles.clone();
+        let nf = synth::node_facts(host, &roles, Some(&self.release));
+        *self.node_facts(host) = nf;
+    }
+
+    pub fn analyze(&self, mode: Mode) -> Analysis {
+        analyze(&self.facts, &self.release, &CheckOptions::new(mode)).expect("analysis")
+    }
+
+    pub fn online(&self) -> Analysis {
+        self.analyze(Mode::Online)
+    }
+
+    /// A Deployment with `replicas` desired, its ReplicaSet, and one pod per entry of `nodes`.
+    pub fn deployment(&mut self, ns: &str, name: &str, replicas: i64, nodes: &[&str]) {
+        let duid = format!("d-{ns}-{name}");
+        let rsuid = format!("rs-{ns}-{name}");
+        let rsname = format!("{name}-abc");
+        let kube = self.kube();
+        kube.deployments.push(controller(ns, name, &duid, replicas, vec![]));
+        kube.replica_sets.push(controller(ns, &rsname, &rsuid, replicas, vec![owner("Deployment", name, &duid)]));
+        for (i, n) in nodes.iter().enumerate() {
+            kube.pods.push(pod(ns, &format!("{rsname}-{i}"), n, vec![owner("ReplicaSet", &rsname, &rsuid)], name));
+        }
+    }
+}
+
+pub fn codes(a: &Analysis, host: &str) -> Vec<Code> {
+    a.findings.iter().filter(|f| f.node == host).map(|f| f.code).collect()
+}
+
+pub fn all_codes(a: &Analysis) -> Vec<(String, Code)> {
+    a.findings.iter().map(|f| (f.node.clone(), f.code)).collect()
+}

@@ -1,0 +1,198 @@
+//! Property tests over random small clusters, states, workloads and options.
+use super::*;
+use crate::checks::CheckOptions;
+use crate::planner::{Action, PhaseKind, PlanOptions, plan};
+use proptest::prelude::*;
+use std::collections::HashSet;
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    roles: Vec<Vec<Role>>,
+    states: Vec<u8>,
+    pods: Vec<(usize, u8)>,
+    etcd_healthy: bool,
+    kubelet_ahead: bool,
+    online: bool,
+    partial_ok: bool,
+    ignore: bool,
+    parallel: usize,
+}
+
+fn role_set() -> impl Strategy<Value = Vec<Role>> {
+    prop::sample::subsequence(Role::ALL.to_vec(), 1..=3)
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    (2usize..10).prop_flat_map(|n| {
+        (
+            prop::collection::vec(role_set(), n),
+            prop::collection::vec(0u8..6, n),
+            prop::collection::vec((0..n, 0u8..6), 0..12),
+            any::<bool>(),
+            prop::bool::weighted(0.2),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            1usize..4,
+        )
+            .prop_map(
+                |(roles, states, pods, etcd_healthy, kubelet_ahead, online, partial_ok, ignore, parallel)| Scenario {
+                    roles,
+                    states,
+                    pods,
+                    etcd_healthy,
+                    kubelet_ahead,
+                    online,
+                    partial_ok,
+                    ignore,
+                    parallel,
+                },
+            )
+    })
+}
+
+fn build(s: &Scenario) -> Fx {
+    let mut release = synth::release();
+    if s.kubelet_ahead {
+        for c in &mut release.components {
+            if c.name == "kubelet" {
+                c.version = "1.35.0".into();
+            }
+        }
+    }
+    let nodes: Vec<_> = s.roles.iter().enumerate().map(|(i, r)| synth::node(&format!("n{i}"), i + 1, r)).collect();
+    let inventory = synth::inventory(nodes);
+    let mut node_facts = Vec::new();
+    for (n, st) in inventory.nodes.iter().zip(&s.states) {
+        let mut nf = match st {
+            1 => synth::node_facts(&n.host, &n.roles, Some(&release)),
+            2 => NodeFacts::unreachable(&n.host, "down"),
+            _ => synth::node_facts(&n.host, &n.roles, None),
+        };
+        if *st == 3 {
+            nf.disk_free.insert("/".into(), 1);
+        }
+        if *st == 4
+            && let Some(k) = nf.components.get_mut("kubelet")
+        {
+            k.running_version = Some("1.36.0".into());
+        }
+        node_facts.push(nf);
+    }
+    let etcd_hosts: Vec<&str> =
+        inventory.nodes.iter().filter(|n| n.has_role(Role::Etcd)).map(|n| n.host.as_str()).collect();
+    let mut etcd = synth::healthy_etcd(&etcd_hosts);
+    if !s.etcd_healthy && !etcd.members.is_empty() {
+        etcd.members[0].healthy = Some(false);
+    }
+    let kube = KubeFacts {
+        nodes: inventory
+            .nodes
+            .iter()
+            .filter(|n| !n.roles.iter().all(|r| *r == Role::Etcd))
+            .map(|n| kube_node(&n.host))
+            .collect(),
+        ..Default::default()
+    };
+    let facts = Facts::new(inventory, node_facts, Some(kube), vec![etcd], "t");
+    let mut fx = Fx { facts, release };
+    for (i, (node, kind)) in s.pods.iter().enumerate() {
+        let host = format!("n{node}");
+        let name = format!("app{i}");
+        match kind {
+            0 => fx.kube().pods.push(synth::pod("default", &name, &host, vec![], &name)),
+            1 => fx.deployment("default", &name, 1, &[&host]),
+            2 => fx.deployment("default", &name, 3, &[&host, "n0", "n1"]),
+            3 => {
+                fx.kube().jobs.push(controller("default", &name, &format!("j{i}"), 1, vec![]));
+                fx.kube().pods.push(synth::pod(
+                    "default",
+                    &name,
+                    &host,
+                    vec![owner("Job", &name, &format!("j{i}"))],
+                    &name,
+                ));
+            }
+            _ => {
+                fx.deployment("default", &name, 2, &[&host, &host]);
+            }
+        }
+    }
+    fx
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn plan_properties(s in scenario()) {
+        let fx = build(&s);
+        let mode = if s.online { Mode::Online } else { Mode::Offline };
+        let analysis = crate::checks::analyze(&fx.facts, &fx.release, &CheckOptions::new(mode)).unwrap();
+        let opts = PlanOptions { mode, partial_ok: s.partial_ok, ignore_safety_checks: s.ignore && s.online, max_parallel_workers: s.parallel };
+        let p = plan(&fx.facts, &analysis, &fx.release, &opts);
+        let inv = &fx.facts.inventory;
+
+        // Order: etcd < master < worker < registry < services, each phase once.
+        let kinds: Vec<PhaseKind> = p.phases.iter().map(|ph| ph.kind).collect();
+        prop_assert!(kinds.windows(2).all(|w| w[0] < w[1]), "{kinds:?}");
+        // Every node once at most, in the phase of its earliest role.
+        let mut seen = HashSet::new();
+        for (phase, np) in p.node_plans() {
+            prop_assert!(seen.insert(np.host.clone()));
+            let node = inv.nodes.iter().find(|n| n.host == np.host).unwrap();
+            prop_assert_eq!(phase.kind, crate::planner::node_phase(node));
+        }
+        // No pruned node appears; no gating finding's node is upgraded.
+        for pr in &p.pruned {
+            prop_assert!(!seen.contains(&pr.host));
+        }
+        let gating: HashSet<&str> = p.findings.iter().filter(|f| crate::planner::gates(f, &opts)).map(|f| f.node.as_str()).collect();
+        if !p.is_blocked() {
+            for h in &gating {
+                prop_assert!(!seen.contains(*h), "flagged {h} is in the plan");
+            }
+        } else {
+            prop_assert!(p.phases.is_empty());
+        }
+        // With --partial-ok no unsafe node is upgraded (unless safety checks are ignored).
+        if s.partial_ok && s.online && !opts.ignore_safety_checks {
+            for f in p.findings.iter().filter(|f| f.class == crate::checks::Class::Unsafe) {
+                prop_assert!(!seen.contains(&f.node));
+            }
+        }
+        // Offline: no cordon, no drain.
+        if mode == Mode::Offline {
+            for (_, np) in p.node_plans() {
+                prop_assert!(!np.drain);
+                prop_assert!(np.steps.iter().all(|st| !matches!(st.action, Action::Drain | Action::Cordon | Action::Uncordon)));
+            }
+        } else {
+            for ph in &p.phases {
+                prop_assert!(ph.batches.iter().all(|b| b.nodes.len() == 1));
+            }
+        }
+        // Partial plans end before the cluster services.
+        if p.partial {
+            prop_assert!(p.phases.iter().all(|ph| ph.kind <= PhaseKind::Worker));
+        }
+        // A kubelet is never upgraded past the API servers: every master ends at or above it, and all master
+        // upgrades come before any worker-phase kubelet.
+        let mut masters_done = true;
+        for m in inv.nodes.iter().filter(|n| n.has_role(Role::Master)) {
+            let need = analysis.needs.iter().find(|n| n.host == m.host).unwrap();
+            if need.needs_upgrade && !seen.contains(&m.host) {
+                masters_done = false;
+            }
+        }
+        let apiserver = fx.release.component("kube-apiserver").map(|c| c.version.clone()).unwrap();
+        for (_, np) in p.node_plans() {
+            for (comp, _, to) in np.upgrades() {
+                if comp == "kubelet" {
+                    prop_assert!(crate::version::cmp_str(to, &apiserver).is_le(), "kubelet {to} > apiserver {apiserver}");
+                    prop_assert!(masters_done, "kubelet upgraded while a master needing upgrade is left out");
+                }
+            }
+        }
+    }
+}
