@@ -1,4 +1,6 @@
-//! `kismatic upgrade online|offline`: analyse, plan and (once the executor lands) execute an upgrade.
+//! `kismatic upgrade online|offline`: gather facts (or read them), analyse, plan, and execute the plan.
+use crate::common;
+use crate::info::SshArgs;
 use anyhow::{Context, bail};
 use kismatic_core::checks::{CheckOptions, DEFAULT_MIN_FREE_BYTES, Mode, analyze};
 use kismatic_core::facts::Facts;
@@ -6,10 +8,13 @@ use kismatic_core::planner::{PlanOptions, plan};
 use kismatic_core::render;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 const AFTER_HELP: &str = "\
-Exit status: 0 the plan is ready (with --dry-run: nothing was changed); 1 the upgrade is blocked (every finding is \
-printed, grouped by node; there is no prompt); 2 an error (bad plan, release or facts file, ...).
+Exit status: 0 the cluster was upgraded (with --dry-run: the plan is ready and nothing was changed); 1 the upgrade \
+is blocked (every finding is printed, grouped by node; there is no prompt) or it stopped part-way (the message says \
+where, and rerunning the same command resumes); 2 an error before anything was changed (bad plan, release, facts \
+file, ...).
 
 Finding classes: unsafe (data may be lost), unavailable (availability may be lost), unready (the node cannot take \
 the upgrade). Codes and rules: docs/checks.md.";
@@ -77,6 +82,29 @@ struct CommonArgs {
     /// Bytes that must stay free on / after the release's artifacts are placed.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MIN_FREE_BYTES)]
     min_free_bytes: u64,
+    /// kubeconfig for the cluster's API (default: generated/kubeconfig next to the plan file).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Append one JSON object per step event to FILE (JSON lines).
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
+    /// How long a drain retries evictions refused by a PodDisruptionBudget before the run stops, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    drain_timeout: u64,
+    /// Deadline for each component to come back at its target version (and each node to turn Ready), in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    node_timeout: u64,
+    /// Restart every upgraded component's service even when nothing changed on the node.
+    #[arg(long)]
+    restart_services: bool,
+    /// Start afresh even though the previous run on this cluster is unfinished (its journal is kept).
+    #[arg(long)]
+    discard_journal: bool,
+    /// Port of the API server on each master, for the health gate after upgrading it.
+    #[arg(long, value_name = "PORT", default_value_t = 6443)]
+    apiserver_port: u16,
+    #[command(flatten)]
+    ssh: SshArgs,
 }
 
 pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
@@ -84,50 +112,92 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
         UpgradeCommand::Online(a) => (a.common, Mode::Online, a.ignore_safety_checks, 1),
         UpgradeCommand::Offline(a) => (a.common, Mode::Offline, false, a.max_parallel_workers as usize),
     };
-    let release_dir = match &common.release {
-        Some(d) => d.clone(),
-        None => default_release_dir()?,
-    };
-    let release = kismatic_release::load_dir(&release_dir)?;
-    let bad = kismatic_release::verify_artifacts(&release);
-    if !bad.is_empty() {
-        let lines: Vec<String> = bad.iter().map(|p| format!("  {p}")).collect();
-        bail!("release {} is damaged:\n{}", release_dir.display(), lines.join("\n"));
+    let release = common::load_release(common.release.as_deref())?;
+    if let Some(facts_path) = &common.facts {
+        let facts = read_facts(facts_path)?;
+        let plan = analyse_and_plan(&facts, &release, &common, mode, ignore, parallel)?;
+        if plan.is_blocked() {
+            return Ok(ExitCode::from(1));
+        }
+        if !common.dry_run {
+            bail!(
+                "--facts analyses a saved facts document and changes nothing: add --dry-run, or drop --facts to upgrade"
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
     }
-    let Some(facts_path) = &common.facts else {
-        bail!(
-            "live fact gathering is not available in this build yet; gather facts with `kismatic facts -f {}` and \
-             pass them with --facts FILE",
-            common.plan_file.display()
-        );
+    let inventory = kismatic_plan::load(&common.plan_file)
+        .with_context(|| format!("reading plan file {}", common.plan_file.display()))?;
+    let kubeconfig = common.kubeconfig.clone().unwrap_or_else(|| common::default_kubeconfig(&common.plan_file));
+    let fleet = kismatic_fleet::Fleet::new(common.ssh.fleet_config(&inventory)).context("setting up SSH")?;
+    let runtime = common::runtime()?;
+    let gathered = runtime.block_on(kismatic_exec::gather::gather(&fleet, &inventory, &release, Some(&kubeconfig)));
+    for w in &gathered.warnings {
+        eprintln!("warning: {w}");
+    }
+    let plan = analyse_and_plan(&gathered.facts, &release, &common, mode, ignore, parallel)?;
+    if plan.is_blocked() {
+        return Ok(ExitCode::from(1));
+    }
+    if common.dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if plan.phases.is_empty() {
+        println!("Nothing to do: every node is at release {}.", release.version);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cfg = kismatic_exec::run::ExecConfig {
+        kubeconfig,
+        runs_dir: common::default_runs_dir(&common.plan_file),
+        mode: mode.to_string(),
+        partial_ok: common.partial_ok,
+        drain_timeout: Duration::from_secs(common.drain_timeout),
+        node_timeout: Duration::from_secs(common.node_timeout),
+        workload_timeout: Duration::from_secs(common.node_timeout.max(common.drain_timeout)),
+        stable_for: Duration::from_secs(3),
+        restart_services: common.restart_services,
+        apiserver_port: common.apiserver_port,
+        events: common.events.clone(),
+        discard_previous: common.discard_journal,
+        quiet: matches!(common.output, Output::Json),
     };
-    let facts = read_facts(facts_path)?;
+    let outcome = runtime.block_on(kismatic_exec::run::execute(&plan, &inventory, &release, &fleet, &cfg))?;
+    println!("\nSummary:");
+    for (host, took, result) in &outcome.nodes {
+        println!("  {host:<16} {:>7.1}s  {result}", took.as_secs_f64());
+    }
+    for p in &plan.pruned {
+        let codes: Vec<&str> = p.codes.iter().map(|c| c.as_str()).collect();
+        println!("  {:<16} {:>8}  left out ({})", p.host, "-", codes.join(", "));
+    }
+    println!("\n{}", outcome.message);
+    Ok(if outcome.completed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Analysis and planning (pure), and the plan printed in the chosen format.
+fn analyse_and_plan(
+    facts: &Facts,
+    release: &kismatic_release::Release,
+    common: &CommonArgs,
+    mode: Mode,
+    ignore: bool,
+    parallel: usize,
+) -> anyhow::Result<kismatic_core::planner::UpgradePlan> {
     let check_opts =
         CheckOptions { mode, min_free_bytes: common.min_free_bytes, skip_preflight: common.skip_preflight };
-    let analysis = analyze(&facts, &release, &check_opts)?;
+    let analysis = analyze(facts, release, &check_opts)?;
     let plan_opts = PlanOptions {
         mode,
         partial_ok: common.partial_ok,
         ignore_safety_checks: ignore,
         max_parallel_workers: parallel,
     };
-    let plan = plan(&facts, &analysis, &release, &plan_opts);
+    let plan = plan(facts, &analysis, release, &plan_opts);
     match common.output {
         Output::Simple => print!("{}", render::plan_text(&plan)),
         Output::Json => println!("{}", render::plan_json(&plan)),
     }
-    if plan.is_blocked() {
-        return Ok(ExitCode::from(1));
-    }
-    if !common.dry_run {
-        bail!("the upgrade executor has not landed yet: nothing was changed (use --dry-run to only print the plan)");
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn default_release_dir() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("cannot locate the kismatic binary to find its release directory")?;
-    Ok(exe.parent().unwrap_or(Path::new(".")).join("release"))
+    Ok(plan)
 }
 
 fn read_facts(path: &Path) -> anyhow::Result<Facts> {
