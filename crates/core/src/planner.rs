@@ -23,11 +23,58 @@ pub struct PlanOptions {
     pub ignore_safety_checks: bool,
     /// Offline only: workers upgraded together (at least 1).
     pub max_parallel_workers: usize,
+    /// Online only: findings the operator has acknowledged (`--accept CODE[@NODE]`); reported, not gating.
+    pub accepted: Vec<Acceptance>,
+}
+
+/// An operator's acknowledgement of one kind of unsafe or unavailable finding, on one node or on all: narrower
+/// than `--ignore-safety-checks`, which waves through everything. Readiness findings cannot be accepted: an
+/// unready node cannot take the upgrade whatever the operator wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acceptance {
+    pub code: Code,
+    /// `None` accepts the code on every node.
+    pub node: Option<String>,
+}
+
+impl Acceptance {
+    pub fn covers(&self, finding: &Finding) -> bool {
+        finding.code == self.code && self.node.as_deref().is_none_or(|n| n.eq_ignore_ascii_case(&finding.node))
+    }
+}
+
+impl std::str::FromStr for Acceptance {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (code, node) = match s.split_once('@') {
+            Some((c, n)) if !n.is_empty() => (c, Some(n.to_string())),
+            Some(_) => return Err(format!("{s:?}: a node name must follow '@'")),
+            None => (s, None),
+        };
+        let Some(found) = Code::ALL.iter().copied().find(|c| c.as_str() == code) else {
+            let known: Vec<&str> =
+                Code::ALL.iter().filter(|c| c.class() != Class::Unready).map(|c| c.as_str()).collect();
+            return Err(format!("unknown finding code {code:?}; codes that can be accepted: {}", known.join(", ")));
+        };
+        if found.class() == Class::Unready {
+            return Err(format!(
+                "{code} is a readiness finding and cannot be accepted: the node cannot take the upgrade"
+            ));
+        }
+        Ok(Acceptance { code: found, node })
+    }
 }
 
 impl PlanOptions {
     pub fn new(mode: Mode) -> Self {
-        PlanOptions { mode, partial_ok: false, ignore_safety_checks: false, max_parallel_workers: 1 }
+        PlanOptions {
+            mode,
+            partial_ok: false,
+            ignore_safety_checks: false,
+            max_parallel_workers: 1,
+            accepted: Vec::new(),
+        }
     }
 }
 
@@ -183,7 +230,10 @@ pub fn node_phase(node: &Node) -> PhaseKind {
 pub fn gates(finding: &Finding, opts: &PlanOptions) -> bool {
     match opts.mode {
         Mode::Offline => finding.class == Class::Unready,
-        Mode::Online => finding.class == Class::Unready || !opts.ignore_safety_checks,
+        Mode::Online => {
+            finding.class == Class::Unready
+                || !(opts.ignore_safety_checks || opts.accepted.iter().any(|a| a.covers(finding)))
+        }
     }
 }
 

@@ -38,6 +38,10 @@ pub struct OnlineArgs {
     /// Report unsafe and unavailable findings but upgrade anyway (readiness findings still stop the upgrade).
     #[arg(long)]
     ignore_safety_checks: bool,
+    /// Acknowledge one kind of unsafe or unavailable finding, on one node (CODE@NODE) or on all (CODE): it is still
+    /// reported but no longer stops the upgrade. Repeatable. Example: --accept ingress-node@ingress01.
+    #[arg(long, value_name = "CODE[@NODE]")]
+    accept: Vec<kismatic_core::planner::Acceptance>,
 }
 
 #[derive(clap::Args)]
@@ -108,14 +112,20 @@ struct CommonArgs {
 }
 
 pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
-    let (common, mode, ignore, parallel) = match cmd {
-        UpgradeCommand::Online(a) => (a.common, Mode::Online, a.ignore_safety_checks, 1),
-        UpgradeCommand::Offline(a) => (a.common, Mode::Offline, false, a.max_parallel_workers as usize),
+    let (common, mode, safety) = match cmd {
+        UpgradeCommand::Online(a) => {
+            (a.common, Mode::Online, Safety { ignore: a.ignore_safety_checks, accepted: a.accept, parallel: 1 })
+        }
+        UpgradeCommand::Offline(a) => (
+            a.common,
+            Mode::Offline,
+            Safety { ignore: false, accepted: Vec::new(), parallel: a.max_parallel_workers as usize },
+        ),
     };
     let release = common::load_release(common.release.as_deref())?;
     if let Some(facts_path) = &common.facts {
         let facts = read_facts(facts_path)?;
-        let plan = analyse_and_plan(&facts, &release, &common, mode, ignore, parallel)?;
+        let plan = analyse_and_plan(&facts, &release, &common, mode, &safety)?;
         if plan.is_blocked() {
             return Ok(ExitCode::from(1));
         }
@@ -135,7 +145,7 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
     for w in &gathered.warnings {
         eprintln!("warning: {w}");
     }
-    let plan = analyse_and_plan(&gathered.facts, &release, &common, mode, ignore, parallel)?;
+    let plan = analyse_and_plan(&gathered.facts, &release, &common, mode, &safety)?;
     if plan.is_blocked() {
         return Ok(ExitCode::from(1));
     }
@@ -174,14 +184,20 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
     Ok(if outcome.completed { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// The mode-specific gating options.
+struct Safety {
+    ignore: bool,
+    accepted: Vec<kismatic_core::planner::Acceptance>,
+    parallel: usize,
+}
+
 /// Analysis and planning (pure), and the plan printed in the chosen format.
 fn analyse_and_plan(
     facts: &Facts,
     release: &kismatic_release::Release,
     common: &CommonArgs,
     mode: Mode,
-    ignore: bool,
-    parallel: usize,
+    safety: &Safety,
 ) -> anyhow::Result<kismatic_core::planner::UpgradePlan> {
     let check_opts =
         CheckOptions { mode, min_free_bytes: common.min_free_bytes, skip_preflight: common.skip_preflight };

@@ -196,3 +196,32 @@ fn step_ids_are_unique() {
     ids.dedup();
     assert_eq!(ids.len(), n);
 }
+
+#[test]
+fn accepted_findings_report_but_do_not_gate() {
+    use crate::planner::Acceptance;
+    let mut fx = Fx::new();
+    fx.kube().pods.push(synth::pod("default", "bare", "worker01", vec![], "bare"));
+    fx.kube().pods.push(synth::pod("default", "bare2", "worker02", vec![], "bare2"));
+    let only_w1: Acceptance = "unmanaged-pod@WORKER01".parse().unwrap();
+    let opts = PlanOptions { accepted: vec![only_w1], ..PlanOptions::new(Mode::Online) };
+    assert!(make(&fx, &opts).is_blocked(), "worker02's finding is not accepted");
+    let everywhere: Acceptance = "unmanaged-pod".parse().unwrap();
+    let opts = PlanOptions { accepted: vec![everywhere], ..PlanOptions::new(Mode::Online) };
+    let p = make(&fx, &opts);
+    assert_eq!(p.status, PlanStatus::Ready);
+    assert_eq!(p.findings.len(), 2, "accepted findings are still reported");
+    assert!(hosts(&p).contains(&"worker01") && hosts(&p).contains(&"worker02"));
+}
+
+#[test]
+fn acceptance_parsing() {
+    use crate::planner::Acceptance;
+    let a: Acceptance = "ingress-node@ingress01".parse().unwrap();
+    assert_eq!((a.code, a.node.as_deref()), (Code::IngressNode, Some("ingress01")));
+    let e = "disk-space".parse::<Acceptance>().unwrap_err();
+    assert!(e.contains("readiness finding and cannot be accepted"), "{e}");
+    let e = "ingres-node".parse::<Acceptance>().unwrap_err();
+    assert!(e.starts_with("unknown finding code \"ingres-node\"; codes that can be accepted: unmanaged-pod"), "{e}");
+    assert!("ingress-node@".parse::<Acceptance>().is_err());
+}

@@ -129,7 +129,7 @@ proptest! {
         let fx = build(&s);
         let mode = if s.online { Mode::Online } else { Mode::Offline };
         let analysis = crate::checks::analyze(&fx.facts, &fx.release, &CheckOptions::new(mode)).unwrap();
-        let opts = PlanOptions { mode, partial_ok: s.partial_ok, ignore_safety_checks: s.ignore && s.online, max_parallel_workers: s.parallel };
+        let opts = PlanOptions { mode, partial_ok: s.partial_ok, ignore_safety_checks: s.ignore && s.online, max_parallel_workers: s.parallel, accepted: Vec::new() };
         let p = plan(&fx.facts, &analysis, &fx.release, &opts);
         let inv = &fx.facts.inventory;
 
