@@ -205,8 +205,9 @@ fn analyse_and_plan(
     let plan_opts = PlanOptions {
         mode,
         partial_ok: common.partial_ok,
-        ignore_safety_checks: ignore,
-        max_parallel_workers: parallel,
+        ignore_safety_checks: safety.ignore,
+        max_parallel_workers: safety.parallel,
+        accepted: safety.accepted.clone(),
     };
     let plan = plan(facts, &analysis, release, &plan_opts);
     match common.output {
