@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Bump when anything below changes what goes into a release: it is part of the cache key.
-const RECIPE: &str = "releases v3";
+const RECIPE: &str = "releases v4";
 
 pub const RUNTIME_PACKAGE: &str = "kismatic-runtime";
 
@@ -473,12 +473,14 @@ fn build_apt_repo(root: &Path) -> Result<()> {
     write_file(&apt.join("Release"), release, 0o644)
 }
 
-/// On-cluster services with versioned images (the images are names only: kube-sim runs no containers).
+/// On-cluster services with versioned images (the images are names only: kube-sim runs no containers). Two
+/// replicas each, as an HA cluster runs them: a single replica is (rightly) an availability finding that would
+/// stop every online upgrade of the testbed.
 fn manifest(name: &str, version: &str) -> String {
     let (kind, image, replicas) = match name {
-        "registry" => ("Deployment", format!("registry:{version}"), Some(1)),
+        "registry" => ("Deployment", format!("registry:{version}"), Some(2)),
         "dns" => ("Deployment", format!("coredns/coredns:{version}"), Some(2)),
-        "dashboard" => ("Deployment", format!("kubernetesui/dashboard:v{version}"), Some(1)),
+        "dashboard" => ("Deployment", format!("kubernetesui/dashboard:v{version}"), Some(2)),
         _ => ("DaemonSet", format!("calico/node:v{version}"), None),
     };
     let replicas = replicas.map(|r| format!("  replicas: {r}\n")).unwrap_or_default();
