@@ -1,1 +1,415 @@
-//! kismatic-fleet
+//! kismatic-fleet: run commands and read/write files on many nodes at once over SSH.
+//!
+//! Transport: the system OpenSSH client in ControlMaster mode (the `openssh` crate, native mux), so known_hosts,
+//! ssh_config, agents, ProxyJump and certificates behave exactly as with `ssh`. One master connection per node;
+//! every command is a new channel on it. See `docs/ssh.md` for the host-key policy, concurrency and sudo rules.
+//!
+//! Every per-node operation returns `Result<_, NodeError>`: one node's failure is that node's result.
+
+mod error;
+pub mod hostkey;
+
+pub use error::{FleetError, NodeError};
+
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+
+/// How to reach the fleet. Built from the plan's SSH settings plus command-line choices.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    pub user: String,
+    /// Private key; `None` leaves the choice to ssh (agent, ssh_config, default identities).
+    pub key: Option<PathBuf>,
+    pub port: u16,
+    /// known_hosts file to verify against; `None` means the user's own `~/.ssh/known_hosts`.
+    pub known_hosts: Option<PathBuf>,
+    /// Accept and record keys of hosts not yet in known_hosts (`StrictHostKeyChecking=accept-new`). A *changed*
+    /// key is refused either way.
+    pub trust_new_hosts: bool,
+    /// TCP connect + SSH banner timeout of one attempt.
+    pub connect_timeout: Duration,
+    /// Attempts per node for connection failures (never for failed commands).
+    pub connect_attempts: u32,
+    /// Delay before the second attempt; doubles for each further one.
+    pub retry_backoff: Duration,
+    /// Concurrent SSH handshakes. sshd's default `MaxStartups 10:30:100` starts dropping unauthenticated
+    /// connections beyond 10, and a bastion is often shared: stay at 10.
+    pub max_handshakes: usize,
+    /// Concurrent established sessions (one ssh master process each).
+    pub max_sessions: usize,
+    /// An ssh_config file to use instead of the user's (`ssh -F`); `None` uses the normal ones.
+    pub ssh_config: Option<PathBuf>,
+    /// Idle time after which a master connection exits by itself, so a crashed run leaves nothing behind for long.
+    pub control_persist: Duration,
+}
+
+impl FleetConfig {
+    pub fn new(user: impl Into<String>, port: u16) -> Self {
+        FleetConfig {
+            user: user.into(),
+            key: None,
+            port,
+            known_hosts: None,
+            trust_new_hosts: false,
+            connect_timeout: Duration::from_secs(10),
+            connect_attempts: 3,
+            retry_backoff: Duration::from_millis(250),
+            max_handshakes: 10,
+            max_sessions: 256,
+            ssh_config: None,
+            control_persist: Duration::from_secs(600),
+        }
+    }
+
+    /// The plan's SSH settings (user, key, port, known_hosts).
+    pub fn from_plan(ssh: &kismatic_plan::SshSettings) -> Self {
+        let mut c = FleetConfig::new(ssh.user.clone(), ssh.port);
+        c.key = Some(ssh.key.clone());
+        c.known_hosts = ssh.known_hosts.clone();
+        c
+    }
+}
+
+/// One node to talk to: its plan name (for messages) and the address SSH connects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub name: String,
+    pub address: String,
+}
+
+impl Target {
+    pub fn new(name: impl Into<String>, address: impl Into<String>) -> Self {
+        Target { name: name.into(), address: address.into() }
+    }
+}
+
+/// Output of a remote command that ran to completion (whatever its exit status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Exit code; `None` when killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// The connection pool for one run. Dropping it removes the control directory; close sessions first.
+pub struct Fleet {
+    config: FleetConfig,
+    known_hosts: PathBuf,
+    control_dir: tempfile::TempDir,
+    handshakes: Semaphore,
+    sessions: Semaphore,
+}
+
+impl Fleet {
+    pub fn new(config: FleetConfig) -> Result<Self, FleetError> {
+        let known_hosts = match &config.known_hosts {
+            Some(p) => p.clone(),
+            None => {
+                let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).ok_or(FleetError::NoHome)?;
+                PathBuf::from(home).join(".ssh").join("known_hosts")
+            }
+        };
+        if config.trust_new_hosts
+            && let Some(dir) = known_hosts.parent().filter(|d| !d.as_os_str().is_empty())
+        {
+            // ssh cannot record a new key into a file whose folder does not exist.
+            std::fs::create_dir_all(dir)
+                .map_err(|source| FleetError::KnownHostsDir { path: known_hosts.clone(), source })?;
+        }
+        // Control sockets must fit sun_path (108 bytes): a short folder under /tmp, private to us.
+        let tmp = Path::new("/tmp");
+        let control_dir = tempfile::Builder::new()
+            .prefix("kf-")
+            .tempdir_in(tmp)
+            .map_err(|source| FleetError::ControlDir { dir: tmp.to_path_buf(), source })?;
+        Ok(Fleet {
+            handshakes: Semaphore::new(config.max_handshakes.max(1)),
+            sessions: Semaphore::new(config.max_sessions.max(1)),
+            config,
+            known_hosts,
+            control_dir,
+        })
+    }
+
+    pub fn config(&self) -> &FleetConfig {
+        &self.config
+    }
+
+    /// The known_hosts file host keys are verified against (and new ones recorded in).
+    pub fn known_hosts(&self) -> &Path {
+        &self.known_hosts
+    }
+
+    fn builder(&self) -> SessionBuilder {
+        let mut b = SessionBuilder::default();
+        b.user(self.config.user.clone())
+            .port(self.config.port)
+            .known_hosts_check(if self.config.trust_new_hosts { KnownHosts::Add } else { KnownHosts::Strict })
+            .user_known_hosts_file(&self.known_hosts)
+            .connect_timeout(self.config.connect_timeout)
+            .server_alive_interval(Duration::from_secs(15))
+            .control_directory(self.control_dir.path())
+            .control_persist(ControlPersist::IdleFor(
+                NonZeroUsize::new(self.config.control_persist.as_secs() as usize).unwrap_or(NonZeroUsize::MIN),
+            ));
+        if let Some(key) = &self.config.key {
+            b.keyfile(key);
+        }
+        if let Some(cfg) = &self.config.ssh_config {
+            b.config_file(cfg);
+        }
+        b
+    }
+
+    /// Opens a master connection to one node, retrying connection failures with exponential backoff.
+    /// Holds a handshake permit only while connecting.
+    pub async fn connect(&self, target: &Target) -> Result<NodeSession, NodeError> {
+        let builder = self.builder();
+        let attempts = self.config.connect_attempts.max(1);
+        let mut delay = self.config.retry_backoff;
+        let mut attempt = 1;
+        loop {
+            let result = {
+                let _permit = self
+                    .handshakes
+                    .acquire()
+                    .await
+                    .map_err(|e| NodeError::Session { node: target.name.clone(), reason: e.to_string() })?;
+                tracing::debug!(node = %target.name, attempt, "connecting");
+                builder.connect_mux(&target.address).await
+            };
+            match result {
+                Ok(session) => {
+                    return Ok(NodeSession {
+                        session,
+                        name: target.name.clone(),
+                        user: self.config.user.clone(),
+                        sudo: self.config.user != "root",
+                    });
+                }
+                Err(err) => {
+                    let err = self.connect_error(target, err).await;
+                    if !err.is_retryable() || attempt >= attempts {
+                        tracing::debug!(node = %target.name, attempt, error = %err, "giving up");
+                        return Err(err);
+                    }
+                    tracing::debug!(node = %target.name, attempt, error = %err, "retrying");
+                    // Jitter from the name spreads retries of nodes that failed together (MaxStartups drops).
+                    let jitter = Duration::from_millis(target.name.bytes().map(u64::from).sum::<u64>() % 97);
+                    tokio::time::sleep(delay + jitter).await;
+                    delay = delay.saturating_mul(2);
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn connect_error(&self, target: &Target, err: openssh::Error) -> NodeError {
+        let text = match &err {
+            openssh::Error::Connect(e) | openssh::Error::Master(e) => e.to_string(),
+            other => other.to_string(),
+        };
+        let node = target.name.clone();
+        let address = hostkey::known_hosts_name(&target.address, self.config.port);
+        match hostkey::classify(&text) {
+            hostkey::ConnectFailure::HostKeyChanged { presented } => {
+                let presented = match presented {
+                    Some(p) => Some(p),
+                    None => {
+                        hostkey::scan_fingerprints(&target.address, self.config.port, self.config.connect_timeout).await
+                    }
+                };
+                let known = hostkey::known_fingerprints(&self.known_hosts, &address).await;
+                NodeError::HostKeyChanged {
+                    node,
+                    address,
+                    known_hosts: self.known_hosts.clone(),
+                    known: known.unwrap_or_else(|| "(unreadable entry)".into()),
+                    presented: presented.unwrap_or_else(|| "(unknown)".into()),
+                }
+            }
+            hostkey::ConnectFailure::HostKeyUnknown => {
+                NodeError::HostKeyUnknown { node, address, known_hosts: self.known_hosts.clone() }
+            }
+            hostkey::ConnectFailure::Auth(reason) => NodeError::Auth { node, user: self.config.user.clone(), reason },
+            hostkey::ConnectFailure::Unreachable(reason) => NodeError::Unreachable { node, address, reason },
+        }
+    }
+
+    /// Connects to every target concurrently (bounded), runs `f` on each session, closes it, and returns one
+    /// result per target, in the targets' order.
+    pub async fn on_each<T, F>(&self, targets: &[Target], f: F) -> Vec<Result<T, NodeError>>
+    where
+        F: AsyncFn(&NodeSession) -> Result<T, NodeError>,
+    {
+        let f = &f;
+        let jobs = targets.iter().map(|t| async move {
+            let _permit = self
+                .sessions
+                .acquire()
+                .await
+                .map_err(|e| NodeError::Session { node: t.name.clone(), reason: e.to_string() })?;
+            let session = self.connect(t).await?;
+            let result = f(&session).await;
+            session.close().await;
+            result
+        });
+        futures_util::future::join_all(jobs).await
+    }
+}
+
+/// An open connection to one node. Commands run through `sudo -n` when the SSH user is not root.
+pub struct NodeSession {
+    session: Session,
+    name: String,
+    user: String,
+    sudo: bool,
+}
+
+/// Atomic write: a temporary file in the same folder, then rename. `$1` path, `$2` octal mode; data on stdin.
+const WRITE_SCRIPT: &str = r#"set -eu
+tmp="$1.kismatic-tmp.$$"
+trap 'rm -f "$tmp"' EXIT
+umask 077
+cat > "$tmp"
+chmod "$2" "$tmp"
+mv -f "$tmp" "$1"
+"#;
+
+impl NodeSession {
+    /// The node's plan name.
+    pub fn node(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether commands are wrapped in `sudo -n`.
+    pub fn uses_sudo(&self) -> bool {
+        self.sudo
+    }
+
+    /// Runs `program args...` (each argument shell-quoted; never interpolated) and returns its output whatever
+    /// the exit status. Errors only when the command could not be run or the connection broke.
+    pub async fn output(&self, program: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<Output, NodeError> {
+        let mut cmd = if self.sudo {
+            let mut c = self.session.command("sudo");
+            c.arg("-n").arg("--").arg(program);
+            c
+        } else {
+            self.session.command(program)
+        };
+        cmd.args(args);
+        // Arguments may carry secrets (tokens, passwords in files being written): log only the program.
+        tracing::debug!(node = %self.name, program, "run");
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        let mut child = cmd.spawn().await.map_err(|e| self.session_error(e))?;
+        if let Some(data) = stdin
+            && let Some(mut pipe) = child.stdin().take()
+        {
+            pipe.write_all(data)
+                .await
+                .map_err(|e| NodeError::Session { node: self.name.clone(), reason: format!("writing stdin: {e}") })?;
+            pipe.shutdown().await.ok();
+            drop(pipe);
+        }
+        let out = child.wait_with_output().await.map_err(|e| self.session_error(e))?;
+        Ok(Output { code: out.status.code(), stdout: out.stdout, stderr: out.stderr })
+    }
+
+    /// Like [`output`](Self::output) but a non-zero exit is an error (`CommandFailed`, or `Sudo` when sudo itself
+    /// refused).
+    pub async fn run(&self, program: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<Output, NodeError> {
+        let out = self.output(program, args, stdin).await?;
+        if out.success() {
+            return Ok(out);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if self.sudo && out.code == Some(1) && is_sudo_refusal(&stderr) {
+            return Err(NodeError::Sudo { node: self.name.clone(), user: self.user.clone(), stderr });
+        }
+        Err(NodeError::CommandFailed {
+            node: self.name.clone(),
+            program: program.to_string(),
+            status: match out.code {
+                Some(c) => format!("exit code {c}"),
+                None => "killed by a signal".to_string(),
+            },
+            stderr,
+        })
+    }
+
+    /// Reads a whole file.
+    pub async fn read_file(&self, path: &str) -> Result<Vec<u8>, NodeError> {
+        Ok(self.run("cat", &["--", path], None).await?.stdout)
+    }
+
+    /// Writes a whole file atomically (temporary file beside it, then rename) with the given octal mode.
+    pub async fn write_file(&self, path: &str, contents: &[u8], mode: u32) -> Result<(), NodeError> {
+        let mode = format!("{mode:o}");
+        self.run("sh", &["-c", WRITE_SCRIPT, "kismatic-write", path, &mode], Some(contents)).await?;
+        Ok(())
+    }
+
+    /// Ends the master connection. Errors are ignored: the node's result is already decided.
+    pub async fn close(self) {
+        if let Err(e) = self.session.close().await {
+            tracing::debug!(node = %self.name, error = %e, "closing the SSH master");
+        }
+    }
+
+    fn session_error(&self, e: openssh::Error) -> NodeError {
+        NodeError::Session { node: self.name.clone(), reason: format!("{e}{}", source_text(&e)) }
+    }
+}
+
+fn source_text(e: &dyn std::error::Error) -> String {
+    let mut s = String::new();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn is_sudo_refusal(stderr: &str) -> bool {
+    stderr.starts_with("sudo:")
+        && (stderr.contains("password is required")
+            || stderr.contains("not in the sudoers")
+            || stderr.contains("may not run sudo")
+            || stderr.contains("is not allowed to execute"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sudo_refusals() {
+        assert!(is_sudo_refusal("sudo: a password is required"));
+        assert!(is_sudo_refusal("sudo: bob is not in the sudoers file.  This incident will be reported."));
+        assert!(!is_sudo_refusal("cat: /x: No such file or directory"));
+    }
+
+    #[test]
+    fn config_defaults_fit_maxstartups() {
+        let c = FleetConfig::new("root", 22);
+        assert!(c.max_handshakes <= 10);
+        assert!(!c.trust_new_hosts);
+    }
+}
+
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,182 @@
+//! Integration tests against real OpenSSH sshd processes on 127.0.77.N (one per node, own mount namespace).
+
+use kismatic_fleet::testing::{NodeOptions, SshCluster};
+use kismatic_fleet::{Fleet, FleetConfig, NodeError, Target};
+use std::time::Duration;
+
+const SUBNET: u8 = 77;
+
+fn cluster() -> Option<SshCluster> {
+    match SshCluster::new(SUBNET) {
+        Ok(c) => Some(c),
+        Err(reason) => {
+            eprintln!("SKIPPED: real-sshd fleet test: {reason}");
+            None
+        }
+    }
+}
+
+fn config(c: &SshCluster, user: &str) -> FleetConfig {
+    let mut cfg = FleetConfig::new(user, c.port);
+    cfg.key = Some(c.client_key.clone());
+    cfg.known_hosts = Some(c.known_hosts.clone());
+    cfg.connect_timeout = Duration::from_secs(5);
+    cfg.retry_backoff = Duration::from_millis(50);
+    // The user's own ssh_config must not change what the tests see.
+    cfg.ssh_config = Some("/dev/null".into());
+    cfg
+}
+
+fn targets(c: &SshCluster) -> Vec<Target> {
+    c.nodes.iter().map(|n| Target::new(&n.name, &n.address)).collect()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+#[test]
+fn reads_per_node_files_and_quotes_arguments() {
+    let Some(mut c) = cluster() else { return };
+    c.add_node("n1", 1, NodeOptions::default().with_file("kismatic-version", "1.0.0")).expect("n1");
+    c.add_node("n2", 2, NodeOptions::default().with_file("kismatic-version", "1.1.0")).expect("n2");
+    c.add_down_node("down", 3);
+    c.write_known_hosts().expect("known_hosts");
+    let fleet = Fleet::new(config(&c, "root")).expect("fleet");
+    let results = rt().block_on(fleet.on_each(&targets(&c), async |s| {
+        let version = s.read_file("/etc/kismatic-version").await?;
+        // Hostile-looking arguments arrive as single, literal arguments.
+        let echo = s.run("printf", &["%s|", "a b", "$(id)", "'; rm -rf /", "*"], None).await?;
+        Ok((String::from_utf8_lossy(&version).to_string(), String::from_utf8_lossy(&echo.stdout).to_string()))
+    }));
+    assert_eq!(results.len(), 3);
+    let r1 = results[0].as_ref().expect("n1 read");
+    assert_eq!(r1.0, "1.0.0");
+    assert_eq!(r1.1, "a b|$(id)|'; rm -rf /|*|");
+    assert_eq!(results[1].as_ref().expect("n2 read").0, "1.1.0");
+    match &results[2] {
+        Err(e @ NodeError::Unreachable { node, .. }) => {
+            assert_eq!(node, "down");
+            assert!(e.to_string().contains("Connection refused"), "{e}");
+        }
+        other => panic!("expected unreachable, got {other:?}"),
+    }
+}
+
+#[test]
+fn command_failure_is_typed_and_not_retried() {
+    let Some(mut c) = cluster() else { return };
+    c.add_node("n1", 11, NodeOptions::default()).expect("n1");
+    c.write_known_hosts().expect("known_hosts");
+    let fleet = Fleet::new(config(&c, "root")).expect("fleet");
+    let results = rt().block_on(fleet.on_each(&targets(&c), async |s| s.read_file("/etc/kismatic-version").await));
+    match &results[0] {
+        Err(NodeError::CommandFailed { node, program, status, stderr }) => {
+            assert_eq!(node, "n1");
+            assert_eq!(program, "cat");
+            assert_eq!(status, "exit code 1");
+            assert!(stderr.contains("No such file"), "{stderr}");
+        }
+        other => panic!("expected command failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn writes_files_atomically_with_mode() {
+    let Some(mut c) = cluster() else { return };
+    c.add_node("n1", 21, NodeOptions::default()).expect("n1");
+    c.write_known_hosts().expect("known_hosts");
+    let fleet = Fleet::new(config(&c, "root")).expect("fleet");
+    let results = rt().block_on(fleet.on_each(&targets(&c), async |s| {
+        s.write_file("/etc/kismatic-version", b"2.0.0", 0o644).await?;
+        let back = s.read_file("/etc/kismatic-version").await?;
+        let mode = s.run("stat", &["-c", "%a", "/etc/kismatic-version"], None).await?;
+        let leftovers = s.run("sh", &["-c", "ls /etc | grep -c kismatic-tmp || true"], None).await?;
+        Ok((back, String::from_utf8_lossy(&mode.stdout).trim().to_string(), leftovers.stdout))
+    }));
+    let (back, mode, leftovers) = results[0].as_ref().expect("write");
+    assert_eq!(back, b"2.0.0");
+    assert_eq!(mode, "644");
+    assert_eq!(String::from_utf8_lossy(leftovers).trim(), "0");
+}
+
+#[test]
+fn changed_host_key_is_refused_with_both_fingerprints() {
+    let Some(mut c) = cluster() else { return };
+    c.add_node("n1", 31, NodeOptions::default()).expect("n1");
+    c.add_node("n2", 32, NodeOptions::default()).expect("n2");
+    let fake = c.forge_known_host("n1").expect("forge");
+    let fake_fp = c.fingerprint(&fake).expect("fake fp");
+    let real_fp = c.fingerprint(c.nodes[0].host_key.as_deref().expect("key")).expect("real fp");
+    let fleet = Fleet::new(config(&c, "root")).expect("fleet");
+    let results = rt().block_on(fleet.on_each(&targets(&c), async |s| s.run("true", &[], None).await.map(|_| ())));
+    let err = results[0].as_ref().expect_err("changed key must be refused");
+    assert!(matches!(err, NodeError::HostKeyChanged { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.starts_with("n1: HOST KEY CHANGED"), "{msg}");
+    assert!(msg.contains(&fake_fp), "known fingerprint missing: {msg}");
+    assert!(msg.contains(&real_fp), "presented fingerprint missing: {msg}");
+    // The other node is unaffected.
+    assert!(results[1].is_ok(), "{:?}", results[1]);
+}
+
+#[test]
+fn unknown_host_refused_unless_trusted_then_recorded() {
+    let Some(mut c) = cluster() else { return };
+    c.add_node("n1", 41, NodeOptions::default()).expect("n1");
+    // No known_hosts at all.
+    let fleet = Fleet::new(config(&c, "root")).expect("fleet");
+    let r = rt().block_on(fleet.on_each(&targets(&c), async |s| s.run("true", &[], None).await.map(|_| ())));
+    assert!(matches!(r[0], Err(NodeError::HostKeyUnknown { .. })), "{:?}", r[0]);
+    assert!(r[0].as_ref().expect_err("unknown").to_string().contains("--trust-new-hosts"));
+    drop(fleet);
+
+    let mut cfg = config(&c, "root");
+    cfg.trust_new_hosts = true;
+    let fleet = Fleet::new(cfg).expect("fleet");
+    let r = rt().block_on(fleet.on_each(&targets(&c), async |s| s.run("true", &[], None).await.map(|_| ())));
+    assert!(r[0].is_ok(), "{:?}", r[0]);
+    drop(fleet);
+
+    // Recorded for next time: a strict run now passes.
+    let fleet = Fleet::new(config(&c, "root")).expect("fleet");
+    let r = rt().block_on(fleet.on_each(&targets(&c), async |s| s.run("true", &[], None).await.map(|_| ())));
+    assert!(r[0].is_ok(), "{:?}", r[0]);
+}
+
+#[test]
+fn non_root_user_runs_through_sudo() {
+    let Some(mut c) = cluster() else { return };
+    c.add_node("n1", 51, NodeOptions::default().with_sudo_user("kismatic-op")).expect("n1");
+    c.write_known_hosts().expect("known_hosts");
+    let fleet = Fleet::new(config(&c, "kismatic-op")).expect("fleet");
+    let r = rt().block_on(fleet.on_each(&targets(&c), async |s| {
+        assert!(s.uses_sudo());
+        let id = s.run("id", &["-un"], None).await?;
+        let who = s.run("sh", &["-c", "echo $SUDO_USER"], None).await?;
+        Ok((
+            String::from_utf8_lossy(&id.stdout).trim().to_string(),
+            String::from_utf8_lossy(&who.stdout).trim().to_string(),
+        ))
+    }));
+    assert_eq!(r[0].as_ref().expect("sudo"), &("root".to_string(), "kismatic-op".to_string()));
+}
+
+#[test]
+fn wrong_key_is_an_auth_error() {
+    let Some(mut c) = cluster() else { return };
+    c.add_node("n1", 61, NodeOptions::default()).expect("n1");
+    c.write_known_hosts().expect("known_hosts");
+    let mut cfg = config(&c, "root");
+    let other = c.dir().join("other_key");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .expect("keygen");
+    assert!(st.success());
+    cfg.key = Some(other);
+    let fleet = Fleet::new(cfg).expect("fleet");
+    let r = rt().block_on(fleet.on_each(&targets(&c), async |s| s.run("true", &[], None).await.map(|_| ())));
+    assert!(matches!(r[0], Err(NodeError::Auth { .. })), "{:?}", r[0]);
+}

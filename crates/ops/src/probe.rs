@@ -1,0 +1,436 @@
+//! Node fact probing: ONE SSH round trip per node running a fixed POSIX sh script, whose line-oriented report is
+//! parsed into [`NodeFacts`]. The script text is constant; component names, services and packages are positional
+//! arguments (`sh -c SCRIPT kismatic-probe ARGS...`), each shell-quoted by the transport.
+//!
+//! Report format (version 1), one record per line, fields separated by TAB:
+//! ```text
+//! kismatic-probe  1
+//! file  /etc/kismatic-version      followed by `od -An -v -tx1` hex lines (or `unreadable`), then `endfile`
+//! missing  /etc/component-versions
+//! statfs  /  <f_bavail> <f_frsize>
+//! component  <name>  <binary|package>
+//! link  <target of /opt/kismatic/<name>/current>
+//! dpkg  <dpkg-query version>
+//! unit  LoadState=loaded | ActiveState=active | MainPID=123
+//! exe  </proc/<MainPID>/exe target>
+//! endcomponent
+//! end
+//! ```
+//! Anything unexpected is ignored or reported as an invalid marker; parsing never panics.
+
+use kismatic_core::facts::{ComponentObservation, Marker, NodeFacts, NodeRead};
+use kismatic_fleet::{Fleet, NodeError, NodeSession, Target};
+use kismatic_plan::Inventory;
+use kismatic_release::{Delivery, Release};
+use std::collections::BTreeMap;
+
+pub const KISMATIC_VERSION_FILE: &str = "/etc/kismatic-version";
+pub const COMPONENT_VERSIONS_FILE: &str = "/etc/component-versions";
+/// Markers larger than this are garbage; reading stops there.
+const MARKER_LIMIT: usize = 64 * 1024;
+
+/// The probe. `set -f`: no globbing of values; discovery turns it back on for its one glob.
+/// Arguments: groups of four `name delivery service package` (package empty for binaries). With no arguments,
+/// every folder under /opt/kismatic is probed as a binary component whose service has its name.
+pub const PROBE_SCRIPT: &str = r#"set -f
+printf 'kismatic-probe\t1\n'
+emit_file() {
+  if [ -e "$1" ] || [ -L "$1" ]; then
+    printf 'file\t%s\n' "$1"
+    od -An -v -tx1 -N 65537 -- "$1" 2>/dev/null || printf 'unreadable\n'
+    printf 'endfile\n'
+  else
+    printf 'missing\t%s\n' "$1"
+  fi
+}
+emit_file /etc/kismatic-version
+emit_file /etc/component-versions
+if s=$(stat -f -c '%a %S' / 2>/dev/null); then printf 'statfs\t/\t%s\n' "$s"; fi
+if command -v systemctl >/dev/null 2>&1; then have_systemctl=1; else have_systemctl=; fi
+comp() {
+  printf 'component\t%s\t%s\n' "$1" "$2"
+  if [ "$2" = binary ]; then
+    if t=$(readlink -- "/opt/kismatic/$1/current" 2>/dev/null); then printf 'link\t%s\n' "$t"; fi
+  elif [ "$2" = package ] && [ -n "$4" ]; then
+    if v=$(dpkg-query -W -f '${Version}' -- "$4" 2>/dev/null); then printf 'dpkg\t%s\n' "$v"; fi
+  fi
+  pid=
+  if [ -n "$have_systemctl" ] && [ -n "$3" ]; then
+    u=$(systemctl show -p LoadState -p ActiveState -p MainPID -- "$3.service" 2>/dev/null) || u=
+    for l in $u; do
+      printf 'unit\t%s\n' "$l"
+      case $l in MainPID=*) pid=${l#MainPID=} ;; esac
+    done
+  fi
+  if [ -n "$pid" ] && [ "$pid" != 0 ]; then
+    if e=$(readlink "/proc/$pid/exe" 2>/dev/null); then printf 'exe\t%s\n' "$e"; fi
+  fi
+  printf 'endcomponent\n'
+}
+if [ $# -eq 0 ]; then
+  set +f
+  for d in /opt/kismatic/*/; do
+    [ -d "$d" ] || continue
+    n=${d%/}; n=${n##*/}
+    comp "$n" binary "$n" ""
+  done
+  set -f
+else
+  while [ $# -ge 4 ]; do comp "$1" "$2" "$3" "$4"; shift 4; done
+fi
+printf 'end\n'
+"#;
+
+/// What to probe for one component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentProbe {
+    pub name: String,
+    /// `binary` or `package` (manifest components live on the cluster, not on nodes).
+    pub delivery: Delivery,
+    pub service: String,
+    pub package: Option<String>,
+}
+
+/// The components a node with these roles gets from the release.
+pub fn component_probes(release: &Release, roles: &[kismatic_plan::Role]) -> Vec<ComponentProbe> {
+    release
+        .components_for_roles(roles)
+        .map(|c| ComponentProbe {
+            name: c.name.clone(),
+            delivery: c.delivery,
+            service: c.service.clone().unwrap_or_else(|| c.name.clone()),
+            package: c.package.clone(),
+        })
+        .collect()
+}
+
+/// The script's positional arguments for these components.
+pub fn probe_args(components: &[ComponentProbe]) -> Vec<String> {
+    let mut args = Vec::with_capacity(components.len() * 4);
+    for c in components {
+        args.push(c.name.clone());
+        args.push(c.delivery.to_string());
+        args.push(c.service.clone());
+        args.push(c.package.clone().unwrap_or_default());
+    }
+    args
+}
+
+/// Facts of one node plus, when it could not be read, the typed reason.
+#[derive(Debug, Clone)]
+pub struct Probed {
+    pub facts: NodeFacts,
+    pub error: Option<NodeError>,
+}
+
+/// Probes every node of the inventory concurrently: one SSH round trip each.
+pub async fn probe_nodes(fleet: &Fleet, inventory: &Inventory, release: Option<&Release>) -> Vec<NodeFacts> {
+    probe_nodes_detailed(fleet, inventory, release).await.into_iter().map(|p| p.facts).collect()
+}
+
+/// [`probe_nodes`], keeping the typed error of each unreadable node (for status columns and exit codes).
+pub async fn probe_nodes_detailed(fleet: &Fleet, inventory: &Inventory, release: Option<&Release>) -> Vec<Probed> {
+    let targets: Vec<Target> = inventory.nodes.iter().map(|n| Target::new(&n.host, &n.ip)).collect();
+    let args: BTreeMap<&str, Vec<String>> = inventory
+        .nodes
+        .iter()
+        .map(|n| (n.host.as_str(), release.map(|r| probe_args(&component_probes(r, &n.roles))).unwrap_or_default()))
+        .collect();
+    let args = &args;
+    let results = fleet
+        .on_each(&targets, async |s: &NodeSession| {
+            let a = args.get(s.node()).map(Vec::as_slice).unwrap_or_default();
+            run_probe(s, a).await
+        })
+        .await;
+    targets
+        .iter()
+        .zip(results)
+        .map(|(t, r)| match r {
+            Ok(facts) => Probed { facts, error: None },
+            Err(e) => Probed { facts: NodeFacts::unreachable(&t.name, e.to_string()), error: Some(e) },
+        })
+        .collect()
+}
+
+/// A node whose probe takes longer than this (a hung mount under `/`, a wedged systemd) is reported, not waited for.
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs the probe on one open session and parses its report.
+pub async fn run_probe(session: &NodeSession, args: &[String]) -> Result<NodeFacts, NodeError> {
+    let mut argv: Vec<&str> = vec!["-c", PROBE_SCRIPT, "kismatic-probe"];
+    argv.extend(args.iter().map(String::as_str));
+    let out = tokio::time::timeout(PROBE_TIMEOUT, session.run("sh", &argv, None)).await.map_err(|_| {
+        NodeError::Session {
+            node: session.node().to_string(),
+            reason: format!("the probe did not finish within {} s", PROBE_TIMEOUT.as_secs()),
+        }
+    })??;
+    parse_report(session.node(), &out.stdout).map_err(|reason| NodeError::CommandFailed {
+        node: session.node().to_string(),
+        program: "probe".into(),
+        status: "unparseable report".into(),
+        stderr: reason,
+    })
+}
+
+/// Parses the probe's report. Only a missing header or trailer is an error; every field is best-effort.
+pub fn parse_report(host: &str, report: &[u8]) -> Result<NodeFacts, String> {
+    let text = String::from_utf8_lossy(report);
+    let mut lines = text.lines();
+    match lines.next() {
+        Some(h) if h.starts_with("kismatic-probe\t1") => {}
+        Some(h) => return Err(format!("unexpected probe header {:?}", truncate(h, 80))),
+        None => return Err("empty probe report".into()),
+    }
+    let mut facts = NodeFacts {
+        host: host.to_string(),
+        read: NodeRead::Ok,
+        kismatic_version: Marker::NotInstalled,
+        component_markers: Marker::NotInstalled,
+        components: BTreeMap::new(),
+        disk_free: BTreeMap::new(),
+    };
+    let mut files: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+    let mut ended = false;
+    while let Some(line) = lines.next() {
+        let (kind, rest) = line.split_once('\t').unwrap_or((line, ""));
+        match kind {
+            "file" => {
+                let mut bytes = Vec::new();
+                let mut readable = true;
+                for l in lines.by_ref() {
+                    match l {
+                        "endfile" => break,
+                        "unreadable" => readable = false,
+                        hex => bytes.extend(hex.split_whitespace().filter_map(|b| u8::from_str_radix(b, 16).ok())),
+                    }
+                }
+                files.insert(rest.to_string(), readable.then_some(bytes));
+            }
+            "missing" => {
+                files.remove(rest);
+            }
+            "statfs" => {
+                let mut f = rest.split(['\t', ' ']);
+                let path = f.next().unwrap_or("/");
+                let avail = f.next().and_then(|v| v.trim().parse::<u64>().ok());
+                let frsize = f.next().and_then(|v| v.trim().parse::<u64>().ok());
+                if let (Some(a), Some(s)) = (avail, frsize) {
+                    facts.disk_free.insert(path.to_string(), a.saturating_mul(s));
+                }
+            }
+            "component" => {
+                let mut f = rest.split('\t');
+                let name = f.next().unwrap_or("").to_string();
+                let is_package = f.next() == Some("package");
+                let obs = parse_component(&name, is_package, &mut lines);
+                if !name.is_empty() {
+                    facts.components.insert(name, obs);
+                }
+            }
+            "end" => {
+                ended = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    if !ended {
+        return Err("probe report ended early (no `end` line)".into());
+    }
+    facts.kismatic_version = match files.get(KISMATIC_VERSION_FILE) {
+        None => Marker::NotInstalled,
+        Some(None) => Marker::Invalid { raw: String::new(), error: "unreadable file".into() },
+        Some(Some(bytes)) => parse_kismatic_version(bytes),
+    };
+    facts.component_markers = match files.get(COMPONENT_VERSIONS_FILE) {
+        None => Marker::NotInstalled,
+        Some(None) => Marker::Invalid { raw: String::new(), error: "unreadable file".into() },
+        Some(Some(bytes)) => parse_component_versions(bytes),
+    };
+    Ok(facts)
+}
+
+fn parse_component<'a>(
+    name: &str,
+    is_package: bool,
+    lines: &mut impl Iterator<Item = &'a str>,
+) -> ComponentObservation {
+    let mut link = None;
+    let mut dpkg = None;
+    let mut load_state = None;
+    let mut active_state = None;
+    let mut exe = None;
+    for line in lines.by_ref() {
+        let (kind, rest) = line.split_once('\t').unwrap_or((line, ""));
+        match kind {
+            "endcomponent" => break,
+            "link" => link = Some(rest.to_string()),
+            "dpkg" => dpkg = Some(rest.trim().to_string()).filter(|v| !v.is_empty()),
+            "exe" => exe = Some(rest.to_string()),
+            "unit" => match rest.split_once('=') {
+                Some(("LoadState", v)) => load_state = Some(v.to_string()),
+                Some(("ActiveState", v)) => active_state = Some(v.to_string()),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    let service_active = match load_state.as_deref() {
+        Some("loaded") => Some(active_state.as_deref() == Some("active")),
+        _ => None,
+    };
+    let installed_version = match (&link, &dpkg) {
+        (Some(l), _) => last_segment(l),
+        (None, Some(d)) => Some(d.clone()),
+        _ => None,
+    };
+    let running_version = if is_package {
+        // Packages: the installed version runs when its service is active.
+        dpkg.clone().filter(|_| service_active == Some(true))
+    } else {
+        exe.as_deref().and_then(|e| version_from_exe(name, e))
+    };
+    ComponentObservation { installed_version, running_version, service_active }
+}
+
+/// `1.2.3` from `1.2.3`, `/opt/kismatic/etcd/1.2.3` or `/opt/kismatic/etcd/1.2.3/`.
+fn last_segment(path: &str) -> Option<String> {
+    path.trim_end_matches('/').rsplit('/').next().filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+/// The `<version>` segment of `/opt/kismatic/<name>/<version>/...` (a replaced binary reads `... (deleted)`).
+fn version_from_exe(name: &str, exe: &str) -> Option<String> {
+    let prefix = format!("/opt/kismatic/{name}/");
+    let rest = exe.strip_prefix(&prefix)?;
+    let (version, _) = rest.split_once('/')?;
+    (!version.is_empty() && version != "current").then(|| version.to_string())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max { s.to_string() } else { format!("{}…", s.chars().take(max).collect::<String>()) }
+}
+
+fn raw_text(bytes: &[u8]) -> String {
+    let limited = &bytes[..bytes.len().min(MARKER_LIMIT)];
+    truncate(&String::from_utf8_lossy(limited), 200)
+}
+
+/// `/etc/kismatic-version`: semver without `v`; surrounding whitespace tolerated (hand-edited files end in a
+/// newline). Anything else, including an empty file, is `invalid version "<raw>"`.
+pub fn parse_kismatic_version(bytes: &[u8]) -> Marker<semver::Version> {
+    let raw = raw_text(bytes);
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t.trim(),
+        Err(_) => return Marker::Invalid { error: format!("invalid version {raw:?}: not UTF-8"), raw },
+    };
+    match semver::Version::parse(text) {
+        Ok(v) => Marker::Present { value: v },
+        Err(_) => Marker::Invalid { error: format!("invalid version {:?}", truncate(text, 200)), raw },
+    }
+}
+
+/// `/etc/component-versions`: a YAML map of component → version. Plain scalars are kept as written
+/// (`3.10` stays `3.10`).
+pub fn parse_component_versions(bytes: &[u8]) -> Marker<BTreeMap<String, String>> {
+    let raw = raw_text(bytes);
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Marker::Invalid { raw, error: "not UTF-8".into() };
+    };
+    if text.trim().is_empty() {
+        return Marker::Invalid { raw, error: "empty file".into() };
+    }
+    match serde_saphyr::from_str::<BTreeMap<String, String>>(text) {
+        Ok(map) => Marker::Present { value: map },
+        Err(e) => {
+            let first = e.to_string().lines().next().unwrap_or("").to_string();
+            Marker::Invalid { raw, error: format!("not a YAML map of component versions: {first}") }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &[u8]) -> String {
+        s.iter().map(|b| format!(" {b:02x}")).collect()
+    }
+
+    #[test]
+    fn parses_a_full_report() {
+        let report = format!(
+            "kismatic-probe\t1\nfile\t/etc/kismatic-version\n{}\nendfile\nfile\t/etc/component-versions\n{}\nendfile\n\
+             statfs\t/\t1000 4096\n\
+             component\tetcd\tbinary\nlink\t/opt/kismatic/etcd/3.5.1\nunit\tLoadState=loaded\nunit\tActiveState=active\n\
+             unit\tMainPID=42\nexe\t/opt/kismatic/etcd/3.4.23/bin/etcd (deleted)\nendcomponent\n\
+             component\tcontainer-runtime\tpackage\ndpkg\t1.1.0\nunit\tLoadState=loaded\nunit\tActiveState=active\nunit\tMainPID=7\n\
+             exe\t/usr/bin/runtime\nendcomponent\n\
+             component\tkubelet\tbinary\nunit\tLoadState=not-found\nunit\tActiveState=inactive\nunit\tMainPID=0\nendcomponent\n\
+             end\n",
+            hex(b"1.1.0"),
+            hex(b"kubernetes: v1.34.1\netcd: 3.10\n")
+        );
+        let f = parse_report("n1", report.as_bytes()).expect("parses");
+        assert_eq!(f.kismatic_version, Marker::Present { value: semver::Version::new(1, 1, 0) });
+        let cv = f.component_markers.present().expect("component markers");
+        assert_eq!(cv["kubernetes"], "v1.34.1");
+        assert_eq!(cv["etcd"], "3.10");
+        assert_eq!(f.disk_free["/"], 4_096_000);
+        let etcd = &f.components["etcd"];
+        assert_eq!(etcd.installed_version.as_deref(), Some("3.5.1"));
+        assert_eq!(etcd.running_version.as_deref(), Some("3.4.23"));
+        assert_eq!(etcd.service_active, Some(true));
+        let rt = &f.components["container-runtime"];
+        assert_eq!(rt.installed_version.as_deref(), Some("1.1.0"));
+        assert_eq!(rt.running_version.as_deref(), Some("1.1.0"));
+        let kubelet = &f.components["kubelet"];
+        assert_eq!(
+            kubelet,
+            &ComponentObservation { installed_version: None, running_version: None, service_active: None }
+        );
+    }
+
+    #[test]
+    fn missing_empty_and_garbage_markers() {
+        let r = "kismatic-probe\t1\nfile\t/etc/kismatic-version\nendfile\nmissing\t/etc/component-versions\nend\n";
+        let f = parse_report("n", r.as_bytes()).expect("parses");
+        assert_eq!(f.kismatic_version, Marker::Invalid { raw: String::new(), error: "invalid version \"\"".into() });
+        assert_eq!(f.component_markers, Marker::NotInstalled);
+
+        assert_eq!(
+            parse_kismatic_version(b"abc"),
+            Marker::Invalid { raw: "abc".into(), error: "invalid version \"abc\"".into() }
+        );
+        assert_eq!(parse_kismatic_version(b"1.2.0\n"), Marker::Present { value: semver::Version::new(1, 2, 0) });
+        assert!(matches!(parse_kismatic_version(&[0xff, 0xfe]), Marker::Invalid { .. }));
+        assert!(matches!(parse_component_versions(b"- a\n- b\n"), Marker::Invalid { .. }));
+        assert!(matches!(parse_component_versions(b"   \n"), Marker::Invalid { .. }));
+        assert!(matches!(parse_component_versions(b"a: [1, 2]\n"), Marker::Invalid { .. }));
+    }
+
+    #[test]
+    fn garbage_reports_never_panic() {
+        for r in [
+            &b""[..],
+            b"kismatic-probe\t1\n",
+            b"kismatic-probe\t1\nfile\t/etc/kismatic-version\nzz qq\n",
+            b"kismatic-probe\t1\ncomponent\n\nstatfs\t/\tx y\nend\n",
+            b"\xff\xfe\x00garbage\nend\n",
+            b"kismatic-probe\t1\ncomponent\tx\tbinary\nexe\t/opt/kismatic/x/\nlink\t/\nend\n",
+        ] {
+            let _ = parse_report("n", r);
+        }
+        assert!(parse_report("n", b"").is_err());
+        assert!(parse_report("n", b"kismatic-probe\t1\n").is_err());
+    }
+
+    #[test]
+    fn exe_versions() {
+        assert_eq!(version_from_exe("etcd", "/opt/kismatic/etcd/3.5.1/etcd").as_deref(), Some("3.5.1"));
+        assert_eq!(version_from_exe("etcd", "/usr/bin/etcd"), None);
+        assert_eq!(version_from_exe("etcd", "/opt/kismatic/etcd/current/etcd"), None);
+        assert_eq!(last_segment("3.5.1/").as_deref(), Some("3.5.1"));
+    }
+}
