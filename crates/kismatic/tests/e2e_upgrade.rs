@@ -1,0 +1,545 @@
+//! End-to-end upgrades on the testbed (systemd-nspawn nodes, real sshd, real TLS etcd 3.4 → 3.5, kube-sim control
+//! plane, HAProxy): blocked online upgrades change nothing, `--partial-ok` upgrades exactly the unflagged nodes,
+//! an online upgrade keeps PDB-protected workloads available and the API reachable, data survives, an interrupted
+//! run resumes, and a broken etcd artifact is rolled back.
+//!
+//! Needs root and systemd-nspawn: skipped with the reason printed otherwise (CI runs as root). The scenarios share
+//! loopback ranges and the machine's 2 cores, so they run inside one test function, one after the other.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use testbed::{Guard, Options, e2e_skip_reason};
+
+struct Cluster {
+    guard: Guard,
+    plan: PathBuf,
+    release_new: PathBuf,
+}
+
+impl Cluster {
+    /// Brings up a copy of an example plan in its own folder (its key, known_hosts, kubeconfig and run journals
+    /// stay there), at the old release.
+    fn up(example: &str, work: &Path) -> Cluster {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(example);
+        std::fs::create_dir_all(work).expect("work dir");
+        let plan = work.join(example);
+        std::fs::copy(&src, &plan).expect("copy plan");
+        let guard = Guard::up(&plan, Options { quiet: true, ..Options::default() }).expect("testbed up");
+        let state = guard.testbed.load_state().expect("state").expect("testbed state exists");
+        let release_new = state.release_new.expect("testbed built the new release");
+        Cluster { guard, plan, release_new }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.guard.testbed.kubeconfig_path()
+    }
+
+    fn kismatic(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kismatic"));
+        cmd.args(args).arg("-f").arg(&self.plan);
+        if args.first() == Some(&"upgrade") {
+            cmd.arg("--release").arg(&self.release_new).arg("--kubeconfig").arg(self.kubeconfig());
+            cmd.args(["--drain-timeout", "60", "--node-timeout", "120"]);
+        } else if args.first() == Some(&"info") {
+            cmd.arg("--release").arg(&self.release_new);
+        }
+        let out = cmd.output().expect("kismatic runs");
+        eprintln!(
+            "$ kismatic {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        kubectl(&self.kubeconfig(), args)
+    }
+
+    fn kubectl_apply(&self, yaml: &str) {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(yaml.as_bytes()).expect("write manifest");
+        let out = child.wait_with_output().expect("kubectl apply");
+        assert!(out.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn ssh(&self, host: &str, args: &[&str]) -> String {
+        let n = self.guard.testbed.inv.nodes.iter().find(|n| n.host == host).expect("node in plan");
+        self.guard.testbed.ssh().run(&n.ip, args).expect("ssh command")
+    }
+
+    fn marker(&self, host: &str) -> String {
+        self.ssh(host, &["cat", "/etc/kismatic-version"])
+    }
+
+    fn runs_dir(&self) -> PathBuf {
+        self.plan.parent().expect("plan folder").join("runs")
+    }
+
+    fn wait_ready(&self, deployment: &str, want: usize) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let ready = self.kubectl(&["get", "deployment", deployment, "-o", "jsonpath={.status.readyReplicas}"]);
+            if ready.trim().parse::<usize>().unwrap_or(0) >= want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "deployment {deployment} not ready: {ready}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = Command::new("kubectl").arg("--kubeconfig").arg(kubeconfig).args(args).output().expect("kubectl runs");
+    assert!(out.status.success(), "kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+const WEB: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: nginx:1.27}]}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: default}
+spec:
+  minAvailable: 2
+  selector: {matchLabels: {app: web}}
+"#;
+
+const BARE_POD_ON_WORKER03: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: bare, namespace: default}
+spec:
+  nodeName: worker03
+  containers: [{name: bare, image: busybox}]
+"#;
+
+/// Samples the ready replicas of a Deployment and the API's reachability through the load balancer until stopped.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    min_ready: Arc<AtomicUsize>,
+    api_failures: Arc<AtomicUsize>,
+    samples: Arc<AtomicUsize>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sampler {
+    fn start(kubeconfig: PathBuf, deployment: &'static str) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let min_ready = Arc::new(AtomicUsize::new(usize::MAX));
+        let api_failures = Arc::new(AtomicUsize::new(0));
+        let samples = Arc::new(AtomicUsize::new(0));
+        let (s, m, f, n) = (stop.clone(), min_ready.clone(), api_failures.clone(), samples.clone());
+        let handle = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let out = Command::new("kubectl")
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args(["get", "deployment", deployment, "-o", "jsonpath={.status.readyReplicas}"])
+                    .args(["--request-timeout", "5s"])
+                    .output();
+                match out {
+                    Ok(o) if o.status.success() => {
+                        let ready = String::from_utf8_lossy(&o.stdout).trim().parse::<usize>().unwrap_or(0);
+                        m.fetch_min(ready, Ordering::Relaxed);
+                        n.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        f.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+        Sampler { stop, min_ready, api_failures, samples, handle: Some(handle) }
+    }
+
+    /// (minimum ready replicas seen, failed API calls, samples)
+    fn finish(mut self) -> (usize, usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        (
+            self.min_ready.load(Ordering::Relaxed),
+            self.api_failures.load(Ordering::Relaxed),
+            self.samples.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn work_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kismatic-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Names of nodes whose `spec.unschedulable` is true (an explicit `false` is schedulable).
+fn cordoned_nodes(c: &Cluster) -> String {
+    let nodes: serde_json::Value = serde_json::from_str(&c.kubectl(&["get", "nodes", "-o", "json"])).expect("json");
+    let names: Vec<&str> = nodes["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|n| n["spec"]["unschedulable"].as_bool() == Some(true))
+        .filter_map(|n| n["metadata"]["name"].as_str())
+        .collect();
+    names.join(" ")
+}
+
+#[test]
+fn upgrades_on_the_testbed() {
+    if let Some(reason) = e2e_skip_reason() {
+        eprintln!("SKIPPED upgrade e2e: {reason}");
+        return;
+    }
+    online_blocked_partial_then_full();
+    offline_killed_twice_resumes_and_keeps_data();
+    broken_etcd_artifact_is_rolled_back();
+}
+
+/// ha: a blocked online upgrade changes nothing; `--partial-ok` upgrades exactly the unflagged nodes and stops
+/// before the services; after the unsafe pod is gone a full online upgrade completes with the PDB-protected
+/// Deployment never below its budget and the API always reachable through the load balancer.
+fn online_blocked_partial_then_full() {
+    let work = work_dir("ha");
+    let c = Cluster::up("ha.yaml", &work);
+    let info = c.kismatic(&["info"]);
+    assert!(text(&info).contains("Cluster Version: v1.0.0"), "{}", text(&info));
+
+    c.kubectl_apply(WEB);
+    c.kubectl_apply(BARE_POD_ON_WORKER03);
+    c.wait_ready("web", 3);
+
+    // Dry run: the expected findings, per node.
+    let dry = c.kismatic(&["upgrade", "online", "--dry-run", "-o", "json"]);
+    assert_eq!(dry.status.code(), Some(1), "blocked");
+    let plan: serde_json::Value = serde_json::from_slice(&dry.stdout).expect("plan JSON");
+    let mut found: Vec<(String, String)> = plan["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| (f["node"].as_str().unwrap_or("").to_string(), f["code"].as_str().unwrap_or("").to_string()))
+        .collect();
+    found.sort();
+    found.dedup();
+    assert!(found.contains(&("worker03".into(), "unmanaged-pod".into())), "{found:?}");
+    assert!(found.contains(&("ingress01".into(), "ingress-node".into())), "{found:?}");
+    // Nodes a partial run must leave out: those with a finding other than the acknowledged ingress-node.
+    let flagged: Vec<String> = found
+        .iter()
+        .filter(|(n, code)| !(n == "ingress01" && code == "ingress-node"))
+        .map(|(n, _)| n.clone())
+        .collect();
+    eprintln!("findings: {found:?}; left out by --partial-ok: {flagged:?}");
+    assert!(flagged.iter().all(|n| n.starts_with("worker") || n.starts_with("ingress")), "{flagged:?}");
+
+    // Blocked for real: nothing changes anywhere.
+    let blocked = c.kismatic(&["upgrade", "online"]);
+    assert_eq!(blocked.status.code(), Some(1));
+    for n in &c.guard.testbed.inv.nodes {
+        assert_eq!(c.marker(&n.host), "1.0.0", "{} untouched", n.host);
+    }
+    assert!(!c.runs_dir().exists(), "a blocked upgrade starts no run");
+
+    // Partial: everything but worker03 (ingress01 acknowledged explicitly).
+    let sampler = Sampler::start(c.kubeconfig(), "web");
+    let events = work.join("events.jsonl");
+    let partial = c.kismatic(&[
+        "upgrade",
+        "online",
+        "--partial-ok",
+        "--accept",
+        "ingress-node@ingress01",
+        "--events",
+        events.to_str().expect("utf-8 path"),
+    ]);
+    let (min_ready, api_failures, samples) = sampler.finish();
+    assert_eq!(partial.status.code(), Some(0), "{}", text(&partial));
+    assert!(text(&partial).contains("Partial upgrade complete"), "{}", text(&partial));
+    for n in &c.guard.testbed.inv.nodes {
+        let want = if flagged.contains(&n.host) { "1.0.0" } else { "1.1.0" };
+        assert_eq!(c.marker(&n.host), want, "{}", n.host);
+    }
+    eprintln!("partial: web min ready {min_ready} over {samples} samples, {api_failures} API failures");
+    assert!(min_ready >= 2 && min_ready != usize::MAX, "PDB minAvailable 2 held: min ready {min_ready}");
+    assert_eq!(api_failures, 0, "the API stayed reachable through the load balancer");
+    assert_eq!(cordoned_nodes(&c).trim(), "", "no node left cordoned");
+    let services = c.ssh("master01", &["cat", "/etc/component-versions"]);
+    assert!(!services.contains("registry: \"2.8.3\""), "services not upgraded by a partial run: {services}");
+
+    // The unsafe pod goes; the rest is upgraded online.
+    c.kubectl(&["delete", "pod", "bare", "--grace-period=0"]);
+    let sampler = Sampler::start(c.kubeconfig(), "web");
+    let full = c.kismatic(&[
+        "upgrade",
+        "online",
+        "--accept",
+        "ingress-node@ingress01",
+        "--events",
+        events.to_str().expect("utf-8 path"),
+    ]);
+    let (min_ready, api_failures, samples) = sampler.finish();
+    assert_eq!(full.status.code(), Some(0), "{}", text(&full));
+    eprintln!("full: web min ready {min_ready} over {samples} samples, {api_failures} API failures");
+    assert!(min_ready >= 2 && min_ready != usize::MAX, "min ready {min_ready}");
+    assert_eq!(api_failures, 0);
+    let info = c.kismatic(&["info"]);
+    assert_eq!(info.status.code(), Some(0), "{}", text(&info));
+    assert!(text(&info).contains("Cluster Version: v1.1.0"), "{}", text(&info));
+    assert_eq!(cordoned_nodes(&c).trim(), "");
+    for e in ["etcd01", "etcd02", "etcd03"] {
+        let exe = c.ssh(e, &["sh", "-c", "readlink /proc/$(systemctl show -p MainPID --value etcd)/exe"]);
+        assert_eq!(exe.trim(), "/opt/kismatic/etcd/3.5.1/bin/etcd", "{e}");
+    }
+    let nodes = c.kubectl(&["get", "nodes", "-o", "jsonpath={.items[*].status.nodeInfo.kubeletVersion}"]);
+    assert!(nodes.split_whitespace().all(|v| v == "v1.34.1"), "{nodes}");
+    // Kept for timing reports (scripts/event-stats.py).
+    let _ = std::fs::copy(&events, std::env::temp_dir().join("kismatic-e2e-online-events.jsonl"));
+    drop(c);
+    let _ = std::fs::remove_dir_all(work);
+}
+
+impl Cluster {
+    fn etcdctl(&self, endpoint_ip: &str, args: &[&str], stdin: Option<&str>) -> String {
+        let tb = &self.guard.testbed;
+        let (cert, key) = tb.etcd_client_cert();
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints=https://{endpoint_ip}:2379"))
+            .arg(format!("--cacert={}", tb.ca_path().display()))
+            .arg(format!("--cert={}", cert.display()))
+            .arg(format!("--key={}", key.display()))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("etcdctl runs");
+        {
+            use std::io::Write;
+            let mut input = child.stdin.take().expect("stdin");
+            if let Some(text) = stdin {
+                input.write_all(text.as_bytes()).expect("etcdctl stdin");
+            }
+        }
+        let out = child.wait_with_output().expect("etcdctl");
+        assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn etcd_ip(&self) -> String {
+        let n = self.guard.testbed.inv.nodes.iter().find(|n| n.roles.iter().any(|r| r.as_str() == "etcd"));
+        n.expect("an etcd node").ip.clone()
+    }
+
+    /// Starts `kismatic upgrade ...` in the background, writing events to `events`.
+    fn spawn_upgrade(&self, args: &[&str], events: &Path) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_kismatic"))
+            .args(args)
+            .arg("-f")
+            .arg(&self.plan)
+            .arg("--release")
+            .arg(&self.release_new)
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--events")
+            .arg(events)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kismatic starts")
+    }
+}
+
+/// Waits until the event stream shows `step` started, then kills the process with SIGKILL.
+fn kill_when_started(mut child: std::process::Child, events: &Path, step: &str) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let needle = format!("\"step\":\"{step}\",\"state\":\"started\"");
+    loop {
+        let text = std::fs::read_to_string(events).unwrap_or_default();
+        if text.contains(&needle) {
+            child.kill().expect("SIGKILL");
+            let _ = child.wait();
+            eprintln!("killed kismatic with SIGKILL as {step} started");
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("kismatic ended ({status}) before {step} started:\n{text}");
+        }
+        assert!(Instant::now() < deadline, "{step} never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const DATA_KEYS: usize = 10_000;
+const DATA_OBJECTS: usize = 500;
+
+fn write_data(c: &Cluster) {
+    let ip = c.etcd_ip();
+    // etcd's default --max-txn-ops is 128: write in transactions of 125 puts.
+    for chunk in (0..DATA_KEYS).collect::<Vec<_>>().chunks(125) {
+        let mut txn = String::from("\n");
+        for i in chunk {
+            txn.push_str(&format!("put /kismatic-e2e/key-{i:05} value-{i}-{}\n", "x".repeat(i % 64)));
+        }
+        txn.push('\n');
+        c.etcdctl(&ip, &["txn"], Some(&txn));
+    }
+    let mut list = String::from("apiVersion: v1\nkind: List\nitems:\n");
+    for i in 0..DATA_OBJECTS {
+        list.push_str(&format!(
+            "- apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: data-{i:03}, namespace: default, labels: {{e2e: data}}}}\n  data: {{index: \"{i}\", payload: \"{}\"}}\n",
+            "y".repeat(i % 100)
+        ));
+    }
+    c.kubectl_apply(&list);
+}
+
+fn read_data(c: &Cluster) -> (String, Vec<(String, String)>) {
+    let keys = c.etcdctl(&c.etcd_ip(), &["get", "--prefix", "/kismatic-e2e/"], None);
+    let cms: serde_json::Value =
+        serde_json::from_str(&c.kubectl(&["get", "configmaps", "-l", "e2e=data", "-o", "json"])).expect("json");
+    let mut objects: Vec<(String, String)> = cms["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|o| (o["metadata"]["name"].as_str().unwrap_or("").to_string(), o["data"].to_string()))
+        .collect();
+    objects.sort();
+    (keys, objects)
+}
+
+/// ha, offline with two workers at a time: data written before the upgrade; the tool is killed with SIGKILL in
+/// the middle of the etcd phase and again in the worker phase; reruns complete; every node and both etcd clusters
+/// end at the new release with etcd 3.5.1 running, and every key and object is intact.
+fn offline_killed_twice_resumes_and_keeps_data() {
+    let work = work_dir("ha-offline");
+    let c = Cluster::up("ha.yaml", &work);
+    write_data(&c);
+    let before = read_data(&c);
+    assert_eq!(before.0.lines().count(), DATA_KEYS * 2, "keys and values");
+    assert_eq!(before.1.len(), DATA_OBJECTS);
+
+    let args = ["upgrade", "offline", "--max-parallel-workers", "2", "--node-timeout", "120"];
+    let events = work.join("events.jsonl");
+    kill_when_started(c.spawn_upgrade(&args, &events), &events, "etcd/etcd02/upgrade/etcd");
+    kill_when_started(c.spawn_upgrade(&args, &events), &events, "worker/worker01/upgrade/kubelet");
+    let last = c.kismatic(&[&args[..], &["--events", events.to_str().expect("utf-8")]].concat());
+    assert_eq!(last.status.code(), Some(0), "{}", text(&last));
+    assert!(text(&last).contains("resuming run"), "the rerun resumed the journal: {}", text(&last));
+    let ev = std::fs::read_to_string(&events).expect("events");
+    assert!(ev.contains("\"state\":\"skipped\""), "finished steps were skipped on resume");
+    assert!(!ev.contains("\"step\":\"worker/worker01/cordon\""), "offline upgrades never cordon");
+
+    let info = c.kismatic(&["info"]);
+    assert_eq!(info.status.code(), Some(0), "{}", text(&info));
+    assert!(text(&info).contains("Cluster Version: v1.1.0"), "{}", text(&info));
+    for e in ["etcd01", "etcd02", "etcd03"] {
+        for comp in ["etcd", "etcd-networking"] {
+            let exe =
+                c.ssh(e, &["sh", "-c", &format!("readlink /proc/$(systemctl show -p MainPID --value {comp})/exe")]);
+            assert_eq!(exe.trim(), format!("/opt/kismatic/{comp}/3.5.1/bin/etcd"), "{e} {comp}");
+        }
+    }
+    let status = c.etcdctl(&c.etcd_ip(), &["endpoint", "status", "--cluster", "-w", "json"], None);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status json");
+    let versions: Vec<&str> =
+        status.as_array().expect("members").iter().filter_map(|m| m["Status"]["version"].as_str()).collect();
+    assert_eq!(versions, vec!["3.5.1"; 3], "every member reports 3.5.1");
+    let after = read_data(&c);
+    assert!(before == after, "10,000 etcd keys and 500 API objects are identical after the upgrade");
+    assert_eq!(cordoned_nodes(&c).trim(), "");
+    drop(c);
+    let _ = std::fs::remove_dir_all(work);
+}
+
+/// minimal: a new etcd whose binary cannot start. The member is rolled back to `previous`, the cluster is healthy
+/// again, the run stops and says so, and nothing after etcd was touched.
+fn broken_etcd_artifact_is_rolled_back() {
+    let work = work_dir("minimal-broken");
+    let mut c = Cluster::up("minimal.yaml", &work);
+    // A copy of the new release whose etcd artifact holds an `etcd` that exits at once.
+    let broken = work.join("release-broken");
+    copy_dir(&c.release_new, &broken);
+    let stage = work.join("broken-etcd");
+    std::fs::create_dir_all(stage.join("bin")).expect("stage");
+    std::fs::write(stage.join("bin/etcd"), "#!/bin/sh\necho 'broken etcd' >&2\nexit 1\n").expect("etcd");
+    std::fs::copy(c.release_new.join("artifacts/etcd-3.5.1.tar.gz"), work.join("orig.tar.gz")).expect("copy");
+    let untar = Command::new("tar")
+        .arg("-xzf")
+        .arg(work.join("orig.tar.gz"))
+        .arg("-C")
+        .arg(&stage)
+        .arg("./bin/etcdctl")
+        .status()
+        .expect("tar");
+    assert!(untar.success(), "etcdctl from the good artifact");
+    let mut chmod = Command::new("chmod");
+    assert!(chmod.arg("755").arg(stage.join("bin/etcd")).status().expect("chmod").success());
+    let artifact = broken.join("artifacts/etcd-3.5.1.tar.gz");
+    let tar = Command::new("tar").arg("-czf").arg(&artifact).arg("-C").arg(&stage).arg(".").status().expect("tar");
+    assert!(tar.success());
+    let digest = sha256(&artifact);
+    let yaml = std::fs::read_to_string(broken.join("release.yaml")).expect("release.yaml");
+    let old_digest = sha256(&c.release_new.join("artifacts/etcd-3.5.1.tar.gz"));
+    // Only the `etcd` component's artifact line (etcd-networking keeps the good artifact).
+    let yaml = yaml.replacen(
+        &format!("{{file: artifacts/etcd-3.5.1.tar.gz, sha256: {old_digest}}}"),
+        &format!("{{file: artifacts/etcd-3.5.1.tar.gz, sha256: {digest}}}"),
+        1,
+    );
+    std::fs::write(broken.join("release.yaml"), yaml).expect("write release.yaml");
+    c.release_new = broken;
+
+    let out = c.kismatic(&["upgrade", "offline", "--node-timeout", "20"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("did not come back healthy at 3.5.1"), "{t}");
+    assert!(t.contains("rolled back to 3.4.23; the cluster is healthy"), "{t}");
+    assert!(t.contains("snapshot taken before the upgrade is at etcd01:/var/lib/kismatic/backups/etcd-"), "{t}");
+    let exe = c.ssh("etcd01", &["sh", "-c", "readlink /proc/$(systemctl show -p MainPID --value etcd)/exe"]);
+    assert_eq!(exe.trim(), "/opt/kismatic/etcd/3.4.23/bin/etcd");
+    let health = c.etcdctl(&c.etcd_ip(), &["endpoint", "health", "-w", "json"], None);
+    assert!(health.contains("\"health\":true"), "{health}");
+    for n in ["master01", "worker01"] {
+        assert_eq!(c.marker(n), "1.0.0", "{n} untouched after the etcd failure");
+    }
+    drop(c);
+    let _ = std::fs::remove_dir_all(work);
+}
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let st = Command::new("cp").arg("-a").arg(from).arg(to).status().expect("cp");
+    assert!(st.success());
+}
