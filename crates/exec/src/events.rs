@@ -26,12 +26,14 @@ pub struct StepEvent<'a> {
 pub struct Reporter {
     started: Instant,
     events: Option<std::fs::File>,
+    /// The run's log in its run folder: every progress line and event, whatever the terminal shows.
+    log: Option<std::fs::File>,
     quiet: bool,
 }
 
 impl Reporter {
-    pub fn new(events: Option<std::fs::File>, quiet: bool) -> Self {
-        Reporter { started: Instant::now(), events, quiet }
+    pub fn new(events: Option<std::fs::File>, log: Option<std::fs::File>, quiet: bool) -> Self {
+        Reporter { started: Instant::now(), events, log, quiet }
     }
 
     pub fn elapsed_ms(&self) -> u64 {
@@ -39,19 +41,27 @@ impl Reporter {
     }
 
     /// Human progress line: elapsed, phase, node, step, what happened.
-    pub fn line(&self, text: &str) {
+    pub fn line(&mut self, text: &str) {
+        let line = format!("[{:>7.1}s] {text}", self.started.elapsed().as_secs_f64());
         if !self.quiet {
-            println!("[{:>7.1}s] {text}", self.started.elapsed().as_secs_f64());
+            println!("{line}");
+        }
+        if let Some(f) = &mut self.log {
+            // The log is for people reading after the fact; the journal is the record that matters.
+            let _ = writeln!(f, "{line}");
         }
     }
 
     pub fn event(&mut self, e: &StepEvent<'_>) {
-        if let Some(f) = &mut self.events
-            && let Ok(mut line) = serde_json::to_string(e)
-        {
+        if let Ok(mut line) = serde_json::to_string(e) {
             line.push('\n');
             // The event stream is best-effort telemetry; the journal is the record that matters.
-            let _ = f.write_all(line.as_bytes());
+            if let Some(f) = &mut self.events {
+                let _ = f.write_all(line.as_bytes());
+            }
+            if let Some(f) = &mut self.log {
+                let _ = f.write_all(line.as_bytes());
+            }
         }
     }
 }

@@ -189,7 +189,11 @@ pub async fn execute(
         kube,
         run_id,
         journal: Mutex::new(writer),
-        reporter: Mutex::new(Reporter::new(events, cfg.quiet)),
+        reporter: Mutex::new(Reporter::new(
+            events,
+            std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join("run.log")).ok(),
+            cfg.quiet,
+        )),
         done,
         cordoned: Mutex::new(cordoned),
         moved: Mutex::new(BTreeMap::new()),
@@ -247,7 +251,7 @@ impl Waited {
 
 impl Ctx<'_> {
     fn line(&self, text: &str) {
-        if let Ok(r) = self.reporter.lock() {
+        if let Ok(mut r) = self.reporter.lock() {
             r.line(text);
         }
     }
