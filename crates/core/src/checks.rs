@@ -2,19 +2,22 @@
 //! (architecture §6, documented in docs/checks.md).
 //!
 //! Everything is computed from indexes built once over the facts (pods by node, controllers and owners by uid,
-//! claims and volumes by name, PDBs by namespace), so the cost is linear in the size of the cluster, never
-//! nodes × pods.
+//! claims and volumes by name, PDBs by label), so the cost is linear in the size of the cluster, never
+//! nodes × pods. The per-pod path allocates nothing: nodes are looked up by index, findings are deduplicated on
+//! borrowed keys, and a message is formatted only for a finding that is reported (issue 5's budget: analysis and
+//! planning no slower than parsing the facts).
 
 use crate::facts::{
-    Controller, EtcdClusterFacts, Facts, KubeFacts, NodeFacts, PersistentVolume, PersistentVolumeClaim, Pod,
-    PodDisruptionBudget, PodPhase, PvKind, VolumeKind,
+    Controller, EtcdClusterFacts, Facts, KubeFacts, NodeFacts, PersistentVolume, PersistentVolumeClaim, Pod, PodPhase,
+    PvKind, VolumeKind,
 };
 use crate::need::{self, NodeNeed};
 use crate::version;
 use kismatic_plan::{Inventory, Node, Role};
 use kismatic_release::{Delivery, Release};
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 
 /// Default minimum free space on `/` after the artifacts are placed: Kismatic's 1 GB.
@@ -210,7 +213,7 @@ pub enum AnalysisError {
 /// Runs every check the mode calls for on every node that needs an upgrade.
 pub fn analyze(facts: &Facts, release: &Release, opts: &CheckOptions) -> Result<Analysis, AnalysisError> {
     let inv = &facts.inventory;
-    let by_host: HashMap<&str, &NodeFacts> = facts.nodes.iter().map(|n| (n.host.as_str(), n)).collect();
+    let by_host: FxHashMap<&str, &NodeFacts> = facts.nodes.iter().map(|n| (n.host.as_str(), n)).collect();
     let node_facts = |n: &Node| by_host.get(n.host.as_str()).copied();
     let needs: Vec<NodeNeed> = inv.nodes.iter().map(|n| need::node_need(n, node_facts(n), release)).collect();
 
@@ -223,15 +226,15 @@ pub fn analyze(facts: &Facts, release: &Release, opts: &CheckOptions) -> Result<
     let api_floor = api_server_floor(facts, release);
 
     let mut findings = Vec::new();
-    for (node, need) in inv.nodes.iter().zip(&needs) {
+    for (idx, (node, need)) in inv.nodes.iter().zip(&needs).enumerate() {
         if !need.needs_upgrade {
             continue;
         }
         let mut out = Out { node: &node.host, findings: &mut findings };
         readiness(&mut out, node, node_facts(node), need, release, inv, opts, api_floor.as_ref());
         if let Some(online) = &online {
-            availability(&mut out, node, inv, &facts.etcd, online);
-            online.workloads(&mut out, node);
+            availability(&mut out, node, idx, inv, &facts.etcd, online);
+            online.workloads(&mut out, idx);
         }
     }
     Ok(Analysis { mode: opts.mode, needs, findings })
@@ -450,7 +453,7 @@ fn step_policy(
 // Cluster availability
 // ---------------------------------------------------------------------------------------------------------------
 
-fn availability(out: &mut Out, node: &Node, inv: &Inventory, etcd: &[EtcdClusterFacts], online: &Online) {
+fn availability(out: &mut Out, node: &Node, idx: usize, inv: &Inventory, etcd: &[EtcdClusterFacts], online: &Online) {
     if node.has_role(Role::Etcd) {
         etcd_quorum(out, etcd);
     }
@@ -474,14 +477,14 @@ fn availability(out: &mut Out, node: &Node, inv: &Inventory, etcd: &[EtcdCluster
         }
     }
     if node.has_role(Role::Worker) {
-        let me = usize::from(online.ready_worker_set.contains(&lower(&node.host)));
-        let others = online.ready_workers.len() - me;
+        let me = usize::from(online.ready_worker[idx]);
+        let others = online.ready_workers - me;
         if others < 1 {
             out.push(
                 Code::LastWorker,
                 format!(
                     "{} Ready worker(s) in the cluster; no other Ready worker can run the workloads of this one",
-                    online.ready_workers.len()
+                    online.ready_workers
                 ),
                 None,
             );
@@ -582,7 +585,8 @@ impl Kind {
 #[derive(Debug, Clone, Copy)]
 enum Manager<'a> {
     None,
-    Known(Kind, &'a Controller),
+    /// Index into `Online::ctrl_list`.
+    Known(u32),
     /// Owner of a kind we cannot reason about, or whose object is missing.
     Unknown {
         kind: &'a str,
@@ -591,24 +595,46 @@ enum Manager<'a> {
     },
 }
 
+/// The object a workload finding is about, as a borrowed key: findings are reported once per (code, object) and
+/// node, and deciding that must not allocate for each of the node's pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Obj {
+    /// Index into `kube.pods`.
+    Pod(u32),
+    /// Index into `Online::ctrl_list`.
+    Ctrl(u32),
+    /// Index into `kube.pdbs`.
+    Pdb(u32),
+}
+
+/// `Online::managers` entries that are not a `ctrl_list` index.
+const NO_MANAGER: u32 = u32::MAX;
+const UNKNOWN_MANAGER: u32 = u32::MAX - 1;
+
 struct Online<'a> {
     kube: &'a KubeFacts,
-    ctrls: HashMap<&'a str, (Kind, &'a Controller)>,
-    /// Lower-cased node name -> indexes of active pods on it.
-    pods_by_node: HashMap<String, Vec<u32>>,
-    managers: Vec<Manager<'a>>,
-    /// Top controller uid -> ready pods (all nodes).
-    ready_by_ctrl: HashMap<&'a str, u32>,
-    pvcs: HashMap<(&'a str, &'a str), &'a PersistentVolumeClaim>,
-    pvs: HashMap<&'a str, &'a PersistentVolume>,
-    /// PDBs by (namespace, label key, label value) of their first `matchLabels` entry: a pod only tests the PDBs
-    /// one of its own labels points at, not every PDB of its namespace.
-    pdbs_by_label: HashMap<(&'a str, &'a str, &'a str), Vec<&'a PodDisruptionBudget>>,
+    /// Every controller, of every kind; indexes below point here (4 bytes per pod instead of a reference pair).
+    ctrl_list: Vec<(Kind, &'a Controller)>,
+    /// Controller uid -> index into `ctrl_list`.
+    ctrls: FxHashMap<&'a str, u32>,
+    /// Inventory index -> indexes of the active pods on that node (filled for nodes needing an upgrade only).
+    pods_by_node: Vec<Vec<u32>>,
+    /// Per pod of `kube.pods`: its top controller's index, or `NO_MANAGER` (also for inactive pods), or
+    /// `UNKNOWN_MANAGER` (resolved again when reported: rare).
+    managers: Vec<u32>,
+    /// Per `ctrl_list` index: ready pods (all nodes).
+    ready_by_ctrl: Vec<u32>,
+    pvcs: FxHashMap<(&'a str, &'a str), &'a PersistentVolumeClaim>,
+    pvs: FxHashMap<&'a str, &'a PersistentVolume>,
+    /// PDB indexes by (namespace, label key, label value) of their first `matchLabels` entry: a pod only tests the
+    /// PDBs one of its own labels points at, not every PDB of its namespace.
+    pdbs_by_label: FxHashMap<(&'a str, &'a str, &'a str), Vec<u32>>,
     /// PDBs without `matchLabels` (expressions only, or empty), by namespace.
-    pdbs_other: HashMap<&'a str, Vec<&'a PodDisruptionBudget>>,
-    ready_workers: Vec<&'a str>,
-    /// Lower-cased names of `ready_workers`, so the per-node check is O(1).
-    ready_worker_set: HashSet<String>,
+    pdbs_other: FxHashMap<&'a str, Vec<u32>>,
+    /// Workers of the inventory that are Ready in the cluster.
+    ready_workers: usize,
+    /// Per inventory index: a worker Ready in the cluster.
+    ready_worker: Vec<bool>,
     replaced_daemonsets: HashSet<String>,
 }
 
@@ -622,7 +648,7 @@ fn lower(s: &str) -> String {
 
 impl<'a> Online<'a> {
     fn new(kube: &'a KubeFacts, inv: &'a Inventory, release: &Release, needs: &[NodeNeed]) -> Self {
-        let mut ctrls = HashMap::new();
+        let mut ctrl_list = Vec::new();
         for (kind, list) in [
             (Kind::ReplicaSet, &kube.replica_sets),
             (Kind::Deployment, &kube.deployments),
@@ -631,26 +657,33 @@ impl<'a> Online<'a> {
             (Kind::Job, &kube.jobs),
             (Kind::ReplicationController, &kube.replication_controllers),
         ] {
-            for c in list {
-                ctrls.insert(c.uid.as_str(), (kind, c));
-            }
+            ctrl_list.extend(list.iter().map(|c| (kind, c)));
         }
-        // Only the pods of nodes needing an upgrade are examined one by one; every pod counts for the replica
-        // totals.
-        let wanted: HashSet<String> =
-            inv.nodes.iter().zip(needs).filter(|(_, n)| n.needs_upgrade).map(|(n, _)| lower(&n.host)).collect();
+        let ctrls: FxHashMap<&str, u32> =
+            ctrl_list.iter().enumerate().map(|(i, (_, c))| (c.uid.as_str(), i as u32)).collect();
+        // Node names match case-insensitively. Only the pods of nodes needing an upgrade are examined one by one;
+        // every pod counts for the replica totals.
+        let wanted: FxHashMap<String, u32> = inv
+            .nodes
+            .iter()
+            .zip(needs)
+            .enumerate()
+            .filter(|(_, (_, n))| n.needs_upgrade)
+            .map(|(i, (n, _))| (lower(&n.host), i as u32))
+            .collect();
         let mut me = Online {
             kube,
+            ready_by_ctrl: vec![0; ctrl_list.len()],
+            ctrl_list,
             ctrls,
-            pods_by_node: HashMap::new(),
+            pods_by_node: vec![Vec::new(); inv.nodes.len()],
             managers: Vec::with_capacity(kube.pods.len()),
-            ready_by_ctrl: HashMap::new(),
             pvcs: kube.pvcs.iter().map(|c| ((c.namespace.as_str(), c.name.as_str()), c)).collect(),
             pvs: kube.pvs.iter().map(|v| (v.name.as_str(), v)).collect(),
-            pdbs_by_label: HashMap::new(),
-            pdbs_other: HashMap::new(),
-            ready_workers: Vec::new(),
-            ready_worker_set: HashSet::new(),
+            pdbs_by_label: FxHashMap::default(),
+            pdbs_other: FxHashMap::default(),
+            ready_workers: 0,
+            ready_worker: vec![false; inv.nodes.len()],
             replaced_daemonsets: release
                 .components
                 .iter()
@@ -658,55 +691,53 @@ impl<'a> Online<'a> {
                 .chain(["calico-node".to_string()])
                 .collect(),
         };
-        for p in &kube.pdbs {
+        for (i, p) in kube.pdbs.iter().enumerate() {
             match p.selector.as_ref().and_then(|s| s.match_labels.iter().next()) {
-                Some((k, v)) => {
-                    me.pdbs_by_label.entry((p.namespace.as_str(), k.as_str(), v.as_str())).or_default().push(p)
-                }
-                None => me.pdbs_other.entry(p.namespace.as_str()).or_default().push(p),
+                Some((k, v)) => me.pdbs_by_label.entry((p.namespace.as_str(), k, v)).or_default().push(i as u32),
+                None => me.pdbs_other.entry(p.namespace.as_str()).or_default().push(i as u32),
             }
         }
-        let mut wanted_exact: HashMap<&str, bool> = HashMap::new();
+        // Pod node name as written -> inventory index (lower-cased once per distinct name, not per pod).
+        let mut node_index: FxHashMap<&'a str, Option<u32>> = FxHashMap::default();
         for (i, pod) in kube.pods.iter().enumerate() {
-            let m = if is_active(pod) { me.manager(pod) } else { Manager::None };
-            me.managers.push(m);
             if !is_active(pod) {
+                me.managers.push(NO_MANAGER);
                 continue;
             }
-            if pod.ready
-                && let Manager::Known(_, c) = m
-            {
-                *me.ready_by_ctrl.entry(c.uid.as_str()).or_default() += 1;
-            }
-            if let Some(node) = pod.node.as_deref() {
-                let hit = *wanted_exact.entry(node).or_insert_with(|| wanted.contains(&lower(node)));
-                if hit {
-                    me.pods_by_node.entry(lower(node)).or_default().push(i as u32);
+            me.managers.push(match me.manager(pod) {
+                Manager::None => NO_MANAGER,
+                Manager::Unknown { .. } => UNKNOWN_MANAGER,
+                Manager::Known(c) => {
+                    if pod.ready {
+                        me.ready_by_ctrl[c as usize] += 1;
+                    }
+                    c
                 }
+            });
+            if let Some(node) = pod.node.as_deref()
+                && let Some(idx) = *node_index.entry(node).or_insert_with(|| wanted.get(&lower(node)).copied())
+            {
+                me.pods_by_node[idx as usize].push(i as u32);
             }
         }
-        let ready: HashSet<String> = kube.nodes.iter().filter(|n| n.ready).map(|n| lower(&n.name)).collect();
-        me.ready_workers = inv
-            .nodes_with_role(Role::Worker)
-            .filter(|n| ready.contains(&lower(&n.host)))
-            .map(|n| n.host.as_str())
-            .collect();
-        me.ready_worker_set = me.ready_workers.iter().map(|h| lower(h)).collect();
+        let ready: FxHashSet<String> = kube.nodes.iter().filter(|n| n.ready).map(|n| lower(&n.name)).collect();
+        for (i, n) in inv.nodes.iter().enumerate() {
+            if n.has_role(Role::Worker) && ready.contains(&lower(&n.host)) {
+                me.ready_worker[i] = true;
+                me.ready_workers += 1;
+            }
+        }
         me
     }
 
     /// Resolves the pod's controller through the owner chain (Pod → ReplicaSet → Deployment). Every owner reference
     /// is read: the controlling one first, then any other of a known kind.
     fn manager(&self, pod: &'a Pod) -> Manager<'a> {
-        if pod.owners.is_empty() {
-            return Manager::None;
-        }
-        let mut owners: Vec<&'a crate::facts::OwnerRef> = pod.owners.iter().filter(|o| o.controller).collect();
-        owners.extend(pod.owners.iter().filter(|o| !o.controller));
+        let controlling = pod.owners.iter().filter(|o| o.controller);
         let mut first_unknown = None;
-        for o in owners {
+        for o in controlling.chain(pod.owners.iter().filter(|o| !o.controller)) {
             match (Kind::from_str(&o.kind), self.ctrls.get(o.uid.as_str())) {
-                (Some(_), Some(&(kind, c))) => return self.climb(kind, c),
+                (Some(_), Some(&c)) => return self.climb(c),
                 (Some(_), None) => {
                     first_unknown.get_or_insert(Manager::Unknown { kind: &o.kind, name: &o.name, missing: true });
                 }
@@ -718,90 +749,105 @@ impl<'a> Online<'a> {
         first_unknown.unwrap_or(Manager::None)
     }
 
-    fn climb(&self, kind: Kind, c: &'a Controller) -> Manager<'a> {
+    fn climb(&self, i: u32) -> Manager<'a> {
         // A ReplicaSet owned by a Deployment (or a ReplicationController by a DeploymentConfig-like owner we do not
         // know) is judged by the top controller we know; the desired replicas live there.
+        let (kind, c) = self.ctrl_list[i as usize];
         if kind == Kind::ReplicaSet
-            && let Some(&(Kind::Deployment, d)) =
-                c.owners.iter().filter(|o| o.kind == "Deployment").find_map(|o| self.ctrls.get(o.uid.as_str()))
+            && let Some(d) = c
+                .owners
+                .iter()
+                .filter(|o| o.kind == "Deployment")
+                .find_map(|o| self.ctrls.get(o.uid.as_str()).copied())
+                .filter(|&d| self.ctrl_list[d as usize].0 == Kind::Deployment)
         {
-            return Manager::Known(Kind::Deployment, d);
+            return Manager::Known(d);
         }
-        Manager::Known(kind, c)
+        Manager::Known(i)
     }
 
-    fn workloads(&self, out: &mut Out, node: &Node) {
-        let Some(pod_idx) = self.pods_by_node.get(&lower(&node.host)) else { return };
-        let mut seen: HashSet<(Code, String)> = HashSet::new();
-        let mut push = |out: &mut Out, code: Code, msg: String, obj: String| {
-            if seen.insert((code, obj.clone())) {
-                out.push(code, msg, Some(obj));
+    fn workloads(&self, out: &mut Out, node_idx: usize) {
+        let pod_idx = &self.pods_by_node[node_idx];
+        if pod_idx.is_empty() {
+            return;
+        }
+        let mut seen: FxHashSet<(Code, Obj)> = FxHashSet::default();
+        // Reports (code, object) once per node; the message and object text are built only then.
+        let mut push = |out: &mut Out, code: Code, key: Obj, msg: &dyn Fn() -> String, obj: &dyn Fn() -> String| {
+            if seen.insert((code, key)) {
+                out.push(code, msg(), Some(obj()));
             }
         };
-        // Per controller uid: ready pods on this node. Per PDB (address): (healthy here, replaceable here).
-        let mut ready_here: HashMap<&str, u32> = HashMap::new();
-        let mut pdb_here: HashMap<*const PodDisruptionBudget, (&PodDisruptionBudget, u32, u32, &Pod)> = HashMap::new();
+        // Per controller index: ready pods on this node. Per PDB index: (healthy here, replaceable here, first pod).
+        let mut ready_here: FxHashMap<u32, u32> = FxHashMap::default();
+        let mut pdb_here: FxHashMap<u32, (u32, u32, &'a Pod)> = FxHashMap::default();
         for &i in pod_idx {
             let pod = &self.kube.pods[i as usize];
-            let manager = self.managers[i as usize];
-            if let Manager::Known(Kind::DaemonSet, ds) = manager
+            let manager = match self.managers[i as usize] {
+                NO_MANAGER => Manager::None,
+                UNKNOWN_MANAGER => self.manager(pod),
+                c => Manager::Known(c),
+            };
+            if let Manager::Known(c) = manager
+                && let (Kind::DaemonSet, ds) = self.ctrl_list[c as usize]
                 && ds.namespace == "kube-system"
-                && self.replaced_daemonsets.contains(&ds.name)
+                && self.replaced_daemonsets.contains(ds.name.as_str())
             {
                 continue;
             }
-            let pod_obj = format!("Pod {}/{}", pod.namespace, pod.name);
+            let (ns, name) = (pod.namespace.as_str(), pod.name.as_str());
+            let pod_obj = || format!("Pod {ns}/{name}");
             for v in &pod.volumes {
                 match v.kind {
                     VolumeKind::EmptyDir => push(
                         out,
                         Code::EmptydirVolume,
-                        format!(
-                            "Pod \"{}/{}\" uses emptyDir volume \"{}\": its data is lost when the pod moves",
-                            pod.namespace, pod.name, v.name
-                        ),
-                        pod_obj.clone(),
+                        Obj::Pod(i),
+                        &|| {
+                            format!(
+                                "Pod \"{ns}/{name}\" uses emptyDir volume \"{}\": its data is lost when the pod moves",
+                                v.name
+                            )
+                        },
+                        &pod_obj,
                     ),
                     VolumeKind::HostPath => push(
                         out,
                         Code::HostpathVolume,
-                        format!(
-                            "Pod \"{}/{}\" uses hostPath volume \"{}\" ({}): its data stays behind when the pod moves",
-                            pod.namespace,
-                            pod.name,
-                            v.name,
-                            v.path.as_deref().unwrap_or("?")
-                        ),
-                        pod_obj.clone(),
+                        Obj::Pod(i),
+                        &|| {
+                            format!(
+                                "Pod \"{ns}/{name}\" uses hostPath volume \"{}\" ({}): its data stays behind when the pod moves",
+                                v.name,
+                                v.path.as_deref().unwrap_or("?")
+                            )
+                        },
+                        &pod_obj,
                     ),
                     VolumeKind::Pvc => {
                         let Some(claim) = v.claim.as_deref() else { continue };
                         let pv = self
                             .pvcs
-                            .get(&(pod.namespace.as_str(), claim))
+                            .get(&(ns, claim))
                             .and_then(|c| c.volume.as_deref())
                             .and_then(|name| self.pvs.get(name));
-                        match pv.map(|p| (p.kind, p)) {
-                            Some((PvKind::HostPath, p)) => push(
-                                out,
-                                Code::HostpathPersistentVolume,
+                        let (code, what) = match pv.map(|p| p.kind) {
+                            Some(PvKind::HostPath) => (Code::HostpathPersistentVolume, "hostPath"),
+                            Some(PvKind::Local) => (Code::LocalPersistentVolume, "local"),
+                            _ => continue,
+                        };
+                        let pv_name = pv.map_or("", |p| p.name.as_str());
+                        push(
+                            out,
+                            code,
+                            Obj::Pod(i),
+                            &|| {
                                 format!(
-                                    "Pod \"{}/{}\" uses claim \"{claim}\" bound to hostPath PersistentVolume \"{}\": its data is tied to this node",
-                                    pod.namespace, pod.name, p.name
-                                ),
-                                pod_obj.clone(),
-                            ),
-                            Some((PvKind::Local, p)) => push(
-                                out,
-                                Code::LocalPersistentVolume,
-                                format!(
-                                    "Pod \"{}/{}\" uses claim \"{claim}\" bound to local PersistentVolume \"{}\": its data is tied to this node",
-                                    pod.namespace, pod.name, p.name
-                                ),
-                                pod_obj.clone(),
-                            ),
-                            _ => {}
-                        }
+                                    "Pod \"{ns}/{name}\" uses claim \"{claim}\" bound to {what} PersistentVolume \"{pv_name}\": its data is tied to this node"
+                                )
+                            },
+                            &pod_obj,
+                        );
                     }
                     VolumeKind::Other => {}
                 }
@@ -811,30 +857,29 @@ impl<'a> Online<'a> {
                 Manager::None => push(
                     out,
                     Code::UnmanagedPod,
-                    format!(
-                        "Pod \"{}/{}\" is not managed by a controller: it will not be recreated",
-                        pod.namespace, pod.name
-                    ),
-                    pod_obj.clone(),
+                    Obj::Pod(i),
+                    &|| format!("Pod \"{ns}/{name}\" is not managed by a controller: it will not be recreated"),
+                    &pod_obj,
                 ),
-                Manager::Unknown { kind, name, missing } => push(
+                Manager::Unknown { kind, name: owner, missing } => push(
                     out,
                     Code::UnknownController,
-                    if missing {
-                        format!(
-                            "Pod \"{}/{}\" is owned by {kind} \"{name}\", which was not found: safety cannot be determined",
-                            pod.namespace, pod.name
-                        )
-                    } else {
-                        format!(
-                            "Pod \"{}/{}\" is managed by {kind} \"{name}\": safety cannot be determined",
-                            pod.namespace, pod.name
-                        )
+                    Obj::Pod(i),
+                    &|| {
+                        if missing {
+                            format!(
+                                "Pod \"{ns}/{name}\" is owned by {kind} \"{owner}\", which was not found: safety cannot be determined"
+                            )
+                        } else {
+                            format!("Pod \"{ns}/{name}\" is managed by {kind} \"{owner}\": safety cannot be determined")
+                        }
                     },
-                    pod_obj.clone(),
+                    &pod_obj,
                 ),
-                Manager::Known(kind, c) => {
-                    let obj = format!("{} {}/{}", kind.as_str(), c.namespace, c.name);
+                Manager::Known(ci) => {
+                    let (kind, c) = self.ctrl_list[ci as usize];
+                    let ctrl_obj = || format!("{} {}/{}", kind.as_str(), c.namespace, c.name);
+                    let key = Obj::Ctrl(ci);
                     let desired = c.desired_replicas.unwrap_or(1);
                     match kind {
                         Kind::DaemonSet => {
@@ -842,11 +887,14 @@ impl<'a> Online<'a> {
                                 push(
                                     out,
                                     Code::DaemonsetSingleNode,
-                                    format!(
-                                        "DaemonSet \"{}/{}\" runs on {desired} node(s): no other node can host this daemon",
-                                        c.namespace, c.name
-                                    ),
-                                    obj,
+                                    key,
+                                    &|| {
+                                        format!(
+                                            "DaemonSet \"{}/{}\" runs on {desired} node(s): no other node can host this daemon",
+                                            c.namespace, c.name
+                                        )
+                                    },
+                                    &ctrl_obj,
                                 );
                             }
                             // Drain leaves DaemonSet pods alone: PDBs and replica checks do not apply.
@@ -855,11 +903,9 @@ impl<'a> Online<'a> {
                         Kind::Job => push(
                             out,
                             Code::JobPod,
-                            format!(
-                                "Pod \"{}/{}\" of Job \"{}\" is running on this node",
-                                pod.namespace, pod.name, c.name
-                            ),
-                            obj,
+                            key,
+                            &|| format!("Pod \"{ns}/{name}\" of Job \"{}\" is running on this node", c.name),
+                            &ctrl_obj,
                         ),
                         Kind::ReplicaSet | Kind::Deployment | Kind::StatefulSet | Kind::ReplicationController => {
                             replaceable = true;
@@ -867,74 +913,81 @@ impl<'a> Online<'a> {
                                 push(
                                     out,
                                     Code::SingleReplica,
-                                    format!(
-                                        "{} \"{}/{}\" wants {desired} replica(s): it is unavailable while this node is upgraded",
-                                        kind.as_str(),
-                                        c.namespace,
-                                        c.name
-                                    ),
-                                    obj,
+                                    key,
+                                    &|| {
+                                        format!(
+                                            "{} \"{}/{}\" wants {desired} replica(s): it is unavailable while this node is upgraded",
+                                            kind.as_str(),
+                                            c.namespace,
+                                            c.name
+                                        )
+                                    },
+                                    &ctrl_obj,
                                 );
                             } else if pod.ready {
-                                *ready_here.entry(c.uid.as_str()).or_default() += 1;
+                                *ready_here.entry(ci).or_default() += 1;
                             }
                         }
                     }
                 }
             }
-            let ns = pod.namespace.as_str();
             let candidates = pod
                 .labels
                 .iter()
-                .filter_map(|(k, v)| self.pdbs_by_label.get(&(ns, k.as_str(), v.as_str())))
+                .filter_map(|(k, v)| self.pdbs_by_label.get(&(ns, k, v)))
                 .chain(self.pdbs_other.get(ns));
-            {
-                for pdb in candidates.flatten() {
-                    if pdb.selector.as_ref().is_some_and(|s| s.matches(&pod.labels)) {
-                        let e = pdb_here.entry(*pdb as *const _).or_insert((pdb, 0, 0, pod));
-                        if pod.ready {
-                            e.1 += 1;
-                        }
-                        if replaceable {
-                            e.2 += 1;
-                        }
+            for &p in candidates.flatten() {
+                let pdb = &self.kube.pdbs[p as usize];
+                if pdb.selector.as_ref().is_some_and(|s| s.matches(&pod.labels)) {
+                    let e = pdb_here.entry(p).or_insert((0, 0, pod));
+                    if pod.ready {
+                        e.0 += 1;
+                    }
+                    if replaceable {
+                        e.1 += 1;
                     }
                 }
             }
         }
-        // All ready replicas of a controller on this node.
-        let mut here: Vec<(&str, u32)> = ready_here.into_iter().collect();
+        // All ready replicas of a controller on this node, in uid order.
+        let mut here: Vec<(&str, u32, u32)> =
+            ready_here.into_iter().map(|(ci, n)| (self.ctrl_list[ci as usize].1.uid.as_str(), ci, n)).collect();
         here.sort_unstable();
-        for (uid, n) in here {
-            if self.ready_by_ctrl.get(uid).copied().unwrap_or(0) == n
-                && let Some(&(kind, c)) = self.ctrls.get(uid)
-            {
+        for (_, ci, n) in here {
+            let (kind, c) = self.ctrl_list[ci as usize];
+            if self.ready_by_ctrl[ci as usize] == n {
                 push(
                     out,
                     Code::ReplicasOnSingleNode,
-                    format!(
-                        "all {n} ready replica(s) of {} \"{}/{}\" run on this node",
-                        kind.as_str(),
-                        c.namespace,
-                        c.name
-                    ),
-                    format!("{} {}/{}", kind.as_str(), c.namespace, c.name),
+                    Obj::Ctrl(ci),
+                    &|| {
+                        format!(
+                            "all {n} ready replica(s) of {} \"{}/{}\" run on this node",
+                            kind.as_str(),
+                            c.namespace,
+                            c.name
+                        )
+                    },
+                    &|| format!("{} {}/{}", kind.as_str(), c.namespace, c.name),
                 );
             }
         }
-        let mut pdbs: Vec<_> = pdb_here.into_values().collect();
-        pdbs.sort_by(|a, b| (&a.0.namespace, &a.0.name).cmp(&(&b.0.namespace, &b.0.name)));
-        for (pdb, healthy_here, replaceable_here, pod) in pdbs {
-            let obj = format!("PodDisruptionBudget {}/{}", pdb.namespace, pdb.name);
+        let mut pdbs: Vec<_> = pdb_here.into_iter().map(|(p, e)| (p, &self.kube.pdbs[p as usize], e)).collect();
+        pdbs.sort_by(|a, b| (&a.1.namespace, &a.1.name, a.0).cmp(&(&b.1.namespace, &b.1.name, b.0)));
+        for (p, pdb, (healthy_here, replaceable_here, pod)) in pdbs {
+            let obj = || format!("PodDisruptionBudget {}/{}", pdb.namespace, pdb.name);
             if pdb.disruptions_allowed <= 0 {
                 push(
                     out,
                     Code::PdbBlocksDrain,
-                    format!(
-                        "PodDisruptionBudget \"{}/{}\" allows 0 disruptions: evicting pod \"{}/{}\" would be refused",
-                        pdb.namespace, pdb.name, pod.namespace, pod.name
-                    ),
-                    obj,
+                    Obj::Pdb(p),
+                    &|| {
+                        format!(
+                            "PodDisruptionBudget \"{}/{}\" allows 0 disruptions: evicting pod \"{}/{}\" would be refused",
+                            pdb.namespace, pdb.name, pod.namespace, pod.name
+                        )
+                    },
+                    &obj,
                 );
                 continue;
             }
@@ -943,20 +996,21 @@ impl<'a> Online<'a> {
                 (None, Some(max)) => max.resolve(pdb.expected_pods).map(|m| pdb.expected_pods - m),
                 (None, None) => None,
             };
-            let elsewhere = pdb.current_healthy - i64::from(healthy_here);
+            let remain = pdb.current_healthy - i64::from(healthy_here) + i64::from(replaceable_here);
             if let Some(required) = required
-                && required > elsewhere + i64::from(replaceable_here)
+                && required > remain
             {
                 push(
                     out,
                     Code::PdbBlocksDrain,
-                    format!(
-                        "PodDisruptionBudget \"{}/{}\" needs {required} healthy pod(s) but only {} can remain once this node is drained",
-                        pdb.namespace,
-                        pdb.name,
-                        elsewhere + i64::from(replaceable_here)
-                    ),
-                    obj,
+                    Obj::Pdb(p),
+                    &|| {
+                        format!(
+                            "PodDisruptionBudget \"{}/{}\" needs {required} healthy pod(s) but only {remain} can remain once this node is drained",
+                            pdb.namespace, pdb.name
+                        )
+                    },
+                    &obj,
                 );
             }
         }

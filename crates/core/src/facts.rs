@@ -6,8 +6,13 @@
 //! in `docs/facts.md`, and is also the support-data format users attach to bug reports.
 
 use kismatic_plan::Inventory;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
+use std::fmt;
+
+/// String type of the Kubernetes facts: inline up to 24 bytes (most names, namespaces, kinds, label keys and
+/// values), so the 100,000s of strings of a large cluster cost no allocation each; derefs to `str`.
+pub type Str = compact_str::CompactString;
 
 /// Version of the facts document format; bumped on incompatible changes.
 pub const FACTS_FORMAT: u32 = 1;
@@ -128,17 +133,29 @@ impl Facts {
 #[serde(default)]
 pub struct KubeFacts {
     /// `/version` of each API server, asked per master (and through the load balancer).
+    #[serde(deserialize_with = "shrunk")]
     pub api_servers: Vec<ApiServerFacts>,
+    #[serde(deserialize_with = "shrunk")]
     pub nodes: Vec<KubeNode>,
+    #[serde(deserialize_with = "shrunk")]
     pub pods: Vec<Pod>,
+    #[serde(deserialize_with = "shrunk")]
     pub replica_sets: Vec<Controller>,
+    #[serde(deserialize_with = "shrunk")]
     pub deployments: Vec<Controller>,
+    #[serde(deserialize_with = "shrunk")]
     pub stateful_sets: Vec<Controller>,
+    #[serde(deserialize_with = "shrunk")]
     pub daemon_sets: Vec<Controller>,
+    #[serde(deserialize_with = "shrunk")]
     pub jobs: Vec<Controller>,
+    #[serde(deserialize_with = "shrunk")]
     pub replication_controllers: Vec<Controller>,
+    #[serde(deserialize_with = "shrunk")]
     pub pvcs: Vec<PersistentVolumeClaim>,
+    #[serde(deserialize_with = "shrunk")]
     pub pvs: Vec<PersistentVolume>,
+    #[serde(deserialize_with = "shrunk")]
     pub pdbs: Vec<PodDisruptionBudget>,
 }
 
@@ -161,8 +178,8 @@ pub struct KubeNode {
     pub unschedulable: bool,
     /// `status.nodeInfo.kubeletVersion`.
     pub kubelet_version: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub taints: Vec<KubeTaint>,
 }
@@ -179,9 +196,9 @@ pub struct KubeTaint {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OwnerRef {
     /// `Deployment`, `ReplicaSet`, `StatefulSet`, `DaemonSet`, `Job`, `ReplicationController`, `Node`, ... .
-    pub kind: String,
-    pub name: String,
-    pub uid: String,
+    pub kind: Str,
+    pub name: Str,
+    pub uid: Str,
     /// `controller: true`.
     #[serde(default)]
     pub controller: bool,
@@ -198,26 +215,26 @@ pub enum PodPhase {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pod {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
+    pub namespace: Str,
+    pub name: Str,
+    pub uid: Str,
     /// `spec.nodeName`; `None` when not scheduled.
     #[serde(default)]
-    pub node: Option<String>,
+    pub node: Option<Str>,
     pub phase: PodPhase,
     /// Condition `Ready` is `True`.
     #[serde(default)]
     pub ready: bool,
     /// All owner references, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "shrunk")]
     pub owners: Vec<OwnerRef>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "shrunk")]
     pub volumes: Vec<PodVolume>,
     /// Has the `kubernetes.io/config.mirror` annotation (a static pod's mirror).
     #[serde(default)]
     pub mirror: bool,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,44 +250,44 @@ pub enum VolumeKind {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodVolume {
-    pub name: String,
+    pub name: Str,
     pub kind: VolumeKind,
     /// hostPath: the path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    pub path: Option<Str>,
     /// pvc: the claim name (same namespace as the pod).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub claim: Option<String>,
+    pub claim: Option<Str>,
 }
 
 /// `metav1.LabelSelector`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LabelSelector {
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub match_labels: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Labels::is_empty")]
+    pub match_labels: Labels,
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "shrunk")]
     pub match_expressions: Vec<LabelSelectorRequirement>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabelSelectorRequirement {
-    pub key: String,
+    pub key: Str,
     /// `In`, `NotIn`, `Exists`, `DoesNotExist`.
-    pub operator: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub values: Vec<String>,
+    pub operator: Str,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "shrunk")]
+    pub values: Vec<Str>,
 }
 
 impl LabelSelector {
     /// Kubernetes semantics: an empty selector matches everything; unknown operators match nothing.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub fn matches(&self, labels: &Labels) -> bool {
         self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
             && self.match_expressions.iter().all(|e| {
                 let val = labels.get(&e.key);
                 match e.operator.as_str() {
-                    "In" => val.is_some_and(|v| e.values.contains(v)),
-                    "NotIn" => val.is_none_or(|v| !e.values.contains(v)),
+                    "In" => val.is_some_and(|v| e.values.iter().any(|x| x == v)),
+                    "NotIn" => val.is_none_or(|v| !e.values.iter().any(|x| x == v)),
                     "Exists" => val.is_some(),
                     "DoesNotExist" => val.is_none(),
                     _ => false,
@@ -282,10 +299,10 @@ impl LabelSelector {
 /// A workload controller of any kind (the kind is the list it sits in).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Controller {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespace: Str,
+    pub name: Str,
+    pub uid: Str,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "shrunk")]
     pub owners: Vec<OwnerRef>,
     #[serde(default)]
     pub selector: Option<LabelSelector>,
@@ -300,11 +317,11 @@ pub struct Controller {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PersistentVolumeClaim {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Str,
+    pub name: Str,
     /// `spec.volumeName` once bound.
     #[serde(default)]
-    pub volume: Option<String>,
+    pub volume: Option<Str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,11 +334,11 @@ pub enum PvKind {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PersistentVolume {
-    pub name: String,
+    pub name: Str,
     pub kind: PvKind,
     /// hostPath / local: the path on the node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    pub path: Option<Str>,
 }
 
 /// `intstr.IntOrString`: `3` or `"50%"`.
@@ -356,8 +373,8 @@ impl std::fmt::Display for IntOrPercent {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PodDisruptionBudget {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Str,
+    pub name: Str,
     #[serde(default)]
     pub selector: Option<LabelSelector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -372,6 +389,149 @@ pub struct PodDisruptionBudget {
     pub desired_healthy: i64,
     #[serde(default)]
     pub expected_pods: i64,
+}
+
+/// Deserializes a list without spare capacity: a vector pushed one element holds room for four, and most lists here
+/// (a pod's owners, volumes and labels) have one or two entries, 150,000 times over. Up to two elements are
+/// allocated exactly (shrinking a larger allocation would leave a hole in the heap per list); longer lists are
+/// shrunk when complete.
+fn shrunk<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    struct V<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            exact_seq(|| seq.next_element())
+        }
+    }
+    d.deserialize_seq(V(std::marker::PhantomData))
+}
+
+/// Collects `next()` until `None` into a vector whose capacity is its length.
+fn exact_seq<T, E>(mut next: impl FnMut() -> Result<Option<T>, E>) -> Result<Vec<T>, E> {
+    let Some(a) = next()? else { return Ok(Vec::new()) };
+    let Some(b) = next()? else { return Ok(vec![a]) };
+    let Some(c) = next()? else {
+        let mut v = Vec::with_capacity(2);
+        v.extend([a, b]);
+        return Ok(v);
+    };
+    let mut v = Vec::with_capacity(8);
+    v.extend([a, b, c]);
+    while let Some(x) = next()? {
+        v.push(x);
+    }
+    v.shrink_to_fit();
+    Ok(v)
+}
+
+/// Labels (or `matchLabels`): a string map, kept as a vector sorted by key. Kubernetes objects carry a handful of
+/// labels; a `BTreeMap` would cost a ~500-byte node per object, which for 150,000 pods is most of the facts'
+/// memory. JSON: an object, keys in order (as a `BTreeMap` writes it); a repeated key keeps its last value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Labels(Vec<(Str, Str)>);
+
+impl Labels {
+    pub fn new() -> Self {
+        Labels(Vec::new())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok().map(|i| self.0[i].1.as_str())
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Sets `key` to `value`, returning the previous value.
+    pub fn insert(&mut self, key: Str, value: Str) -> Option<Str> {
+        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(key.as_str())) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Pairs in key order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Sorts by key, keeping the last value of a repeated key (map semantics), and drops spare capacity.
+    fn from_unsorted(mut v: Vec<(Str, Str)>) -> Self {
+        // Stable sort: among equal keys the last one read stays last, and `dedup_by` keeps the first of a run.
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.reverse();
+        v.dedup_by(|a, b| a.0 == b.0);
+        v.reverse();
+        v.shrink_to_fit();
+        Labels(v)
+    }
+}
+
+impl<K: Into<Str>, V: Into<Str>> FromIterator<(K, V)> for Labels {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Labels::from_unsorted(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+}
+
+impl<K: Into<Str>, V: Into<Str>, const N: usize> From<[(K, V); N]> for Labels {
+    fn from(a: [(K, V); N]) -> Self {
+        a.into_iter().collect()
+    }
+}
+
+impl From<BTreeMap<String, String>> for Labels {
+    fn from(m: BTreeMap<String, String>) -> Self {
+        // Already sorted and unique.
+        Labels(m.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+}
+
+impl std::ops::Index<&str> for Labels {
+    type Output = Str;
+    /// Panics when the key is absent, like `BTreeMap`'s indexing (tests only; use [`Labels::get`]).
+    fn index(&self, key: &str) -> &Str {
+        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+            Ok(i) => &self.0[i].1,
+            Err(_) => panic!("no label {key:?}"),
+        }
+    }
+}
+
+impl Serialize for Labels {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Labels;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of label names to values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Labels, A::Error> {
+                Ok(Labels::from_unsorted(exact_seq(|| m.next_entry::<Str, Str>())?))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -433,7 +593,7 @@ mod tests {
 
     #[test]
     fn selectors() {
-        let labels: BTreeMap<String, String> = [("app".to_string(), "db".to_string())].into();
+        let labels: Labels = [("app".to_string(), "db".to_string())].into();
         assert!(LabelSelector::default().matches(&labels));
         let sel = LabelSelector {
             match_labels: labels.clone(),
@@ -445,7 +605,7 @@ mod tests {
         };
         assert!(sel.matches(&labels));
         let sel2 = LabelSelector {
-            match_labels: BTreeMap::new(),
+            match_labels: Labels::new(),
             match_expressions: vec![LabelSelectorRequirement {
                 key: "app".into(),
                 operator: "NotIn".into(),
@@ -453,6 +613,21 @@ mod tests {
             }],
         };
         assert!(!sel2.matches(&labels));
+    }
+
+    #[test]
+    fn labels_are_a_sorted_map() {
+        let l: Labels = serde_json::from_str(r#"{"b":"1","a":"2","b":"3"}"#).expect("parses");
+        assert_eq!(l.iter().collect::<Vec<_>>(), [("a", "2"), ("b", "3")], "sorted, last value wins");
+        assert_eq!(l.get("b"), Some("3"));
+        assert_eq!(l.get("c"), None);
+        assert_eq!(serde_json::to_string(&l).expect("serializes"), r#"{"a":"2","b":"3"}"#);
+        let mut m = Labels::new();
+        assert_eq!(m.insert("z".into(), "1".into()), None);
+        assert_eq!(m.insert("y".into(), "2".into()), None);
+        assert_eq!(m.insert("z".into(), "3".into()).as_deref(), Some("1"));
+        assert_eq!(m, Labels::from([("y", "2"), ("z", "3")]));
+        assert!(serde_json::from_str::<Labels>("[1]").is_err());
     }
 
     #[test]

@@ -153,7 +153,7 @@ pub fn kube_node(name: &str) -> KubeNode {
         ready: true,
         unschedulable: false,
         kubelet_version: format!("v{OLD_KUBE}"),
-        labels: BTreeMap::new(),
+        labels: Labels::new(),
         taints: Vec::new(),
     }
 }
@@ -181,7 +181,7 @@ pub fn pod(ns: &str, name: &str, node: &str, owners: Vec<OwnerRef>, app: &str) -
     Pod {
         namespace: ns.into(),
         name: name.into(),
-        uid: format!("pod-{ns}-{name}"),
+        uid: format!("pod-{ns}-{name}").into(),
         node: Some(node.into()),
         phase: PodPhase::Running,
         ready: true,
@@ -284,12 +284,12 @@ pub fn generate(nodes: usize, pods: usize) -> Facts {
                     let claim = format!("data-{name}-{r}");
                     let pv = format!("pv-{i}-{r}");
                     kube.pvcs.push(PersistentVolumeClaim {
-                        namespace: ns.clone(),
-                        name: claim.clone(),
-                        volume: Some(pv.clone()),
+                        namespace: ns.as_str().into(),
+                        name: claim.as_str().into(),
+                        volume: Some(pv.as_str().into()),
                     });
                     kube.pvs.push(PersistentVolume {
-                        name: pv,
+                        name: pv.into(),
                         kind: if i % 20 == 2 { PvKind::Local } else { PvKind::Other },
                         path: None,
                     });
@@ -299,7 +299,7 @@ pub fn generate(nodes: usize, pods: usize) -> Facts {
                         name: "data".into(),
                         kind: VolumeKind::Pvc,
                         path: None,
-                        claim: Some(claim),
+                        claim: Some(claim.into()),
                     });
                     p.volumes.push(PodVolume {
                         name: "token".into(),
@@ -327,10 +327,10 @@ pub fn generate(nodes: usize, pods: usize) -> Facts {
                 ));
                 if i.is_multiple_of(4) {
                     kube.pdbs.push(PodDisruptionBudget {
-                        namespace: ns.clone(),
-                        name: name.clone(),
+                        namespace: ns.as_str().into(),
+                        name: name.as_str().into(),
                         selector: Some(LabelSelector {
-                            match_labels: [("app".to_string(), name.clone())].into(),
+                            match_labels: [("app", name.as_str())].into(),
                             ..Default::default()
                         }),
                         min_available: Some(IntOrPercent::Str("50%".into())),

@@ -10,7 +10,6 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kismatic_core::facts;
-use std::collections::BTreeMap;
 
 /// Annotation the kubelet puts on the API mirror of a static pod.
 pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
@@ -24,8 +23,8 @@ fn namespace(m: &meta::ObjectMeta) -> String {
 fn uid(m: &meta::ObjectMeta) -> String {
     m.uid.clone().unwrap_or_default()
 }
-fn labels(m: &meta::ObjectMeta) -> BTreeMap<String, String> {
-    m.labels.clone().unwrap_or_default()
+fn labels(m: &meta::ObjectMeta) -> facts::Labels {
+    m.labels.iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 fn owners(m: &meta::ObjectMeta) -> Vec<facts::OwnerRef> {
@@ -33,9 +32,9 @@ fn owners(m: &meta::ObjectMeta) -> Vec<facts::OwnerRef> {
         .iter()
         .flatten()
         .map(|o| facts::OwnerRef {
-            kind: o.kind.clone(),
-            name: o.name.clone(),
-            uid: o.uid.clone(),
+            kind: o.kind.as_str().into(),
+            name: o.name.as_str().into(),
+            uid: o.uid.as_str().into(),
             controller: o.controller.unwrap_or(false),
         })
         .collect()
@@ -43,15 +42,15 @@ fn owners(m: &meta::ObjectMeta) -> Vec<facts::OwnerRef> {
 
 fn selector(s: &meta::LabelSelector) -> facts::LabelSelector {
     facts::LabelSelector {
-        match_labels: s.match_labels.clone().unwrap_or_default(),
+        match_labels: s.match_labels.iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
         match_expressions: s
             .match_expressions
             .iter()
             .flatten()
             .map(|e| facts::LabelSelectorRequirement {
-                key: e.key.clone(),
-                operator: e.operator.clone(),
-                values: e.values.clone().unwrap_or_default(),
+                key: e.key.as_str().into(),
+                operator: e.operator.as_str().into(),
+                values: e.values.iter().flatten().map(|v| v.as_str().into()).collect(),
             })
             .collect(),
     }
@@ -113,20 +112,20 @@ pub fn pod(p: &Pod) -> facts::Pod {
             let (kind, path, claim) = if v.empty_dir.is_some() {
                 (facts::VolumeKind::EmptyDir, None, None)
             } else if let Some(h) = &v.host_path {
-                (facts::VolumeKind::HostPath, Some(h.path.clone()), None)
+                (facts::VolumeKind::HostPath, Some(h.path.as_str().into()), None)
             } else if let Some(c) = &v.persistent_volume_claim {
-                (facts::VolumeKind::Pvc, None, Some(c.claim_name.clone()))
+                (facts::VolumeKind::Pvc, None, Some(c.claim_name.as_str().into()))
             } else {
                 (facts::VolumeKind::Other, None, None)
             };
-            facts::PodVolume { name: v.name.clone(), kind, path, claim }
+            facts::PodVolume { name: v.name.as_str().into(), kind, path, claim }
         })
         .collect();
     facts::Pod {
-        namespace: namespace(&p.metadata),
-        name: name(&p.metadata),
-        uid: uid(&p.metadata),
-        node: p.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
+        namespace: namespace(&p.metadata).into(),
+        name: name(&p.metadata).into(),
+        uid: uid(&p.metadata).into(),
+        node: p.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty()).map(Into::into),
         phase,
         ready: condition_true(status.and_then(|s| s.conditions.as_ref()), "Ready"),
         owners: owners(&p.metadata),
@@ -143,9 +142,9 @@ fn controller(
     ready: Option<i64>,
 ) -> facts::Controller {
     facts::Controller {
-        namespace: namespace(m),
-        name: name(m),
-        uid: uid(m),
+        namespace: namespace(m).into(),
+        name: name(m).into(),
+        uid: uid(m).into(),
         owners: owners(m),
         selector: sel,
         desired_replicas: desired,
@@ -205,9 +204,10 @@ pub fn job(j: &Job) -> facts::Controller {
 
 pub fn replication_controller(r: &ReplicationController) -> facts::Controller {
     let spec = r.spec.as_ref();
-    let sel = spec
-        .and_then(|s| s.selector.clone())
-        .map(|match_labels| facts::LabelSelector { match_labels, match_expressions: Vec::new() });
+    let sel = spec.and_then(|s| s.selector.as_ref()).map(|m| facts::LabelSelector {
+        match_labels: m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+        match_expressions: Vec::new(),
+    });
     controller(
         &r.metadata,
         sel,
@@ -218,30 +218,30 @@ pub fn replication_controller(r: &ReplicationController) -> facts::Controller {
 
 pub fn pvc(c: &PersistentVolumeClaim) -> facts::PersistentVolumeClaim {
     facts::PersistentVolumeClaim {
-        namespace: namespace(&c.metadata),
-        name: name(&c.metadata),
-        volume: c.spec.as_ref().and_then(|s| s.volume_name.clone()).filter(|v| !v.is_empty()),
+        namespace: namespace(&c.metadata).into(),
+        name: name(&c.metadata).into(),
+        volume: c.spec.as_ref().and_then(|s| s.volume_name.as_deref()).filter(|v| !v.is_empty()).map(Into::into),
     }
 }
 
 pub fn pv(v: &PersistentVolume) -> facts::PersistentVolume {
     let spec = v.spec.as_ref();
     let (kind, path) = if let Some(h) = spec.and_then(|s| s.host_path.as_ref()) {
-        (facts::PvKind::HostPath, Some(h.path.clone()))
+        (facts::PvKind::HostPath, Some(h.path.as_str().into()))
     } else if let Some(l) = spec.and_then(|s| s.local.as_ref()) {
-        (facts::PvKind::Local, Some(l.path.clone()))
+        (facts::PvKind::Local, Some(l.path.as_str().into()))
     } else {
         (facts::PvKind::Other, None)
     };
-    facts::PersistentVolume { name: name(&v.metadata), kind, path }
+    facts::PersistentVolume { name: name(&v.metadata).into(), kind, path }
 }
 
 pub fn pdb(p: &PodDisruptionBudget) -> facts::PodDisruptionBudget {
     let spec = p.spec.as_ref();
     let status = p.status.as_ref();
     facts::PodDisruptionBudget {
-        namespace: namespace(&p.metadata),
-        name: name(&p.metadata),
+        namespace: namespace(&p.metadata).into(),
+        name: name(&p.metadata).into(),
         selector: spec.and_then(|s| s.selector.as_ref()).map(selector),
         min_available: spec.and_then(|s| s.min_available.as_ref()).map(int_or_percent),
         max_unavailable: spec.and_then(|s| s.max_unavailable.as_ref()).map(int_or_percent),

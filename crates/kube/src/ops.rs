@@ -88,7 +88,7 @@ pub async fn drain(client: &Client, node: &str, timeout: Duration) -> Result<BTr
                 Err(e) => return Err(KubeError::api(format!("evict pod {}/{}", f.namespace, f.name))(e)),
             }
         }
-        evicted.push((f.namespace.clone(), f.name.clone(), f.uid.clone()));
+        evicted.push((f.namespace.to_string(), f.name.to_string(), f.uid.to_string()));
     }
     // Evicted pods terminate gracefully; the node is drained once they are gone (or replaced by a new uid).
     for (ns, name, uid) in evicted {
@@ -125,7 +125,8 @@ async fn blocking_budget(client: &Client, pod: &facts::Pod) -> Option<String> {
 /// Resolves the pod's controller up the owner chain (Pod → ReplicaSet → Deployment).
 async fn top_workload(client: &Client, pod: &facts::Pod) -> Result<Option<Workload>, KubeError> {
     let Some(owner) = pod.owners.iter().find(|o| o.controller).or(pod.owners.first()) else { return Ok(None) };
-    let mut w = Workload { kind: owner.kind.clone(), namespace: pod.namespace.clone(), name: owner.name.clone() };
+    let mut w =
+        Workload { kind: owner.kind.to_string(), namespace: pod.namespace.to_string(), name: owner.name.to_string() };
     if w.kind == "ReplicaSet" {
         let api: Api<ReplicaSet> = Api::namespaced(client.clone(), &w.namespace);
         if let Some(rs) = api.get_opt(&w.name).await.map_err(KubeError::api(format!("get {w}")))?
