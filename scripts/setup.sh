@@ -4,7 +4,7 @@
 set -euo pipefail
 
 apt_packages=(openssh-server openssh-client etcd-server etcd-client pssh debootstrap systemd-container haproxy
-              hyperfine dpkg-dev iproute2 sudo util-linux ca-certificates procps)
+              hyperfine dpkg-dev iproute2 sudo util-linux ca-certificates procps openssl binutils)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
