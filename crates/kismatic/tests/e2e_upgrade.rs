@@ -42,7 +42,10 @@ impl Cluster {
         cmd.args(args).arg("-f").arg(&self.plan);
         if args.first() == Some(&"upgrade") {
             cmd.arg("--release").arg(&self.release_new).arg("--kubeconfig").arg(self.kubeconfig());
-            cmd.args(["--drain-timeout", "60", "--node-timeout", "120"]);
+            cmd.args(["--drain-timeout", "60"]);
+            if !args.contains(&"--node-timeout") {
+                cmd.args(["--node-timeout", "120"]);
+            }
         } else if args.first() == Some(&"info") {
             cmd.arg("--release").arg(&self.release_new);
         }
@@ -420,10 +423,10 @@ fn write_data(c: &Cluster) {
         txn.push_str("\n\n");
         c.etcdctl(&ip, &["txn"], Some(&txn));
     }
-    let mut list = String::from("apiVersion: v1\nkind: List\nitems:\n");
+    let mut list = String::new();
     for i in 0..DATA_OBJECTS {
         list.push_str(&format!(
-            "- apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: data-{i:03}, namespace: default, labels: {{e2e: data}}}}\n  data: {{index: \"{i}\", payload: \"{}\"}}\n",
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: data-{i:03}, namespace: default, labels: {{e2e: data}}}}\ndata: {{index: \"{i}\", payload: \"{}\"}}\n",
             "y".repeat(i % 100)
         ));
     }
