@@ -562,10 +562,16 @@ impl Ctx<'_> {
             return Err(format!("not upgrading {} on {}: {p}", c.name, node.host));
         }
         let outcome = install::install_binary(s, self.release, c).await.map_err(|e| e.to_string())?;
-        if outcome.changed || self.cfg.restart_services {
-            w.on(install::restart(s, c)).await.map_err(|e| e.to_string())?;
-        }
-        let healthy = w.on(self.wait_member(s, &access, &hosts, &node.host, &c.version)).await;
+        // A restart that fails (the new binary does not start) is handled like a member that does not come back.
+        let restarted = if outcome.changed || self.cfg.restart_services {
+            w.on(install::restart(s, c)).await.map_err(|e| format!("restart failed: {e}"))
+        } else {
+            Ok(())
+        };
+        let healthy = match restarted {
+            Ok(()) => w.on(self.wait_member(s, &access, &hosts, &node.host, &c.version)).await,
+            Err(e) => Err(e),
+        };
         match healthy {
             Ok(()) => Ok(format!("member healthy at {}", c.version)),
             Err(why) => {
