@@ -711,18 +711,11 @@ async fn merge_service_markers(s: &NodeSession, release: &Release, own: &str) ->
     Ok(text)
 }
 
+/// The node's component-versions marker, read with the same parser as the node probe; an absent or unreadable
+/// marker counts as empty (it is rewritten whole).
 async fn read_marker_map(s: &NodeSession) -> Result<BTreeMap<String, String>, NodeError> {
     let out = s.output("cat", &["--", "/etc/component-versions"], None).await?;
-    Ok(parse_marker_lines(&String::from_utf8_lossy(&out.stdout)))
-}
-
-/// `key: value` lines of the component-versions marker (values may be quoted).
-fn parse_marker_lines(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
-        .filter(|(k, v)| !k.is_empty() && !k.starts_with('#') && !v.is_empty())
-        .collect()
+    Ok(kismatic_ops::probe::parse_component_versions(&out.stdout).present().cloned().unwrap_or_default())
 }
 
 /// Sets entries in a node's component-versions marker, keeping the others.
@@ -738,18 +731,5 @@ async fn set_marker_entries(s: &NodeSession, entries: &[(&str, &str)]) -> Result
 impl From<InstallError> for ExecError {
     fn from(e: InstallError) -> Self {
         ExecError::Step(e.to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn marker_lines() {
-        let m = parse_marker_lines("etcd: \"3.5.1\"\nkubernetes: v1.34.1\n# c\nbad\n");
-        assert_eq!(m["etcd"], "3.5.1");
-        assert_eq!(m["kubernetes"], "v1.34.1");
-        assert_eq!(m.len(), 2);
     }
 }
