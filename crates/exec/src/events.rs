@@ -1,9 +1,10 @@
 //! Progress output and the JSON-lines event stream (`--events FILE`): one object per step event, for CI and for
 //! measuring where a run spends its time (`wait_ms` is time spent waiting on restarts, health and drains).
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use std::io::Write;
-use std::time::Instant;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StepEvent<'a> {
@@ -29,11 +30,45 @@ pub struct Reporter {
     /// The run's log in its run folder: every progress line and event, whatever the terminal shows.
     log: Option<std::fs::File>,
     quiet: bool,
+    /// On a terminal: a bar of steps done under the lines, with the step in progress and the elapsed time.
+    bar: Option<ProgressBar>,
 }
 
 impl Reporter {
-    pub fn new(events: Option<std::fs::File>, log: Option<std::fs::File>, quiet: bool) -> Self {
-        Reporter { started: Instant::now(), events, log, quiet }
+    /// `total_steps` sizes the terminal progress bar, shown only when standard output is a terminal.
+    pub fn new(events: Option<std::fs::File>, log: Option<std::fs::File>, quiet: bool, total_steps: usize) -> Self {
+        let bar = (!quiet && std::io::stdout().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(total_steps as u64), ProgressDrawTarget::stdout());
+            if let Ok(style) =
+                ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps  {wide_msg}")
+            {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.enable_steady_tick(Duration::from_millis(250));
+            bar
+        });
+        Reporter { started: Instant::now(), events, log, quiet, bar }
+    }
+
+    /// The step now in progress (phase, node, step), shown on the bar.
+    pub fn working_on(&self, what: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(what.to_string());
+        }
+    }
+
+    /// One more step finished or skipped.
+    pub fn advance(&self) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    /// Removes the bar (end of the run), leaving the printed lines.
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
     }
 
     pub fn elapsed_ms(&self) -> u64 {
@@ -43,8 +78,11 @@ impl Reporter {
     /// Human progress line: elapsed, phase, node, step, what happened.
     pub fn line(&mut self, text: &str) {
         let line = format!("[{:>7.1}s] {text}", self.started.elapsed().as_secs_f64());
-        if !self.quiet {
-            println!("{line}");
+        match &self.bar {
+            // Printed above the bar, which stays at the bottom.
+            Some(bar) => bar.println(&line),
+            None if !self.quiet => println!("{line}"),
+            None => {}
         }
         if let Some(f) = &mut self.log {
             // The log is for people reading after the fact; the journal is the record that matters.

@@ -4,7 +4,7 @@
 //! into shell text.
 
 use kismatic_fleet::{NodeError, NodeSession};
-use kismatic_release::{Component, Delivery, Release};
+use kismatic_release::{Artifact, Component, Delivery, Release};
 use std::time::{Duration, Instant};
 
 /// Where artifacts are staged on a node before their digest is checked.
@@ -29,43 +29,94 @@ fn service(c: &Component) -> &str {
 }
 
 /// What a component install changed on the node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Outcome {
-    /// Files, links or packages changed (the service was or will be restarted).
+    /// Files, links or packages changed (the service must be restarted).
     pub changed: bool,
-    pub restarted: bool,
+    /// binary: the version its service runs now (before any restart), by the node contract's running-version rule.
+    /// A run killed between switching `current` and restarting leaves `changed` false but this stale.
+    pub running: Option<String>,
 }
 
-// Reports what is already in place for a binary component: `dir` when the versioned directory exists, `current`
-// with the link target.
-const BINARY_STATE: &str = r#"
-name=$1 version=$2
-base=/opt/kismatic/$name
-[ -d "$base/$version" ] && echo dir
-printf 'current %s\n' "$(readlink "$base/current" 2>/dev/null || true)"
+// Prints `exe <path>` for the active service `$service`'s main process (nothing when the service is not active).
+macro_rules! report_running_exe {
+    () => {
+        r#"
+if systemctl is-active -q "$service" 2>/dev/null; then
+  pid=$(systemctl show -p MainPID --value "$service")
+  printf 'exe %s\n' "$(readlink "/proc/$pid/exe" 2>/dev/null || true)"
+fi
+"#
+    };
+}
+
+/// The running version from a script's `exe` line.
+fn running_from(c: &Component, stdout: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("exe "))
+        .and_then(|exe| kismatic_ops::probe::version_from_exe(&c.name, exe))
+}
+
+// Reports, for each (kind, name, version) triple, what is already in place: `ready NAME` when the binary's
+// versioned directory exists or the package is installed at the version, `staged NAME` when the package file is
+// waiting in the staging folder.
+const STAGE_STATE: &str = r#"
+while [ $# -ge 3 ]; do
+  kind=$1 name=$2 version=$3
+  shift 3
+  case $kind in
+    binary) [ -d "/opt/kismatic/$name/$version" ] && printf 'ready %s\n' "$name" ;;
+    package)
+      s=$(dpkg-query -W -f '${db:Status-Status} ${Version}' -- "$name" 2>/dev/null || true)
+      [ "$s" = "installed $version" ] && printf 'ready %s\n' "$name"
+      [ -f "/var/cache/kismatic/staging/${name}_$version.deb" ] && printf 'staged %s\n' "$name" ;;
+  esac
+done
+true
 "#;
 
-// Unpacks a staged artifact after checking its digest, switches `current` atomically keeping `previous`, installs
-// the unit. Prints `changed` when anything changed. Exit 3: digest mismatch.
-const BINARY_INSTALL: &str = r#"
+// Receives one artifact on stdin, checks its digest, then either unpacks it into each listed component's versioned
+// directory (`tar NAME VERSION ...`; hidden folder + rename, so a directory that exists is complete) or keeps it as
+// a package file (`deb PATH`). Exit 3: digest mismatch.
+const STAGE: &str = r#"
 set -eu
-name=$1 version=$2 sha=$3 artifact=$4 unit_src=$5 service=$6
-base=/opt/kismatic/$name
-changed=0
-if [ ! -d "$base/$version" ]; then
-  actual=$(sha256sum "$artifact" | cut -d' ' -f1)
-  if [ "$actual" != "$sha" ]; then
-    echo "artifact digest mismatch: expected sha256 $sha, node computed $actual" >&2
-    rm -f "$artifact"
-    exit 3
-  fi
-  rm -rf "$base/.$version.tmp"
-  mkdir -p "$base/.$version.tmp"
-  tar -xzf "$artifact" -C "$base/.$version.tmp"
-  mv -T "$base/.$version.tmp" "$base/$version"
-  changed=1
+sha=$1 kind=$2
+shift 2
+staging=/var/cache/kismatic/staging
+mkdir -p "$staging"
+tmp=$(mktemp "$staging/.upload.XXXXXX")
+trap 'rm -f "$tmp"' EXIT
+cat > "$tmp"
+actual=$(sha256sum "$tmp" | cut -d' ' -f1)
+if [ "$actual" != "$sha" ]; then
+  echo "artifact digest mismatch: expected sha256 $sha, node computed $actual" >&2
+  exit 3
 fi
-rm -f "$artifact"
+case $kind in
+  tar)
+    while [ $# -ge 2 ]; do
+      base=/opt/kismatic/$1 version=$2
+      shift 2
+      [ -d "$base/$version" ] && continue
+      rm -rf "$base/.$version.tmp"
+      mkdir -p "$base/.$version.tmp"
+      tar -xzf "$tmp" -C "$base/.$version.tmp"
+      mv -T "$base/.$version.tmp" "$base/$version"
+    done ;;
+  deb) chmod 644 "$tmp" && mv -f "$tmp" "$1" ;;
+esac
+"#;
+
+// Makes a staged binary component current: switches `current` atomically keeping `previous`, writes the unit from
+// its text. Prints `changed` when anything changed, then what the service runs. Exit 4: the version is not staged.
+const ACTIVATE_BINARY: &str = concat!(
+    r#"
+set -eu
+name=$1 version=$2 service=$3 has_unit=$4 unit_text=$5
+base=/opt/kismatic/$name
+[ -d "$base/$version" ] || exit 4
+changed=0
 cur=$(readlink "$base/current" 2>/dev/null || true)
 if [ "$cur" != "$version" ]; then
   if [ -n "$cur" ]; then
@@ -74,16 +125,43 @@ if [ "$cur" != "$version" ]; then
   ln -sfn "$version" "$base/.current.tmp" && mv -T "$base/.current.tmp" "$base/current"
   changed=1
 fi
-unit=/etc/systemd/system/$service.service
-if [ -n "$unit_src" ]; then
-  if ! cmp -s "$unit_src" "$unit"; then
-    cp "$unit_src" "$unit.tmp" && mv -f "$unit.tmp" "$unit"
-    systemctl daemon-reload
+if [ "$has_unit" = 1 ]; then
+  unit=/etc/systemd/system/$service.service
+  tmp=$(mktemp "$unit.XXXXXX")
+  printf '%s' "$unit_text" > "$tmp"
+  if cmp -s "$tmp" "$unit"; then
+    rm -f "$tmp"
+  else
+    chmod 644 "$tmp" && mv -f "$tmp" "$unit"
+    # Only where systemd is the init (as maintainer scripts check); elsewhere there is nothing to reload.
+    if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
     changed=1
   fi
-  rm -f "$unit_src"
 fi
 [ "$changed" = 1 ] && echo changed || true
+"#,
+    report_running_exe!()
+);
+
+// Installs a staged package file at its pinned version unless that version is installed; checks the digest again
+// (the file sat on the node) and the installed version after. Prints `changed` or `unchanged`. Exit 3: digest
+// mismatch; exit 4: not staged; exit 5: apt-get failed (its messages on stderr).
+const PACKAGE_INSTALL: &str = r#"
+pkg=$1 version=$2 sha=$3 deb=$4
+status() { dpkg-query -W -f '${db:Status-Status} ${Version}' -- "$pkg" 2>/dev/null || true; }
+if [ "$(status)" = "installed $version" ]; then echo unchanged; exit 0; fi
+[ -f "$deb" ] || exit 4
+actual=$(sha256sum "$deb" | cut -d' ' -f1)
+if [ "$actual" != "$sha" ]; then
+  echo "staged package digest mismatch: expected sha256 $sha, node computed $actual" >&2
+  rm -f "$deb"
+  exit 3
+fi
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades -o Dpkg::Options::=--force-confold "$deb" >/dev/null || exit 5
+rm -f "$deb"
+now=$(status)
+if [ "$now" != "installed $version" ]; then echo "after apt-get install, $pkg is: ${now:-not installed}" >&2; exit 5; fi
+echo changed
 "#;
 
 // Switches `current` back to `previous` (rollback of one member).
@@ -97,90 +175,171 @@ systemctl restart "$service"
 echo "$prev"
 "#;
 
-// Prints the version directory of the running service's executable (node contract's running-version rule).
-const RUNNING_VERSION: &str = r#"
-name=$1 service=$2
-systemctl is-active -q "$service" || { echo inactive; exit 0; }
-pid=$(systemctl show -p MainPID --value "$service")
-exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
-case "$exe" in
-  /opt/kismatic/$name/*) v=${exe#/opt/kismatic/$name/}; echo "running ${v%%/*}" ;;
-  *) echo "other $exe" ;;
-esac
-"#;
+// What the service runs (node contract's running-version rule, applied in `running_from`).
+const RUNNING_EXE: &str = concat!("service=$1\n", report_running_exe!());
 
-/// Uploads `local` to the node's staging folder (only the bytes travel; the digest is checked on the node).
-async fn stage(
-    session: &NodeSession,
-    release: &Release,
-    file: &std::path::Path,
-    name: &str,
-) -> Result<String, InstallError> {
-    let local = release.dir.join(file);
-    let bytes =
-        std::fs::read(&local).map_err(|source| InstallError::Local { path: local.display().to_string(), source })?;
-    session.run("mkdir", &["-p", STAGING], None).await?;
-    let remote = format!("{STAGING}/{name}");
-    session.write_file(&remote, &bytes, 0o600).await?;
-    Ok(remote)
+/// Reads a file of the release and checks it against the digest the release names for it.
+pub fn read_verified(release: &Release, artifact: &Artifact) -> Result<Vec<u8>, InstallError> {
+    let path = release.dir.join(&artifact.file);
+    let local = |source| InstallError::Local { path: path.display().to_string(), source };
+    let bytes = std::fs::read(&path).map_err(local)?;
+    let digest = kismatic_release::sha256_hex(&bytes);
+    if digest != artifact.sha256 {
+        return Err(local(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("sha256 {digest} does not match the release ({})", artifact.sha256),
+        )));
+    }
+    Ok(bytes)
 }
 
-/// Installs a `binary` component: artifact uploaded only when its version directory is absent, digest verified on
-/// the node, unpacked, `current` switched, unit installed. Does not restart.
-pub async fn install_binary(session: &NodeSession, release: &Release, c: &Component) -> Result<Outcome, InstallError> {
-    let state = session.run("sh", &["-c", BINARY_STATE, "kismatic-state", &c.name, &c.version], None).await?;
+/// Release files read (and digest-checked) once per run and shared by every node's staging, so memory stays at
+/// the size of the distinct artifacts whatever the number of nodes staged at once.
+#[derive(Default)]
+pub struct ArtifactCache(std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Vec<u8>>>>);
+
+impl ArtifactCache {
+    pub fn get(&self, release: &Release, artifact: &Artifact) -> Result<std::sync::Arc<Vec<u8>>, InstallError> {
+        if let Some(bytes) = self.0.lock().ok().and_then(|m| m.get(&artifact.sha256).cloned()) {
+            return Ok(bytes);
+        }
+        let bytes = std::sync::Arc::new(read_verified(release, artifact)?);
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(artifact.sha256.clone(), bytes.clone());
+        }
+        Ok(bytes)
+    }
+}
+
+fn staged_package_path(pkg: &str, version: &str) -> String {
+    format!("{STAGING}/{pkg}_{version}.deb")
+}
+
+fn package_name(c: &Component) -> &str {
+    c.package.as_deref().unwrap_or(&c.name)
+}
+
+/// What staging did on one node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Staged {
+    /// Distinct artifacts uploaded (components sharing an artifact digest share one upload).
+    pub uploads: usize,
+    pub bytes: u64,
+    /// Components whose artifact was already unpacked, installed or staged.
+    pub already: usize,
+}
+
+/// Puts the artifacts of `components` on the node ahead of its turn, without touching anything that runs:
+/// binaries are unpacked into their versioned directories (`current` is not switched), packages wait in the staging
+/// folder. Each distinct artifact travels once, and its digest is checked on the node. With package installation
+/// disabled, packages are not staged (they must already be installed). Idempotent.
+pub async fn stage(
+    session: &NodeSession,
+    release: &Release,
+    artifacts: &ArtifactCache,
+    components: &[&Component],
+    package_installation_disabled: bool,
+) -> Result<Staged, InstallError> {
+    let wanted: Vec<&Component> = components
+        .iter()
+        .copied()
+        .filter(|c| match c.delivery {
+            Delivery::Binary => true,
+            Delivery::Package => !package_installation_disabled,
+            Delivery::Manifest => false,
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(Staged::default());
+    }
+    let mut args: Vec<&str> = vec!["-c", STAGE_STATE, "kismatic-stage-state"];
+    for c in &wanted {
+        match c.delivery {
+            Delivery::Binary => args.extend(["binary", c.name.as_str(), c.version.as_str()]),
+            _ => args.extend(["package", package_name(c), c.version.as_str()]),
+        }
+    }
+    let state = session.run("sh", &args, None).await?;
     let state = String::from_utf8_lossy(&state.stdout);
-    let have_dir = state.lines().any(|l| l == "dir");
-    let current = state.lines().find_map(|l| l.strip_prefix("current ")).unwrap_or("").trim();
-    let unit_remote = match &c.unit {
-        Some(u) => stage(session, release, &u.file, &format!("{}-{}.service", c.name, c.version)).await?,
+    let present: Vec<&str> = state.lines().filter_map(|l| l.split_once(' ').map(|(_, name)| name)).collect();
+    let mut staged = Staged::default();
+    // Artifact digest → the components it serves on this node.
+    let mut uploads: Vec<(&Artifact, Vec<&Component>)> = Vec::new();
+    for c in wanted {
+        let name = if c.delivery == Delivery::Binary { c.name.as_str() } else { package_name(c) };
+        if present.contains(&name) {
+            staged.already += 1;
+            continue;
+        }
+        match uploads.iter_mut().find(|(a, cs)| a.sha256 == c.artifact.sha256 && cs[0].delivery == c.delivery) {
+            Some((_, cs)) => cs.push(c),
+            None => uploads.push((&c.artifact, vec![c])),
+        }
+    }
+    for (artifact, cs) in uploads {
+        let bytes = artifacts.get(release, artifact)?;
+        let mut args: Vec<String> = vec!["-c".into(), STAGE.into(), "kismatic-stage".into(), artifact.sha256.clone()];
+        if cs[0].delivery == Delivery::Binary {
+            args.push("tar".into());
+            for c in &cs {
+                args.extend([c.name.clone(), c.version.clone()]);
+            }
+        } else {
+            args.extend(["deb".into(), staged_package_path(package_name(cs[0]), &cs[0].version)]);
+        }
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = session.output("sh", &argv, Some(&bytes)).await?;
+        if !out.success() {
+            return Err(step_err(session, cs[0], String::from_utf8_lossy(&out.stderr).trim().to_string()));
+        }
+        staged.uploads += 1;
+        staged.bytes += bytes.len() as u64;
+    }
+    Ok(staged)
+}
+
+/// Exit status of the node scripts when the component's artifact is not staged on the node.
+const NOT_STAGED: i32 = 4;
+
+/// Installs a `binary` component: makes its staged version current and writes its unit (staging it first if an
+/// earlier staging did not, or was undone). Does not restart.
+pub async fn install_binary(session: &NodeSession, release: &Release, c: &Component) -> Result<Outcome, InstallError> {
+    let unit = match &c.unit {
+        Some(u) => String::from_utf8(read_verified(release, u)?)
+            .map_err(|_| step_err(session, c, format!("unit file {} is not UTF-8 text", u.file.display())))?,
         None => String::new(),
     };
-    if have_dir && current == c.version && c.unit.is_none() {
-        return Ok(Outcome::default());
+    let has_unit = if c.unit.is_some() { "1" } else { "0" };
+    let args = ["-c", ACTIVATE_BINARY, "kismatic-activate", &c.name, &c.version, service(c), has_unit, &unit];
+    let mut out = session.output("sh", &args, None).await?;
+    if out.code == Some(NOT_STAGED) {
+        stage(session, release, &ArtifactCache::default(), &[c], false).await?;
+        out = session.output("sh", &args, None).await?;
     }
-    let artifact_remote = if have_dir {
-        String::from("/dev/null")
-    } else {
-        stage(session, release, &c.artifact.file, &format!("{}-{}.tar.gz", c.name, c.version)).await?
-    };
-    let out = session
-        .output(
-            "sh",
-            &[
-                "-c",
-                BINARY_INSTALL,
-                "kismatic-install",
-                &c.name,
-                &c.version,
-                &c.artifact.sha256,
-                &artifact_remote,
-                &unit_remote,
-                service(c),
-            ],
-            None,
-        )
-        .await?;
     if !out.success() {
         return Err(step_err(session, c, String::from_utf8_lossy(&out.stderr).trim().to_string()));
     }
-    Ok(Outcome { changed: String::from_utf8_lossy(&out.stdout).contains("changed"), restarted: false })
+    Ok(Outcome {
+        changed: String::from_utf8_lossy(&out.stdout).lines().any(|l| l == "changed"),
+        running: running_from(c, &out.stdout),
+    })
 }
 
-/// Installs a `package` component at its pinned version. With package installation disabled the package must
-/// already be installed at that version (a readiness check has said so; this re-checks).
+/// Installs a `package` component at its pinned version from the staged package file (staging it first if
+/// needed), and checks the installed version. With package installation disabled the package must already be
+/// installed at that version (a readiness check has said so; this re-checks).
 pub async fn install_package(
     session: &NodeSession,
     release: &Release,
     c: &Component,
     installation_disabled: bool,
 ) -> Result<Outcome, InstallError> {
-    let pkg = c.package.as_deref().unwrap_or(&c.name);
-    let installed = installed_package_version(session, pkg).await?;
-    if installed.as_deref() == Some(c.version.as_str()) {
-        return Ok(Outcome::default());
-    }
+    let pkg = package_name(c);
     if installation_disabled {
+        let installed = installed_package_version(session, pkg).await?;
+        if installed.as_deref() == Some(c.version.as_str()) {
+            return Ok(Outcome::default());
+        }
         return Err(step_err(
             session,
             c,
@@ -191,44 +350,18 @@ pub async fn install_package(
             ),
         ));
     }
-    let remote = stage(session, release, &c.artifact.file, &format!("{pkg}_{}.deb", c.version)).await?;
-    let check = session.output("sh", &["-c", SHA_CHECK, "kismatic-sha", &c.artifact.sha256, &remote], None).await?;
-    if !check.success() {
-        return Err(step_err(session, c, String::from_utf8_lossy(&check.stderr).trim().to_string()));
+    let deb = staged_package_path(pkg, &c.version);
+    let args = ["-c", PACKAGE_INSTALL, "kismatic-package", pkg, &c.version, &c.artifact.sha256, &deb];
+    let mut out = session.output("sh", &args, None).await?;
+    if out.code == Some(NOT_STAGED) {
+        stage(session, release, &ArtifactCache::default(), &[c], false).await?;
+        out = session.output("sh", &args, None).await?;
     }
-    let out = session
-        .output(
-            "env",
-            &[
-                "DEBIAN_FRONTEND=noninteractive",
-                "apt-get",
-                "install",
-                "-y",
-                "-q",
-                "--allow-downgrades",
-                "-o",
-                "Dpkg::Options::=--force-confold",
-                &remote,
-            ],
-            None,
-        )
-        .await?;
-    session.run("rm", &["-f", "--", &remote], None).await?;
     if !out.success() {
-        return Err(step_err(
-            session,
-            c,
-            format!("apt-get install failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
-        ));
+        return Err(step_err(session, c, String::from_utf8_lossy(&out.stderr).trim().to_string()));
     }
-    Ok(Outcome { changed: true, restarted: false })
+    Ok(Outcome { changed: String::from_utf8_lossy(&out.stdout).trim() == "changed", running: None })
 }
-
-const SHA_CHECK: &str = r#"
-sha=$1 file=$2
-actual=$(sha256sum "$file" | cut -d' ' -f1)
-[ "$actual" = "$sha" ] || { echo "artifact digest mismatch: expected sha256 $sha, node computed $actual" >&2; rm -f "$file"; exit 3; }
-"#;
 
 pub async fn installed_package_version(session: &NodeSession, pkg: &str) -> Result<Option<String>, InstallError> {
     let out = session.output("dpkg-query", &["-W", "-f", "${db:Status-Status} ${Version}", "--", pkg], None).await?;
@@ -244,9 +377,8 @@ pub async fn restart(session: &NodeSession, c: &Component) -> Result<(), Install
 
 /// Whether the component's service is active (package components may have no service: then `None`).
 pub async fn running_version(session: &NodeSession, c: &Component) -> Result<Option<String>, InstallError> {
-    let out = session.run("sh", &["-c", RUNNING_VERSION, "kismatic-running", &c.name, service(c)], None).await?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text.lines().find_map(|l| l.strip_prefix("running ")).map(|v| v.trim().to_string()))
+    let out = session.run("sh", &["-c", RUNNING_EXE, "kismatic-running", service(c)], None).await?;
+    Ok(running_from(c, &out.stdout))
 }
 
 /// Polls until the component's service runs the target version (and stays active), or the deadline passes.

@@ -8,12 +8,13 @@ use crate::install::{self, InstallError};
 use kismatic_core::planner::{Action, NodePlan, PhaseKind, ServiceStep, UpgradePlan};
 use kismatic_fleet::{Fleet, NodeError, NodeSession, Target};
 use kismatic_journal::store::{JournalWriter, RunsDir, StoreError};
-use kismatic_journal::{Event, Header, Record, ResumeDecision, RunIdentity};
+use kismatic_journal::{Event, Header, MovedWorkload, Record, ResumeDecision, RunIdentity};
 use kismatic_kube::ops::Workload;
 use kismatic_plan::{Inventory, Node, Role};
 use kismatic_release::{Component, Delivery, Release};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -80,15 +81,22 @@ struct Ctx<'a> {
     done: HashSet<String>,
     /// Nodes cordoned by this run or an interrupted earlier one, not yet uncordoned.
     cordoned: Mutex<BTreeSet<String>>,
-    /// Workloads moved off each node by its drain.
+    /// Workloads moved off each node by its drain (kept in the journal, so a resumed run waits for them too).
     moved: Mutex<BTreeMap<String, BTreeSet<Workload>>>,
     /// Snapshot location per etcd cluster, for messages.
     snapshots: Mutex<BTreeMap<String, String>>,
+    /// One SSH session per node, opened once and kept for the run (a connection costs a key exchange).
+    sessions: Mutex<HashMap<String, SessionCell>>,
+    artifacts: install::ArtifactCache,
 }
 
-/// Journal step ids of a plan, in execution order: an etcd snapshot per upgraded etcd cluster first.
+type SessionCell = Arc<tokio::sync::OnceCell<Arc<NodeSession>>>;
+
+/// Journal step ids of a plan, in execution order: artifacts staged on every node first, then an etcd snapshot
+/// per upgraded etcd cluster.
 pub fn journal_steps(plan: &UpgradePlan) -> Vec<String> {
-    let mut steps: Vec<String> = snapshot_clusters(plan).into_iter().map(|c| snapshot_step(&c)).collect();
+    let mut steps: Vec<String> = plan.node_plans().map(|(_, np)| stage_step(&np.host)).collect();
+    steps.extend(snapshot_clusters(plan).into_iter().map(|c| snapshot_step(&c)));
     for phase in &plan.phases {
         for b in &phase.batches {
             for n in &b.nodes {
@@ -99,6 +107,13 @@ pub fn journal_steps(plan: &UpgradePlan) -> Vec<String> {
     }
     steps
 }
+
+fn stage_step(host: &str) -> String {
+    format!("stage/{host}")
+}
+
+/// Nodes staged at the same time (each transfer is one SSH channel; handshakes are bounded by the fleet).
+const STAGE_PARALLEL: usize = 16;
 
 fn snapshot_step(cluster: &str) -> String {
     format!("etcd/snapshot/{cluster}")
@@ -141,7 +156,7 @@ pub async fn execute(
         Some(_) if cfg.discard_previous => ResumeDecision::Fresh,
         other => kismatic_journal::resume_point(other.as_ref().map(|(_, s)| s), &identity),
     };
-    let (writer, done, cordoned, run_id, resumed) = match decision {
+    let (writer, done, cordoned, moved, run_id, resumed) = match decision {
         ResumeDecision::Conflict { reason } => {
             return Err(ExecError::Conflict(format!(
                 "{reason} (or pass --discard-journal to abandon it; its cordoned nodes are then yours to uncordon)"
@@ -150,7 +165,12 @@ pub async fn execute(
         ResumeDecision::Resume { .. } => {
             let Some((dir, state)) = previous else { return Err(ExecError::Step("journal vanished".into())) };
             let done: HashSet<String> = state.done_steps().map(str::to_string).collect();
-            (JournalWriter::open(dir)?, done, state.cordoned.clone(), state.header.run_id.clone(), true)
+            let moved = state
+                .moved
+                .iter()
+                .map(|(node, ws)| (node.clone(), ws.iter().map(workload_from_journal).collect()))
+                .collect();
+            (JournalWriter::open(dir)?, done, state.cordoned.clone(), moved, state.header.run_id.clone(), true)
         }
         ResumeDecision::Fresh => {
             let run_id = crate::time::compact_now();
@@ -164,7 +184,7 @@ pub async fn execute(
             let writer = runs.create_run(&header)?;
             // A copy of the plan file beside the journal: what this run was asked to do.
             let _ = std::fs::copy(&inventory.plan_path, writer.dir().join("plan.yaml"));
-            (writer, HashSet::new(), BTreeSet::new(), run_id, false)
+            (writer, HashSet::new(), BTreeSet::new(), BTreeMap::new(), run_id, false)
         }
     };
     let run_dir = writer.dir().to_path_buf();
@@ -193,11 +213,14 @@ pub async fn execute(
             events,
             std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join("run.log")).ok(),
             cfg.quiet,
+            journal_steps(plan).len(),
         )),
         done,
         cordoned: Mutex::new(cordoned),
-        moved: Mutex::new(BTreeMap::new()),
+        moved: Mutex::new(moved),
         snapshots: Mutex::new(BTreeMap::new()),
+        sessions: Mutex::new(HashMap::new()),
+        artifacts: install::ArtifactCache::default(),
     };
     if resumed {
         ctx.line(&format!("resuming run {} (journal {})", ctx.run_id, run_dir.display()));
@@ -209,6 +232,8 @@ pub async fn execute(
         r = ctx.walk(&mut nodes) => r,
         _ = tokio::signal::ctrl_c() => Err(ExecError::Step("interrupted (Ctrl-C)".into())),
     };
+    ctx.close_sessions().await;
+    ctx.progress(|r| r.finish());
     match result {
         Ok(()) => {
             let message = if plan.partial {
@@ -256,6 +281,12 @@ impl Ctx<'_> {
         }
     }
 
+    fn progress(&self, f: impl FnOnce(&mut Reporter)) {
+        if let Ok(mut r) = self.reporter.lock() {
+            f(&mut r);
+        }
+    }
+
     fn record(&self, event: Event) -> Result<(), ExecError> {
         let mut j = self.journal.lock().map_err(|_| ExecError::Step("journal lock poisoned".into()))?;
         j.append(&Record { at_ms: crate::time::now_ms(), event })?;
@@ -296,16 +327,19 @@ impl Ctx<'_> {
         if self.done.contains(id) {
             self.emit(phase, node, id, "skipped", None, "finished by an earlier run");
             self.line(&format!("{phase:<8} {:<12} {label}: already done", node.unwrap_or("-")));
+            self.progress(|r| r.advance());
             return Ok(());
         }
         self.record(Event::Started { step: id.to_string() })?;
         self.emit(phase, node, id, "started", None, "");
         self.line(&format!("{phase:<8} {:<12} {label} ...", node.unwrap_or("-")));
+        self.progress(|r| r.working_on(&format!("{phase} {} {label}", node.unwrap_or("-"))));
         let t = Instant::now();
         let mut waited = Waited::default();
         match work(&mut waited).await {
             Ok(note) => {
                 self.record(Event::Finished { step: id.to_string() })?;
+                self.progress(|r| r.advance());
                 self.emit(phase, node, id, "finished", Some((t.elapsed(), waited.0)), &note);
                 let note = if note.is_empty() { String::new() } else { format!(" ({note})") };
                 self.line(&format!(
@@ -325,6 +359,7 @@ impl Ctx<'_> {
     }
 
     async fn walk(&self, nodes: &mut Vec<(String, Duration, String)>) -> Result<(), ExecError> {
+        self.stage_all().await?;
         for cluster in snapshot_clusters(self.plan) {
             self.snapshot(&cluster).await?;
         }
@@ -363,8 +398,83 @@ impl Ctx<'_> {
             .ok_or_else(|| ExecError::Step(format!("node {host} is in the plan but not in the plan file")))
     }
 
-    async fn session(&self, node: &Node) -> Result<NodeSession, ExecError> {
-        self.fleet.connect(&Target::new(&node.host, &node.ip)).await.map_err(|e| ExecError::Step(e.to_string()))
+    /// The node's session for this run, connecting on first use and reconnecting when the kept one died.
+    async fn session(&self, node: &Node) -> Result<Arc<NodeSession>, ExecError> {
+        for _ in 0..2 {
+            let cell = self
+                .sessions
+                .lock()
+                .map_err(|_| ExecError::Step("session table poisoned".into()))?
+                .entry(node.host.clone())
+                .or_default()
+                .clone();
+            let session = cell
+                .get_or_try_init(|| async {
+                    self.fleet.connect(&Target::new(&node.host, &node.ip)).await.map(Arc::new)
+                })
+                .await
+                .map_err(|e| ExecError::Step(e.to_string()))?
+                .clone();
+            if session.is_alive().await {
+                return Ok(session);
+            }
+            self.sessions.lock().map(|mut m| m.remove(&node.host)).ok();
+        }
+        Err(ExecError::Step(format!("{}: the SSH connection keeps dying", node.host)))
+    }
+
+    async fn close_sessions(&self) {
+        let cells: Vec<SessionCell> =
+            self.sessions.lock().map(|mut m| std::mem::take(&mut *m).into_values().collect()).unwrap_or_default();
+        for cell in cells {
+            if let Some(session) = Arc::into_inner(cell).and_then(|c| c.into_inner()).and_then(Arc::into_inner) {
+                session.close().await;
+            }
+        }
+    }
+
+    /// Every node's artifacts, staged concurrently before anything is changed (a transfer or digest problem stops
+    /// the run before any node is touched, and each node's turn is then short).
+    async fn stage_all(&self) -> Result<(), ExecError> {
+        use futures::stream::StreamExt;
+        let jobs = self.plan.node_plans().map(|(_, np)| self.stage_node(np));
+        let results: Vec<Result<(), ExecError>> =
+            futures::stream::iter(jobs).buffer_unordered(STAGE_PARALLEL).collect().await;
+        results.into_iter().collect()
+    }
+
+    async fn stage_node(&self, np: &NodePlan) -> Result<(), ExecError> {
+        let node = self.node(&np.host)?;
+        let mut components = Vec::new();
+        for (name, _, _) in np.upgrades() {
+            components.push(self.component(name)?);
+        }
+        let id = stage_step(&np.host);
+        // Reported as skipped without connecting.
+        if self.done.contains(&id) {
+            return self
+                .step("stage", Some(&np.host), &id, "stage artifacts", async |_: &mut Waited| Ok(String::new()))
+                .await;
+        }
+        let session = self.session(node).await?;
+        self.step("stage", Some(&np.host), &id, "stage artifacts", async |_: &mut Waited| {
+            let staged = install::stage(
+                &session,
+                self.release,
+                &self.artifacts,
+                &components,
+                self.inventory.disable_package_installation,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "{} artifact(s) uploaded, {:.1} MB, {} already in place",
+                staged.uploads,
+                staged.bytes as f64 / 1e6,
+                staged.already
+            ))
+        })
+        .await
     }
 
     fn etcd_hosts(&self) -> BTreeMap<String, String> {
@@ -379,22 +489,19 @@ impl Ctx<'_> {
         let session = self.session(first).await?;
         let hosts = self.etcd_hosts();
         let label = format!("snapshot {cluster}");
-        let r = self
-            .step("etcd", Some(&first.host), &snapshot_step(cluster), &label, async |w: &mut Waited| {
-                let access = etcd::access(&session, cluster).await.map_err(|e| e.to_string())?;
-                let facts = etcd::cluster_facts(&session, &access, &hosts).await.map_err(|e| e.to_string())?;
-                if let Some(p) = etcd::quorum_problem(&facts) {
-                    return Err(format!("not taking a snapshot of an unhealthy cluster: {p}"));
-                }
-                let info = w.on(etcd::snapshot(&session, &access, &path)).await.map_err(|e| e.to_string())?;
-                Ok(format!(
-                    "{}:{path}, {} keys, revision {}, {} bytes, verified",
-                    first.host, info.total_key, info.revision, info.total_size
-                ))
-            })
-            .await;
-        session.close().await;
-        r
+        self.step("etcd", Some(&first.host), &snapshot_step(cluster), &label, async |w: &mut Waited| {
+            let access = etcd::access(&session, cluster).await.map_err(|e| e.to_string())?;
+            let facts = etcd::cluster_facts(&session, &access, &hosts).await.map_err(|e| e.to_string())?;
+            if let Some(p) = etcd::quorum_problem(&facts) {
+                return Err(format!("not taking a snapshot of an unhealthy cluster: {p}"));
+            }
+            let info = w.on(etcd::snapshot(&session, &access, &path)).await.map_err(|e| e.to_string())?;
+            Ok(format!(
+                "{}:{path}, {} keys, revision {}, {} bytes, verified",
+                first.host, info.total_key, info.revision, info.total_size
+            ))
+        })
+        .await
     }
 
     async fn upgrade_node(&self, phase: PhaseKind, np: &NodePlan) -> Result<(), ExecError> {
@@ -403,9 +510,7 @@ impl Ctx<'_> {
             return Ok(());
         }
         let session = self.session(node).await?;
-        let r = self.node_steps(phase, np, node, &session).await;
-        session.close().await;
-        r
+        self.node_steps(phase, np, node, &session).await
     }
 
     async fn node_steps(&self, phase: PhaseKind, np: &NodePlan, node: &Node, s: &NodeSession) -> Result<(), ExecError> {
@@ -424,13 +529,20 @@ impl Ctx<'_> {
                 }
                 Action::Drain => {
                     self.step(ph, Some(host), &step.id, "drain", async |w: &mut Waited| {
+                        let record_moved = |moved: &BTreeSet<Workload>| {
+                            self.moved
+                                .lock()
+                                .map(|mut m| m.entry(host.to_string()).or_default().extend(moved.clone()))
+                                .ok();
+                            let workloads = moved.iter().map(moved_workload).collect();
+                            self.record(Event::Draining { node: host.to_string(), workloads })
+                                .map_err(|e| e.to_string())
+                        };
                         let moved = w
-                            .on(kismatic_kube::ops::drain(&self.kube, host, self.cfg.drain_timeout))
+                            .on(kismatic_kube::ops::drain(&self.kube, host, self.cfg.drain_timeout, record_moved))
                             .await
                             .map_err(|e| e.to_string())?;
-                        let note = format!("{} workload(s) moved", moved.len());
-                        self.moved.lock().map(|mut m| m.insert(host.to_string(), moved)).ok();
-                        Ok(note)
+                        Ok(format!("{} workload(s) moved", moved.len()))
                     })
                     .await?
                 }
@@ -496,21 +608,28 @@ impl Ctx<'_> {
         if ETCD_CLUSTERS.contains(&c.name.as_str()) {
             return self.upgrade_etcd_member(node, s, c, w).await;
         }
-        let changed = match c.delivery {
-            Delivery::Binary => install::install_binary(s, self.release, c).await.map_err(|e| e.to_string())?.changed,
+        let (changed, stale) = match c.delivery {
+            Delivery::Binary => {
+                let out = install::install_binary(s, self.release, c).await.map_err(|e| e.to_string())?;
+                (out.changed, out.running.as_deref() != Some(c.version.as_str()))
+            }
             Delivery::Package => {
-                install::install_package(s, self.release, c, self.inventory.disable_package_installation)
+                let out = install::install_package(s, self.release, c, self.inventory.disable_package_installation)
                     .await
-                    .map_err(|e| e.to_string())?
-                    .changed
+                    .map_err(|e| e.to_string())?;
+                (out.changed, false)
             }
             Delivery::Manifest => return Ok("applied with the services".into()),
         };
         let has_service = c.delivery == Delivery::Binary || c.service.is_some();
-        if has_service && (changed || self.cfg.restart_services) {
+        // `stale`: switched by a run that died before restarting (the files say done, the process does not).
+        if has_service && (changed || stale || self.cfg.restart_services) {
             w.on(install::restart(s, c)).await.map_err(|e| e.to_string())?;
         }
-        w.on(install::wait_running(s, c, self.cfg.node_timeout)).await.map_err(|e| e.to_string())?;
+        // A package's installed version was checked by its install; a binary's running executable is polled.
+        if c.delivery == Delivery::Binary {
+            w.on(install::wait_running(s, c, self.cfg.node_timeout)).await.map_err(|e| e.to_string())?;
+        }
         match c.name.as_str() {
             "kube-apiserver" => {
                 let url = format!("https://{}:{}", node.internal_ip, self.cfg.apiserver_port);
@@ -557,13 +676,15 @@ impl Ctx<'_> {
     ) -> Result<String, String> {
         let hosts = self.etcd_hosts();
         let access = etcd::access(s, &c.name).await.map_err(|e| e.to_string())?;
-        let before = etcd::cluster_facts(s, &access, &hosts).await.map_err(|e| e.to_string())?;
+        // The quorum gate is a health wait like the one after the restart.
+        let before = w.on(etcd::cluster_facts(s, &access, &hosts)).await.map_err(|e| e.to_string())?;
         if let Some(p) = etcd::quorum_problem(&before) {
             return Err(format!("not upgrading {} on {}: {p}", c.name, node.host));
         }
         let outcome = install::install_binary(s, self.release, c).await.map_err(|e| e.to_string())?;
         // A restart that fails (the new binary does not start) is handled like a member that does not come back.
-        let restarted = if outcome.changed || self.cfg.restart_services {
+        let stale = outcome.running.as_deref() != Some(c.version.as_str());
+        let restarted = if outcome.changed || stale || self.cfg.restart_services {
             w.on(install::restart(s, c)).await.map_err(|e| format!("restart failed: {e}"))
         } else {
             Ok(())
@@ -638,15 +759,8 @@ impl Ctx<'_> {
         let label = format!("apply {} {} → {}", c.name, step.from.as_deref().unwrap_or("none"), step.to);
         self.step(phase.as_str(), None, &step.id, &label, async |w: &mut Waited| {
             let path = self.release.dir.join(&c.artifact.file);
-            let digest = kismatic_release::sha256_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            if digest != c.artifact.sha256 {
-                return Err(format!(
-                    "{}: sha256 {digest} does not match the release ({})",
-                    path.display(),
-                    c.artifact.sha256
-                ));
-            }
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let bytes = install::read_verified(self.release, &c.artifact).map_err(|e| e.to_string())?;
+            let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
             let applied = kismatic_kube::apply::apply(&self.kube, &path.display().to_string(), &text)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -655,10 +769,8 @@ impl Ctx<'_> {
                 .map_err(|e| e.to_string())?;
             // Recorded in every master's component-versions marker.
             for m in self.inventory.nodes_with_role(Role::Master) {
-                let s = self.fleet.connect(&Target::new(&m.host, &m.ip)).await.map_err(|e| e.to_string())?;
-                let r = set_marker_entries(&s, &[(c.name.as_str(), c.version.as_str())]).await;
-                s.close().await;
-                r.map_err(|e| e.to_string())?;
+                let s = self.session(m).await.map_err(|e| e.to_string())?;
+                set_marker_entries(&s, &[(c.name.as_str(), c.version.as_str())]).await.map_err(|e| e.to_string())?;
             }
             Ok(format!("{} object(s) applied and rolled out", applied.len()))
         })
@@ -726,6 +838,14 @@ async fn set_marker_entries(s: &NodeSession, entries: &[(&str, &str)]) -> Result
     }
     let text: String = map.iter().map(|(k, v)| format!("{k}: \"{v}\"\n")).collect();
     s.write_file("/etc/component-versions", text.as_bytes(), 0o644).await
+}
+
+fn moved_workload(w: &Workload) -> MovedWorkload {
+    MovedWorkload { kind: w.kind.clone(), namespace: w.namespace.clone(), name: w.name.clone() }
+}
+
+fn workload_from_journal(w: &MovedWorkload) -> Workload {
+    Workload { kind: w.kind.clone(), namespace: w.namespace.clone(), name: w.name.clone() }
 }
 
 impl From<InstallError> for ExecError {

@@ -298,6 +298,12 @@ impl NodeSession {
         self.sudo
     }
 
+    /// Whether the master connection still answers (a local check: no round trip to the node). A session kept
+    /// for a whole run is checked before reuse and replaced when it died.
+    pub async fn is_alive(&self) -> bool {
+        self.session.check().await.is_ok()
+    }
+
     /// Runs `program args...` (each argument shell-quoted; never interpolated) and returns its output whatever
     /// the exit status. Errors only when the command could not be run or the connection broke.
     pub async fn output(&self, program: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<Output, NodeError> {

@@ -57,11 +57,25 @@ pub enum Event {
     Uncordoned {
         node: String,
     },
+    /// The workloads whose pods a node's drain is about to evict, recorded before the first eviction so that a
+    /// resumed run still waits for them to be back at their ready counts after the node's uncordon.
+    Draining {
+        node: String,
+        workloads: Vec<MovedWorkload>,
+    },
     /// The run ended; `completed` is true only when every step finished.
     Ended {
         completed: bool,
         message: String,
     },
+}
+
+/// A workload (its top owner: Deployment, StatefulSet, ...) with pods moved off a node by its drain.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MovedWorkload {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +102,8 @@ pub struct JournalState {
     pub steps: BTreeMap<String, StepStatus>,
     /// Nodes this run cordoned and has not uncordoned.
     pub cordoned: BTreeSet<String>,
+    /// Per node, every workload its drain (or a redone drain) moved.
+    pub moved: BTreeMap<String, BTreeSet<MovedWorkload>>,
     /// `Some(completed)` once the run recorded its end.
     pub ended: Option<bool>,
 }
@@ -95,7 +111,7 @@ pub struct JournalState {
 impl JournalState {
     pub fn new(header: Header) -> Self {
         let steps = header.steps.iter().map(|s| (s.clone(), StepStatus::NotStarted)).collect();
-        JournalState { header, steps, cordoned: BTreeSet::new(), ended: None }
+        JournalState { header, steps, cordoned: BTreeSet::new(), moved: BTreeMap::new(), ended: None }
     }
 
     /// Applies one record. A resumed run re-plans from the cluster's real state, so it may record steps that are
@@ -110,6 +126,10 @@ impl JournalState {
             }
             Event::Uncordoned { node } => {
                 self.cordoned.remove(node);
+            }
+            // A redone drain finds only the pods still on the node: keep the union.
+            Event::Draining { node, workloads } => {
+                self.moved.entry(node.clone()).or_default().extend(workloads.iter().cloned());
             }
             Event::Ended { completed, .. } => self.ended = Some(*completed),
         }

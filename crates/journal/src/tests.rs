@@ -101,6 +101,34 @@ fn cordon_tracking() {
     assert_eq!(s.cordoned.iter().cloned().collect::<Vec<_>>(), vec!["w2".to_string()]);
 }
 
+fn workload(name: &str) -> MovedWorkload {
+    MovedWorkload { kind: "Deployment".into(), namespace: "default".into(), name: name.into() }
+}
+
+#[test]
+fn drained_workloads_survive_a_resume_and_a_redone_drain_adds_to_them() {
+    let h = header(&["w1/drain", "w1/uncordon"]);
+    let first = rec(Event::Draining { node: "w1".into(), workloads: vec![workload("web"), workload("api")] });
+    // The drain was interrupted after evicting `web`: the redo sees only `api` (and a newcomer) on the node.
+    let redo = rec(Event::Draining { node: "w1".into(), workloads: vec![workload("api"), workload("db")] });
+    let s = parse("j", &text(&h, &[started("w1/drain"), first, started("w1/drain"), redo])).unwrap();
+    let names: Vec<&str> = s.moved["w1"].iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(names, ["api", "db", "web"]);
+    // Uncordoning does not forget them: the uncordon step itself may be redone and must wait for them again.
+    let mut s = s;
+    s.apply(&rec(Event::Uncordoned { node: "w1".into() }));
+    assert_eq!(s.moved["w1"].len(), 3);
+}
+
+#[test]
+fn draining_record_format_is_stable() {
+    let r = rec(Event::Draining { node: "w1".into(), workloads: vec![workload("web")] });
+    assert_eq!(
+        serde_json::to_string(&r).unwrap(),
+        r#"{"at_ms":2,"event":"draining","node":"w1","workloads":[{"kind":"Deployment","namespace":"default","name":"web"}]}"#
+    );
+}
+
 #[test]
 fn torn_last_line_is_ignored() {
     let h = header(&["a", "b"]);

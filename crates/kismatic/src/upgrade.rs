@@ -77,7 +77,9 @@ struct CommonArgs {
     /// Skip the disk-space and package readiness checks (unreachable nodes and version policy are always checked).
     #[arg(long)]
     skip_preflight: bool,
-    /// Output format.
+    /// Output format. simple: the plan, progress lines (with a progress bar on a terminal) and a summary per node.
+    /// json: JSON lines on standard output, the plan object then (when the upgrade runs) a `result` object;
+    /// progress goes only to the run's log.
     #[arg(short = 'o', long, value_enum, default_value = "simple")]
     output: Output,
     /// Analyse a facts document (written by `kismatic facts`) instead of the live cluster; nothing is contacted.
@@ -153,7 +155,14 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if plan.phases.is_empty() {
-        println!("Nothing to do: every node is at release {}.", release.version);
+        let message = format!("Nothing to do: every node is at release {}.", release.version);
+        match common.output {
+            Output::Simple => println!("{message}"),
+            Output::Json => println!(
+                "{}",
+                serde_json::json!({"result": {"completed": true, "release": release.version.to_string(), "nodes": [], "left_out": [], "message": message}})
+            ),
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let cfg = kismatic_exec::run::ExecConfig {
@@ -172,16 +181,69 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
         quiet: matches!(common.output, Output::Json),
     };
     let outcome = runtime.block_on(kismatic_exec::run::execute(&plan, &inventory, &release, &fleet, &cfg))?;
-    println!("\nSummary:");
-    for (host, took, result) in &outcome.nodes {
-        println!("  {host:<16} {:>7.1}s  {result}", took.as_secs_f64());
+    let from_version = |host: &str| {
+        gathered
+            .facts
+            .nodes
+            .iter()
+            .find(|n| n.host == host)
+            .and_then(|n| n.kismatic_version.present())
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "none".into())
+    };
+    let nodes: Vec<NodeSummary> = outcome
+        .nodes
+        .iter()
+        .map(|(host, took, result)| NodeSummary {
+            host: host.clone(),
+            from: from_version(host),
+            to: release.version.to_string(),
+            seconds: (took.as_secs_f64() * 10.0).round() / 10.0,
+            outcome: result.clone(),
+        })
+        .collect();
+    match common.output {
+        Output::Simple => {
+            println!("\nSummary:");
+            for n in &nodes {
+                println!("  {:<16} {:>7.1}s  {} → {}  {}", n.host, n.seconds, n.from, n.to, n.outcome);
+            }
+            for p in &plan.pruned {
+                let codes: Vec<&str> = p.codes.iter().map(|c| c.as_str()).collect();
+                println!("  {:<16} {:>8}  left out ({})", p.host, "-", codes.join(", "));
+            }
+            println!("\n{}", outcome.message);
+        }
+        Output::Json => {
+            let left_out: Vec<serde_json::Value> = plan
+                .pruned
+                .iter()
+                .map(|p| serde_json::json!({"host": p.host, "codes": p.codes.iter().map(|c| c.as_str()).collect::<Vec<_>>()}))
+                .collect();
+            let result = serde_json::json!({"result": {
+                "completed": outcome.completed,
+                "resumed": outcome.resumed,
+                "run_dir": outcome.run_dir,
+                "release": release.version.to_string(),
+                "nodes": nodes,
+                "left_out": left_out,
+                "message": outcome.message,
+            }});
+            println!("{result}");
+        }
     }
-    for p in &plan.pruned {
-        let codes: Vec<&str> = p.codes.iter().map(|c| c.as_str()).collect();
-        println!("  {:<16} {:>8}  left out ({})", p.host, "-", codes.join(", "));
-    }
-    println!("\n{}", outcome.message);
     Ok(if outcome.completed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// One node's line of the end-of-run summary.
+#[derive(serde::Serialize)]
+struct NodeSummary {
+    host: String,
+    /// The node's release before the run (`none` when it had no marker).
+    from: String,
+    to: String,
+    seconds: f64,
+    outcome: String,
 }
 
 /// The mode-specific gating options.

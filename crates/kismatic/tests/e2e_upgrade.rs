@@ -307,17 +307,21 @@ fn online_blocked_partial_then_full() {
 
     // The unsafe pod goes; the rest is upgraded online.
     c.kubectl(&["delete", "pod", "bare", "--grace-period=0"]);
+    // Killed after worker03 was cordoned and drained; the rerun resumes, and after the uncordon it waits for the
+    // workloads the killed run's drain moved (kept in the journal).
     let sampler = Sampler::start(c.kubeconfig(), "web");
-    let full = c.kismatic(&[
-        "upgrade",
-        "online",
-        "--accept",
-        "ingress-node@ingress01",
-        "--events",
-        events.to_str().expect("utf-8 path"),
-    ]);
+    let full_args = ["upgrade", "online", "--accept", "ingress-node@ingress01"];
+    kill_when_started(c.spawn_upgrade(&full_args, &events), &events, "worker/worker03/upgrade/kubelet");
+    assert_eq!(cordoned_nodes(&c).trim(), "worker03", "the killed run left its node cordoned");
+    let full = c.kismatic(&[&full_args[..], &["--events", events.to_str().expect("utf-8 path")]].concat());
     let (min_ready, api_failures, samples) = sampler.finish();
     assert_eq!(full.status.code(), Some(0), "{}", text(&full));
+    assert!(text(&full).contains("resuming run"), "{}", text(&full));
+    let moved = last_message(&events, "worker/worker03/drain");
+    let ready = last_message(&events, "worker/worker03/uncordon");
+    eprintln!("worker03: drain before the kill: {moved}; uncordon after the resume: {ready}");
+    let count = |m: &str| m.split_whitespace().next().and_then(|n| n.parse::<usize>().ok()).expect("a count");
+    assert_eq!(count(&moved), count(&ready), "the resumed run waited for every workload the drain moved");
     eprintln!("full: web min ready {min_ready} over {samples} samples, {api_failures} API failures");
     assert!(min_ready >= 2 && min_ready != usize::MAX, "min ready {min_ready}");
     assert_eq!(api_failures, 0);
@@ -386,6 +390,17 @@ impl Cluster {
             .spawn()
             .expect("kismatic starts")
     }
+}
+
+/// The message of the last `finished` event of `step` in an event stream.
+fn last_message(events: &Path, step: &str) -> String {
+    let text = std::fs::read_to_string(events).expect("events");
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["step"] == step && e["state"] == "finished")
+        .and_then(|e| e["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no finished {step} in {}", events.display()))
 }
 
 /// Waits until the event stream shows `step` started, then kills the process with SIGKILL.

@@ -49,15 +49,20 @@ pub fn drain_skips(pod: &facts::Pod) -> bool {
 }
 
 /// Evicts every pod on `node` through the Eviction API. A refusal by a PodDisruptionBudget (429) is retried every
-/// [`EVICTION_RETRY`] until `timeout`; then the drain stops, naming the pod and the budget. Returns the workloads
-/// whose pods were moved.
-pub async fn drain(client: &Client, node: &str, timeout: Duration) -> Result<BTreeSet<Workload>, KubeError> {
+/// [`EVICTION_RETRY`] until `timeout`; then the drain stops, naming the pod and the budget. `before_evicting` gets
+/// the workloads whose pods will move, before the first eviction (the caller records them durably). Returns them.
+pub async fn drain(
+    client: &Client,
+    node: &str,
+    timeout: Duration,
+    before_evicting: impl FnOnce(&BTreeSet<Workload>) -> Result<(), String>,
+) -> Result<BTreeSet<Workload>, KubeError> {
     let deadline = Instant::now() + timeout;
     let pods_api: Api<Pod> = Api::all(client.clone());
     let on_node = ListParams::default().fields(&format!("spec.nodeName={node}"));
     let pods = pods_api.list(&on_node).await.map_err(KubeError::api(format!("list pods on {node}")))?;
     let mut moved = BTreeSet::new();
-    let mut evicted: Vec<(String, String, String)> = Vec::new();
+    let mut to_evict = Vec::new();
     for p in &pods.items {
         let f = convert::pod(p);
         if drain_skips(&f) {
@@ -66,6 +71,11 @@ pub async fn drain(client: &Client, node: &str, timeout: Duration) -> Result<BTr
         if let Some(w) = top_workload(client, &f).await? {
             moved.insert(w);
         }
+        to_evict.push(f);
+    }
+    before_evicting(&moved).map_err(KubeError::Other)?;
+    let mut evicted: Vec<(String, String, String)> = Vec::new();
+    for f in to_evict {
         let ns_api: Api<Pod> = Api::namespaced(client.clone(), &f.namespace);
         loop {
             match ns_api.evict(&f.name, &EvictParams::default()).await {

@@ -300,8 +300,9 @@ fn last_segment(path: &str) -> Option<String> {
     path.trim_end_matches('/').rsplit('/').next().filter(|s| !s.is_empty()).map(str::to_string)
 }
 
-/// The `<version>` segment of `/opt/kismatic/<name>/<version>/...` (a replaced binary reads `... (deleted)`).
-fn version_from_exe(name: &str, exe: &str) -> Option<String> {
+/// The `<version>` segment of `/opt/kismatic/<name>/<version>/...` (a replaced binary reads `... (deleted)`): the
+/// node contract's running-version rule, applied to the service's `/proc/<MainPID>/exe`.
+pub fn version_from_exe(name: &str, exe: &str) -> Option<String> {
     let prefix = format!("/opt/kismatic/{name}/");
     let rest = exe.strip_prefix(&prefix)?;
     let (version, _) = rest.split_once('/')?;
