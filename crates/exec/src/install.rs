@@ -194,20 +194,22 @@ pub fn read_verified(release: &Release, artifact: &Artifact) -> Result<Vec<u8>, 
 }
 
 /// Release files read (and digest-checked) once per run and shared by every node's staging, so memory stays at
-/// the size of the distinct artifacts whatever the number of nodes staged at once.
+/// the size of the distinct artifacts whatever the number of nodes staged at once, and nodes staged together wait
+/// for one read instead of each hashing the same file.
 #[derive(Default)]
-pub struct ArtifactCache(std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Vec<u8>>>>);
+pub struct ArtifactCache(std::sync::Mutex<std::collections::HashMap<String, ArtifactCell>>);
+
+type ArtifactCell = std::sync::Arc<tokio::sync::OnceCell<std::sync::Arc<Vec<u8>>>>;
 
 impl ArtifactCache {
-    pub fn get(&self, release: &Release, artifact: &Artifact) -> Result<std::sync::Arc<Vec<u8>>, InstallError> {
-        if let Some(bytes) = self.0.lock().ok().and_then(|m| m.get(&artifact.sha256).cloned()) {
-            return Ok(bytes);
-        }
-        let bytes = std::sync::Arc::new(read_verified(release, artifact)?);
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(artifact.sha256.clone(), bytes.clone());
-        }
-        Ok(bytes)
+    pub async fn get(&self, release: &Release, artifact: &Artifact) -> Result<std::sync::Arc<Vec<u8>>, InstallError> {
+        let cell = match self.0.lock() {
+            Ok(mut m) => m.entry(artifact.sha256.clone()).or_default().clone(),
+            Err(_) => ArtifactCell::default(),
+        };
+        let bytes =
+            cell.get_or_try_init(|| async { read_verified(release, artifact).map(std::sync::Arc::new) }).await?;
+        Ok(bytes.clone())
     }
 }
 
@@ -277,7 +279,7 @@ pub async fn stage(
         }
     }
     for (artifact, cs) in uploads {
-        let bytes = artifacts.get(release, artifact)?;
+        let bytes = artifacts.get(release, artifact).await?;
         let mut args: Vec<String> = vec!["-c".into(), STAGE.into(), "kismatic-stage".into(), artifact.sha256.clone()];
         if cs[0].delivery == Delivery::Binary {
             args.push("tar".into());
@@ -405,6 +407,68 @@ pub async fn wait_running(session: &NodeSession, c: &Component, timeout: Duratio
                     c.version,
                     timeout.as_secs(),
                     now.unwrap_or_else(|| "nothing".into())
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Health ports of the control-plane components that have one (Kubernetes' defaults; docs/node-contract.md).
+pub fn health_port(component: &str) -> Option<u16> {
+    match component {
+        "kube-controller-manager" => Some(10257),
+        "kube-scheduler" => Some(10259),
+        _ => None,
+    }
+}
+
+// Asks `/healthz` on the node itself, at each address in turn (the node's own address, then loopback): with curl
+// when the node has it (HTTPS as Kubernetes serves it, then plain HTTP), else a plain HTTP/1.0 request through
+// bash's /dev/tcp. Prints `healthy` or exits 1.
+const HEALTHZ: &str = r#"
+port=$1
+shift
+for addr in "$@"; do
+  if command -v curl >/dev/null 2>&1; then
+    if curl -fsk --max-time 2 -o /dev/null "https://$addr:$port/healthz" 2>/dev/null \
+      || curl -fs --max-time 2 -o /dev/null "http://$addr:$port/healthz" 2>/dev/null; then
+      echo healthy; exit 0
+    fi
+  elif exec 3<>"/dev/tcp/$addr/$port"; then
+    printf 'GET /healthz HTTP/1.0\r\nHost: %s\r\n\r\n' "$addr" >&3
+    status=$(timeout 2 head -n 1 <&3)
+    exec 3<&-
+    case "$status" in "HTTP/1."?" 200"*) echo healthy; exit 0 ;; esac
+  fi 2>/dev/null
+done
+exit 1
+"#;
+
+/// Polls the component's `/healthz` on the node until it answers 200, or the deadline passes.
+pub async fn wait_healthz(
+    session: &NodeSession,
+    c: &Component,
+    node_address: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<(), InstallError> {
+    let deadline = Instant::now() + timeout;
+    let port = port.to_string();
+    loop {
+        let out = session
+            .output("bash", &["-c", HEALTHZ, "kismatic-healthz", &port, node_address, "127.0.0.1"], None)
+            .await?;
+        if String::from_utf8_lossy(&out.stdout).trim() == "healthy" {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(step_err(
+                session,
+                c,
+                format!(
+                    "/healthz on port {port} ({node_address} or 127.0.0.1) not healthy within {}s",
+                    timeout.as_secs()
                 ),
             ));
         }

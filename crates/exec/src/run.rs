@@ -92,6 +92,9 @@ struct Ctx<'a> {
 
 type SessionCell = Arc<tokio::sync::OnceCell<Arc<NodeSession>>>;
 
+/// Per node, how its staging ended (absent while it runs).
+type StagingBoard = tokio::sync::watch::Receiver<BTreeMap<String, Result<(), String>>>;
+
 /// Journal step ids of a plan, in execution order: artifacts staged on every node first, then an etcd snapshot
 /// per upgraded etcd cluster.
 pub fn journal_steps(plan: &UpgradePlan) -> Vec<String> {
@@ -112,8 +115,10 @@ fn stage_step(host: &str) -> String {
     format!("stage/{host}")
 }
 
-/// Nodes staged at the same time (each transfer is one SSH channel; handshakes are bounded by the fleet).
-const STAGE_PARALLEL: usize = 16;
+/// Nodes staged at the same time, at least. Staging runs in plan order ahead of the rolling upgrade, which takes
+/// one node (or one batch) at a time: a couple of transfers keep ahead of it while the next node's transfer is not
+/// slowed by all the others sharing the link (and the CPU).
+const STAGE_PARALLEL: usize = 2;
 
 fn snapshot_step(cluster: &str) -> String {
     format!("etcd/snapshot/{cluster}")
@@ -358,13 +363,53 @@ impl Ctx<'_> {
         }
     }
 
+    /// Staging runs in the background from the start, in plan order; each node's turn waits for its own staging,
+    /// and a staging failure anywhere stops the run at the next node boundary (no node is left half-done). The
+    /// transfers thereby overlap the snapshot, the restarts and the drains instead of adding to the run.
     async fn walk(&self, nodes: &mut Vec<(String, Duration, String)>) -> Result<(), ExecError> {
-        self.stage_all().await?;
+        let (staged_tx, staged) = tokio::sync::watch::channel(BTreeMap::new());
+        let staging = self.stage_all(staged_tx);
+        let rolling = self.roll(&staged, nodes);
+        futures::pin_mut!(staging, rolling);
+        match futures::future::select(rolling, staging).await {
+            futures::future::Either::Left((result, _)) => result,
+            futures::future::Either::Right(((), rolling)) => rolling.await,
+        }
+    }
+
+    /// Waits until `host` is staged; any node's staging failure is an error (checked at every node boundary).
+    async fn staged(&self, staged: &StagingBoard, host: &str) -> Result<(), ExecError> {
+        let mut rx = staged.clone();
+        loop {
+            let verdict = {
+                let board = rx.borrow_and_update();
+                match board.iter().find(|(_, r)| r.is_err()) {
+                    Some((failed, Err(e))) => Some(Err(ExecError::Step(format!(
+                        "staging artifacts on {failed} failed, so the run stops before {host}: {e}"
+                    )))),
+                    _ if board.contains_key(host) => Some(Ok(())),
+                    _ => None,
+                }
+            };
+            if let Some(v) = verdict {
+                return v;
+            }
+            // Closed: staging ended without reporting this node (cannot happen while the plan lists it).
+            if rx.changed().await.is_err() && !rx.borrow().contains_key(host) {
+                return Err(ExecError::Step(format!("{host} was never staged")));
+            }
+        }
+    }
+
+    async fn roll(&self, staged: &StagingBoard, nodes: &mut Vec<(String, Duration, String)>) -> Result<(), ExecError> {
         for cluster in snapshot_clusters(self.plan) {
             self.snapshot(&cluster).await?;
         }
         for phase in &self.plan.phases {
             for batch in &phase.batches {
+                for np in &batch.nodes {
+                    self.staged(staged, &np.host).await?;
+                }
                 let started = Instant::now();
                 let results =
                     futures::future::join_all(batch.nodes.iter().map(|np| self.upgrade_node(phase.kind, np))).await;
@@ -435,12 +480,16 @@ impl Ctx<'_> {
 
     /// Every node's artifacts, staged concurrently before anything is changed (a transfer or digest problem stops
     /// the run before any node is touched, and each node's turn is then short).
-    async fn stage_all(&self) -> Result<(), ExecError> {
+    async fn stage_all(&self, board: tokio::sync::watch::Sender<BTreeMap<String, Result<(), String>>>) {
         use futures::stream::StreamExt;
-        let jobs = self.plan.node_plans().map(|(_, np)| self.stage_node(np));
-        let results: Vec<Result<(), ExecError>> =
-            futures::stream::iter(jobs).buffer_unordered(STAGE_PARALLEL).collect().await;
-        results.into_iter().collect()
+        let jobs = self.plan.node_plans().map(|(_, np)| async {
+            let r = self.stage_node(np).await.map_err(|e| e.to_string());
+            board.send_modify(|m| {
+                m.insert(np.host.clone(), r);
+            });
+        });
+        let widest_batch = self.plan.phases.iter().flat_map(|p| &p.batches).map(|b| b.nodes.len()).max().unwrap_or(1);
+        futures::stream::iter(jobs).buffer_unordered(STAGE_PARALLEL.max(widest_batch)).collect::<Vec<()>>().await;
     }
 
     async fn stage_node(&self, np: &NodePlan) -> Result<(), ExecError> {
@@ -491,7 +540,8 @@ impl Ctx<'_> {
         let label = format!("snapshot {cluster}");
         self.step("etcd", Some(&first.host), &snapshot_step(cluster), &label, async |w: &mut Waited| {
             let access = etcd::access(&session, cluster).await.map_err(|e| e.to_string())?;
-            let facts = etcd::cluster_facts(&session, &access, &hosts).await.map_err(|e| e.to_string())?;
+            // The health gate before the snapshot is a wait like the quorum gates between members.
+            let facts = w.on(etcd::cluster_facts(&session, &access, &hosts)).await.map_err(|e| e.to_string())?;
             if let Some(p) = etcd::quorum_problem(&facts) {
                 return Err(format!("not taking a snapshot of an unhealthy cluster: {p}"));
             }
@@ -629,6 +679,11 @@ impl Ctx<'_> {
         // A package's installed version was checked by its install; a binary's running executable is polled.
         if c.delivery == Delivery::Binary {
             w.on(install::wait_running(s, c, self.cfg.node_timeout)).await.map_err(|e| e.to_string())?;
+        }
+        if let Some(port) = install::health_port(&c.name) {
+            w.on(install::wait_healthz(s, c, &node.internal_ip, port, self.cfg.node_timeout))
+                .await
+                .map_err(|e| e.to_string())?;
         }
         match c.name.as_str() {
             "kube-apiserver" => {

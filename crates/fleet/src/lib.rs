@@ -320,17 +320,23 @@ impl NodeSession {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         let mut child = cmd.spawn().await.map_err(|e| self.session_error(e))?;
+        let mut stdin_error = None;
         if let Some(data) = stdin
             && let Some(mut pipe) = child.stdin().take()
         {
-            pipe.write_all(data)
-                .await
-                .map_err(|e| NodeError::Session { node: self.name.clone(), reason: format!("writing stdin: {e}") })?;
+            // A command that exits before reading all its input (it failed early) breaks the pipe: its own exit
+            // status and stderr say why, so they are returned rather than the broken pipe.
+            stdin_error = pipe.write_all(data).await.err();
             pipe.shutdown().await.ok();
             drop(pipe);
         }
         let out = child.wait_with_output().await.map_err(|e| self.session_error(e))?;
-        Ok(Output { code: out.status.code(), stdout: out.stdout, stderr: out.stderr })
+        match stdin_error {
+            Some(e) if out.status.success() => {
+                Err(NodeError::Session { node: self.name.clone(), reason: format!("writing stdin: {e}") })
+            }
+            _ => Ok(Output { code: out.status.code(), stdout: out.stdout, stderr: out.stderr }),
+        }
     }
 
     /// Like [`output`](Self::output) but a non-zero exit is an error (`CommandFailed`, or `Sudo` when sudo itself

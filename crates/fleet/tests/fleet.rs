@@ -180,3 +180,19 @@ fn wrong_key_is_an_auth_error() {
     let r = rt().block_on(fleet.on_each(&targets(&c), async |s| s.run("true", &[], None).await.map(|_| ())));
     assert!(matches!(r[0], Err(NodeError::Auth { .. })), "{:?}", r[0]);
 }
+
+#[test]
+fn command_that_exits_before_reading_its_input_reports_its_own_failure() {
+    let Some(mut c) = cluster() else { return };
+    c.add_node("n1", 21, NodeOptions::default()).expect("n1");
+    c.write_known_hosts().expect("known_hosts");
+    let fleet = Fleet::new(config(&c, "root")).expect("fleet");
+    // 8 MiB cannot fit in the pipe buffers: the write breaks when the command exits.
+    let input = vec![b'x'; 8 << 20];
+    let results = rt().block_on(fleet.on_each(&targets(&c), async |s| {
+        s.output("sh", &["-c", "echo 'mkdir: cannot create directory' >&2; exit 3"], Some(&input)).await
+    }));
+    let out = results[0].as_ref().expect("the command's own result, not a broken pipe");
+    assert_eq!(out.code, Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "mkdir: cannot create directory");
+}

@@ -544,9 +544,28 @@ fn broken_etcd_artifact_is_rolled_back() {
     std::fs::write(broken.join("release.yaml"), yaml).expect("write release.yaml");
     c.release_new = broken;
 
+    // First, a node that cannot take its artifacts (its staging folder's parent is a file): the run stops before
+    // that node with nothing changed on it; once fixed, the same command resumes.
+    c.ssh("etcd01", &["sh", "-c", "rm -rf /var/cache/kismatic && touch /var/cache/kismatic"]);
+    let blocked = c.kismatic(&["upgrade", "offline", "--node-timeout", "20"]);
+    assert_eq!(blocked.status.code(), Some(1), "{}", text(&blocked));
+    assert!(
+        text(&blocked).contains("staging artifacts on etcd01 failed, so the run stops before etcd01")
+            && text(&blocked).contains("/var/cache/kismatic"),
+        "{}",
+        text(&blocked)
+    );
+    let exe = c.ssh("etcd01", &["sh", "-c", "readlink /proc/$(systemctl show -p MainPID --value etcd)/exe"]);
+    assert_eq!(exe.trim(), "/opt/kismatic/etcd/3.4.23/bin/etcd", "etcd01 untouched");
+    for n in ["etcd01", "master01", "worker01"] {
+        assert_eq!(c.marker(n), "1.0.0", "{n} untouched after the staging failure");
+    }
+    c.ssh("etcd01", &["rm", "-f", "/var/cache/kismatic"]);
+
     let out = c.kismatic(&["upgrade", "offline", "--node-timeout", "20"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let t = text(&out);
+    assert!(t.contains("resuming run"), "{t}");
     assert!(t.contains("did not come back healthy at 3.5.1"), "{t}");
     assert!(t.contains("rolled back to 3.4.23; the cluster is healthy"), "{t}");
     assert!(t.contains("snapshot taken before the upgrade is at etcd01:/var/lib/kismatic/backups/etcd-"), "{t}");

@@ -399,8 +399,14 @@ impl Testbed {
             }
             // The marker as the tool writes it: components on this node, plus the Kubernetes version.
             let mut versions = String::new();
+            // Masters also record the on-cluster services (applied at `up` when the control plane runs).
+            let records_services = releases.with_kube_sim && n.roles.contains(&Role::Master);
             for c in &releases.old.components {
-                if c.delivery != Delivery::Manifest && c.runs_on(&n.roles) {
+                let here = match c.delivery {
+                    Delivery::Manifest => records_services,
+                    _ => c.runs_on(&n.roles),
+                };
+                if here {
                     let _ = writeln!(versions, "{}: {}", c.name, c.version);
                 }
             }
@@ -494,7 +500,13 @@ impl Testbed {
                         }
                     }
                     // Faster than Kubernetes' 40 s so tests see a dead kubelet quickly (a documented difference).
-                    "kube-controller-manager" => cfg.push_str("node_monitor_grace_ms: 15000\n"),
+                    // Health listeners on the node's own address: the nodes share the host's loopback.
+                    "kube-controller-manager" => {
+                        let _ = write!(cfg, "node_monitor_grace_ms: 15000\nhealthz_address: {}:10257\n", n.ip);
+                    }
+                    "kube-scheduler" => {
+                        let _ = writeln!(cfg, "healthz_address: {}:10259", n.ip);
+                    }
                     // Its default health address (127.0.0.1:10256) would collide between nodes.
                     "kube-proxy" => {
                         let _ = write!(cfg, "node_name: {}\nhealthz_address: {}:10256\n", n.host, n.ip);
