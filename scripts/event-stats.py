@@ -1,10 +1,17 @@
 #!/usr/bin/env python3
 """Where an upgrade's time went, from its `--events` JSON-lines file.
 
-wall: first event to last. Steps may overlap (staging runs on all nodes at once; offline batches), so step time is
-the union of the steps' intervals. waits: time inside steps spent waiting on restarts, health gates, drains and
-rollouts (`wait_ms`). node work: step time outside waits (remote commands, uploads, API writes). between steps:
-wall minus step time (the tool's own planning and bookkeeping). Per phase and per node: step time and waits."""
+Every finished step carries `duration_ms`, `wait_ms` (waiting on restarts, health gates, drains, rollouts) and
+`remote_ms` (time in node commands outside those waits: uploads, installs, switches). Staging steps run in the
+background, overlapping the foreground steps, so time is counted on the wall-clock timeline:
+
+  waits        wall time inside a foreground wait
+  node work    foreground node commands outside waits, plus time when only staging ran (the foreground waited
+               for a node's artifacts)
+  tool itself  the rest: the tool's own work inside foreground steps (API calls, bookkeeping, local hashing)
+               plus the time between steps
+
+Usage: event-stats.py EVENTS [RUN_ID]   (default: the last run in the file)"""
 import json
 import sys
 from collections import defaultdict
@@ -14,41 +21,58 @@ if not events:
     sys.exit("no events")
 run = events[-1]["run_id"] if len(sys.argv) < 3 else sys.argv[2]
 events = [e for e in events if e["run_id"] == run]
-wall = (events[-1]["at_ms"] - events[0]["at_ms"]) / 1000
+t0, t1 = events[0]["at_ms"], events[-1]["at_ms"]
+wall = (t1 - t0) / 1000
 done = [e for e in events if e["state"] in ("finished", "failed")]
+foreground = [e for e in done if e["phase"] != "stage"]
+staging = [e for e in done if e["phase"] == "stage"]
 
 
-def union_seconds(intervals):
+def interval(e):
+    return e["at_ms"] - e.get("duration_ms", 0), e["at_ms"]
+
+
+def union_ms(intervals):
     total, end = 0, None
     for a, b in sorted(intervals):
         if end is None or a > end:
-            total += b - a
-            end = b
+            total, end = total + b - a, b
         elif b > end:
-            total += b - end
-            end = b
-    return total / 1000
+            total, end = total + b - end, b
+    return total
 
 
-def stats(evs):
-    busy = union_seconds([(e["at_ms"] - e.get("duration_ms", 0), e["at_ms"]) for e in evs])
-    waits = union_seconds([(e["at_ms"] - e.get("wait_ms", 0), e["at_ms"]) for e in evs if e.get("wait_ms")])
-    return busy, waits
+def covered(intervals, minus):
+    """ms covered by `intervals` and not by `minus`."""
+    return union_ms(intervals + minus) - union_ms(minus)
 
 
-busy, waits = stats(done)
-nodes = {e["node"] for e in done if e.get("node")}
-outside = busy - waits
-print(f"run {run}: wall {wall:.1f}s; steps {busy:.1f}s of which waits {waits:.1f}s; "
-      f"node work outside waits {outside:.1f}s ({outside / wall:.1%}); between steps {wall - busy:.1f}s "
-      f"({(wall - busy) / wall:.1%}); outside waits in total {outside + wall - busy:.1f}s "
-      f"({(outside + wall - busy) / wall:.1%}), {(outside + wall - busy) / max(len(nodes), 1):.2f}s per node "
-      f"over {len(nodes)} nodes")
-for label, key in (("phase", lambda e: e["phase"]), ("node", lambda e: e.get("node") or e["phase"])):
-    groups = defaultdict(list)
-    for e in done:
-        groups[key(e)].append(e)
-    print(f"per {label}:")
-    for name, evs in groups.items():
-        b, w = stats(evs)
-        print(f"  {name:<14} steps {b:6.1f}s  waits {w:6.1f}s  outside waits {b - w:5.1f}s")
+fg_busy = union_ms([interval(e) for e in foreground])
+waits = sum(e.get("wait_ms", 0) for e in foreground)
+remote = sum(e.get("remote_ms", 0) for e in foreground)
+own_in_steps = sum(e.get("duration_ms", 0) - e.get("wait_ms", 0) - e.get("remote_ms", 0) for e in foreground)
+staging_alone = covered([interval(e) for e in staging], [interval(e) for e in foreground])
+between = (t1 - t0) - fg_busy - staging_alone
+nodes = sorted({e["node"] for e in done if e.get("node")})
+tool = (own_in_steps + between) / 1000
+node_work = (remote + staging_alone) / 1000
+print(f"run {run}: wall {wall:.1f}s over {len(nodes)} nodes")
+print(f"  waits (restarts, health, drains, rollouts) {waits / 1000:6.1f}s {waits / 1000 / wall:6.1%}")
+print(f"  node work outside waits                    {node_work:6.1f}s {node_work / wall:6.1%}"
+      f"  ({remote / 1000:.1f}s commands in steps, {staging_alone / 1000:.1f}s waiting for staging)")
+print(f"  tool itself                                {tool:6.1f}s {tool / wall:6.1%}"
+      f"  ({own_in_steps / 1000:.1f}s in steps, {between / 1000:.1f}s between steps)"
+      f"  = {tool / max(len(nodes), 1):.2f}s per node")
+if staging:
+    st = union_ms([interval(e) for e in staging]) / 1000
+    print(f"  (staging in the background: {st:.1f}s of wall time, "
+          f"{sum(e.get('remote_ms', 0) for e in staging) / 1000:.1f}s of node commands)")
+per = defaultdict(lambda: [0, 0, 0, 0])
+for e in foreground:
+    p = per[e.get("node") or e["phase"]]
+    p[0] += e.get("duration_ms", 0)
+    p[1] += e.get("wait_ms", 0)
+    p[2] += e.get("remote_ms", 0)
+print("per node (foreground steps): total, waits, node commands, tool itself")
+for name, (d, w, r, _) in per.items():
+    print(f"  {name:<14} {d / 1000:6.1f}s {w / 1000:6.1f}s {r / 1000:6.1f}s {(d - w - r) / 1000:6.2f}s")

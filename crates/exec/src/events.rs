@@ -1,5 +1,6 @@
 //! Progress output and the JSON-lines event stream (`--events FILE`): one object per step event, for CI and for
-//! measuring where a run spends its time (`wait_ms` is time spent waiting on restarts, health and drains).
+//! measuring where a run spends its time (`wait_ms` is time spent waiting on restarts, health and drains;
+//! `remote_ms` the time in node commands outside those waits; the rest of `duration_ms` is the tool's own).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -20,6 +21,9 @@ pub struct StepEvent<'a> {
     pub duration_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wait_ms: Option<u64>,
+    /// Time in node commands (round trip and the command's own run) outside the waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_ms: Option<u64>,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub message: &'a str,
 }

@@ -266,17 +266,32 @@ pub async fn execute(
     }
 }
 
-/// Time spent waiting (restarts, health, drains) inside a step, for the event stream.
+/// Time spent waiting (restarts, health, drains) inside a step, for the event stream; and the part of the step's
+/// node-command time that fell inside those waits (so that node work outside waits can be told apart).
 #[derive(Default)]
-struct Waited(Duration);
+struct Waited {
+    total: Duration,
+    remote_inside: Duration,
+}
 
 impl Waited {
     async fn on<T>(&mut self, f: impl std::future::Future<Output = T>) -> T {
         let t = Instant::now();
+        let remote_before = kismatic_fleet::remote_so_far();
         let out = f.await;
-        self.0 += t.elapsed();
+        self.total += t.elapsed();
+        if let (Some(a), Some(b)) = (remote_before, kismatic_fleet::remote_so_far()) {
+            self.remote_inside += b.saturating_sub(a);
+        }
         out
     }
+}
+
+/// How long a step took: in all, waiting, and in node commands outside the waits.
+struct Took {
+    total: Duration,
+    waits: Duration,
+    remote: Duration,
 }
 
 impl Ctx<'_> {
@@ -298,15 +313,7 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn emit(
-        &self,
-        phase: &str,
-        node: Option<&str>,
-        step: &str,
-        state: &str,
-        took: Option<(Duration, Duration)>,
-        message: &str,
-    ) {
+    fn emit(&self, phase: &str, node: Option<&str>, step: &str, state: &str, took: Option<Took>, message: &str) {
         if let Ok(mut r) = self.reporter.lock() {
             let ev = StepEvent {
                 at_ms: crate::time::now_ms(),
@@ -315,8 +322,9 @@ impl Ctx<'_> {
                 node,
                 step,
                 state,
-                duration_ms: took.map(|t| t.0.as_millis() as u64),
-                wait_ms: took.map(|t| t.1.as_millis() as u64),
+                duration_ms: took.as_ref().map(|t| t.total.as_millis() as u64),
+                wait_ms: took.as_ref().map(|t| t.waits.as_millis() as u64),
+                remote_ms: took.as_ref().map(|t| t.remote.as_millis() as u64),
                 message,
             };
             r.event(&ev);
@@ -341,11 +349,14 @@ impl Ctx<'_> {
         self.progress(|r| r.working_on(&format!("{phase} {} {label}", node.unwrap_or("-"))));
         let t = Instant::now();
         let mut waited = Waited::default();
-        match work(&mut waited).await {
+        let (result, remote) = kismatic_fleet::tally_remote(work(&mut waited)).await;
+        let took =
+            Took { total: t.elapsed(), waits: waited.total, remote: remote.saturating_sub(waited.remote_inside) };
+        match result {
             Ok(note) => {
                 self.record(Event::Finished { step: id.to_string() })?;
                 self.progress(|r| r.advance());
-                self.emit(phase, node, id, "finished", Some((t.elapsed(), waited.0)), &note);
+                self.emit(phase, node, id, "finished", Some(took), &note);
                 let note = if note.is_empty() { String::new() } else { format!(" ({note})") };
                 self.line(&format!(
                     "{phase:<8} {:<12} {label}: done in {:.1}s{note}",
@@ -356,7 +367,7 @@ impl Ctx<'_> {
             }
             Err(error) => {
                 self.record(Event::Failed { step: id.to_string(), error: error.clone() })?;
-                self.emit(phase, node, id, "failed", Some((t.elapsed(), waited.0)), &error);
+                self.emit(phase, node, id, "failed", Some(took), &error);
                 self.line(&format!("{phase:<8} {:<12} {label}: FAILED: {error}", node.unwrap_or("-")));
                 Err(ExecError::Step(format!("{id}: {error}")))
             }

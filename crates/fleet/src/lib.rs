@@ -18,6 +18,28 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
+tokio::task_local! {
+    /// Nanoseconds spent in node commands by the future running under [`tally_remote`].
+    static REMOTE_NANOS: std::cell::Cell<u64>;
+}
+
+/// Runs `f` and returns, with its output, the time it spent waiting on node commands (round trip and the command's
+/// own run time). Futures running concurrently each keep their own tally. Lets a caller tell the nodes' work from
+/// its own.
+pub async fn tally_remote<F: std::future::Future>(f: F) -> (F::Output, Duration) {
+    REMOTE_NANOS
+        .scope(std::cell::Cell::new(0), async {
+            let out = f.await;
+            (out, remote_so_far().unwrap_or_default())
+        })
+        .await
+}
+
+/// The tally of the enclosing [`tally_remote`] so far (`None` outside one).
+pub fn remote_so_far() -> Option<Duration> {
+    REMOTE_NANOS.try_with(|c| Duration::from_nanos(c.get())).ok()
+}
+
 /// How to reach the fleet. Built from the plan's SSH settings plus command-line choices.
 #[derive(Debug, Clone)]
 pub struct FleetConfig {
@@ -307,6 +329,13 @@ impl NodeSession {
     /// Runs `program args...` (each argument shell-quoted; never interpolated) and returns its output whatever
     /// the exit status. Errors only when the command could not be run or the connection broke.
     pub async fn output(&self, program: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<Output, NodeError> {
+        let started = std::time::Instant::now();
+        let out = self.output_untallied(program, args, stdin).await;
+        let _ = REMOTE_NANOS.try_with(|c| c.set(c.get().saturating_add(started.elapsed().as_nanos() as u64)));
+        out
+    }
+
+    async fn output_untallied(&self, program: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<Output, NodeError> {
         let mut cmd = if self.sudo {
             let mut c = self.session.command("sudo");
             c.arg("-n").arg("--").arg(program);

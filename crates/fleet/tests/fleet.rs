@@ -196,3 +196,28 @@ fn command_that_exits_before_reading_its_input_reports_its_own_failure() {
     assert_eq!(out.code, Some(3));
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "mkdir: cannot create directory");
 }
+
+#[test]
+fn node_command_time_is_tallied_per_future() {
+    let Some(mut c) = cluster() else { return };
+    c.add_node("n1", 22, NodeOptions::default()).expect("n1");
+    c.write_known_hosts().expect("known_hosts");
+    let fleet = Fleet::new(config(&c, "root")).expect("fleet");
+    rt().block_on(async {
+        let s = fleet.connect(&targets(&c)[0]).await.expect("connect");
+        let started = std::time::Instant::now();
+        // Two futures polled together: only the one running a command accrues time.
+        let ((ran, busy), ((), idle)) = futures_util::future::join(
+            kismatic_fleet::tally_remote(s.run("true", &[], None)),
+            kismatic_fleet::tally_remote(async { tokio::task::yield_now().await }),
+        )
+        .await;
+        ran.expect("true runs");
+        assert!(busy > Duration::ZERO && busy <= started.elapsed(), "{busy:?}");
+        assert_eq!(idle, Duration::ZERO);
+        // Outside any tally, commands still run.
+        assert!(kismatic_fleet::remote_so_far().is_none());
+        s.run("true", &[], None).await.expect("untallied command");
+        s.close().await;
+    });
+}
