@@ -505,11 +505,22 @@ fn yaml_scalar(s: &str) -> String {
 }
 
 /// Writes the node's markers (only after all its components are verified at the target).
+/// Both files in one round trip, each replaced atomically; the version marker last, so that a node whose
+/// `/etc/kismatic-version` says the new release always has the matching component list.
 pub async fn write_markers(session: &NodeSession, version: &str, component_versions: &str) -> Result<(), InstallError> {
-    session.write_file("/etc/component-versions", component_versions.as_bytes(), 0o644).await?;
-    session.write_file("/etc/kismatic-version", version.as_bytes(), 0o644).await?;
+    session.run("sh", &["-c", WRITE_MARKERS, "kismatic-markers", component_versions, version], None).await?;
     Ok(())
 }
+
+const WRITE_MARKERS: &str = r#"
+set -eu
+printf '%s' "$1" > /etc/.component-versions.kismatic-tmp
+chmod 644 /etc/.component-versions.kismatic-tmp
+mv -f /etc/.component-versions.kismatic-tmp /etc/component-versions
+printf '%s' "$2" > /etc/.kismatic-version.kismatic-tmp
+chmod 644 /etc/.kismatic-version.kismatic-tmp
+mv -f /etc/.kismatic-version.kismatic-tmp /etc/kismatic-version
+"#;
 
 #[cfg(test)]
 mod tests {

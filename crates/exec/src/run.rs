@@ -708,7 +708,11 @@ impl Ctx<'_> {
             }
             _ => {}
         }
-        Ok(if changed { format!("running {}", c.version) } else { format!("already at {}", c.version) })
+        Ok(match (changed, stale) {
+            (true, _) => format!("running {}", c.version),
+            (false, true) => format!("restarted: the files were at {} but the service was not", c.version),
+            (false, false) => format!("already at {}", c.version),
+        })
     }
 
     /// The master's own API server must answer `/readyz` and report the target in `/version`.
