@@ -3,9 +3,10 @@
 //! whose only inputs are positional arguments, each passed quoted: nothing from a plan or release is ever pasted
 //! into shell text.
 
+use crate::poll::{self, PollError, Seen};
 use kismatic_fleet::{NodeError, NodeSession};
 use kismatic_release::{Artifact, Component, Delivery, Release};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where artifacts are staged on a node before their digest is checked.
 pub const STAGING: &str = "/var/cache/kismatic/staging";
@@ -385,32 +386,26 @@ pub async fn running_version(session: &NodeSession, c: &Component) -> Result<Opt
 
 /// Polls until the component's service runs the target version (and stays active), or the deadline passes.
 pub async fn wait_running(session: &NodeSession, c: &Component, timeout: Duration) -> Result<(), InstallError> {
-    let deadline = Instant::now() + timeout;
-    loop {
+    let polled = poll::until(timeout, Duration::from_millis(300), || async {
         let now = match c.delivery {
             Delivery::Binary => running_version(session, c).await?,
-            Delivery::Package => {
-                let pkg = c.package.as_deref().unwrap_or(&c.name);
-                installed_package_version(session, pkg).await?
-            }
-            Delivery::Manifest => return Ok(()),
+            Delivery::Package => installed_package_version(session, package_name(c)).await?,
+            Delivery::Manifest => return Ok(Seen::Ready(())),
         };
-        if now.as_deref() == Some(c.version.as_str()) {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(step_err(
-                session,
-                c,
-                format!(
-                    "did not come up at {} within {}s (running: {})",
-                    c.version,
-                    timeout.as_secs(),
-                    now.unwrap_or_else(|| "nothing".into())
-                ),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(match now {
+            Some(v) if v == c.version => Seen::Ready(()),
+            other => Seen::NotYet(other.unwrap_or_else(|| "nothing".into())),
+        })
+    })
+    .await;
+    match polled {
+        Ok(()) => Ok(()),
+        Err(PollError::Failed(e)) => Err(e),
+        Err(PollError::TimedOut { last }) => Err(step_err(
+            session,
+            c,
+            format!("did not come up at {} within {}s (running: {last})", c.version, timeout.as_secs()),
+        )),
     }
 }
 
@@ -453,26 +448,25 @@ pub async fn wait_healthz(
     port: u16,
     timeout: Duration,
 ) -> Result<(), InstallError> {
-    let deadline = Instant::now() + timeout;
     let port = port.to_string();
-    loop {
-        let out = session
-            .output("bash", &["-c", HEALTHZ, "kismatic-healthz", &port, node_address, "127.0.0.1"], None)
-            .await?;
-        if String::from_utf8_lossy(&out.stdout).trim() == "healthy" {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(step_err(
-                session,
-                c,
-                format!(
-                    "/healthz on port {port} ({node_address} or 127.0.0.1) not healthy within {}s",
-                    timeout.as_secs()
-                ),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    let args = ["-c", HEALTHZ, "kismatic-healthz", &port, node_address, "127.0.0.1"];
+    let polled = poll::until(timeout, Duration::from_millis(300), || async {
+        let out = session.output("bash", &args, None).await?;
+        Ok::<_, InstallError>(if String::from_utf8_lossy(&out.stdout).trim() == "healthy" {
+            Seen::Ready(())
+        } else {
+            Seen::NotYet(String::new())
+        })
+    })
+    .await;
+    match polled {
+        Ok(()) => Ok(()),
+        Err(PollError::Failed(e)) => Err(e),
+        Err(PollError::TimedOut { .. }) => Err(step_err(
+            session,
+            c,
+            format!("/healthz on port {port} ({node_address} or 127.0.0.1) not healthy within {}s", timeout.as_secs()),
+        )),
     }
 }
 

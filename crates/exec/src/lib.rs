@@ -5,5 +5,6 @@ pub mod etcd;
 pub mod events;
 pub mod gather;
 pub mod install;
+pub mod poll;
 pub mod run;
 pub mod time;

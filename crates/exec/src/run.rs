@@ -5,6 +5,7 @@
 use crate::etcd::{self, EtcdAccess};
 use crate::events::{Reporter, StepEvent};
 use crate::install::{self, InstallError};
+use crate::poll::{self, PollError, Seen};
 use kismatic_core::planner::{Action, NodePlan, PhaseKind, ServiceStep, UpgradePlan};
 use kismatic_fleet::{Fleet, NodeError, NodeSession, Target};
 use kismatic_journal::store::{JournalWriter, RunsDir, StoreError};
@@ -718,21 +719,21 @@ impl Ctx<'_> {
     /// The master's own API server must answer `/readyz` and report the target in `/version`.
     async fn wait_apiserver(&self, url: &str, version: &str) -> Result<(), String> {
         let client = kismatic_kube::connect_to(&self.cfg.kubeconfig, url).await.map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + self.cfg.node_timeout;
-        loop {
-            let last = match kismatic_kube::ready_version(&client).await {
-                Ok(v) if kismatic_core::version::same(&v, version) => return Ok(()),
-                Ok(v) => format!("ready at {v}"),
-                Err(e) => e.to_string(),
-            };
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "API server {url} not ready at {version} within {}s (last: {last})",
-                    self.cfg.node_timeout.as_secs()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        poll::until(self.cfg.node_timeout, Duration::from_millis(500), || async {
+            Ok::<_, String>(match kismatic_kube::ready_version(&client).await {
+                Ok(v) if kismatic_core::version::same(&v, version) => Seen::Ready(()),
+                Ok(v) => Seen::NotYet(format!("ready at {v}")),
+                Err(e) => Seen::NotYet(e.to_string()),
+            })
+        })
+        .await
+        .map_err(|e| match e {
+            PollError::Failed(e) => e,
+            PollError::TimedOut { last } => format!(
+                "API server {url} not ready at {version} within {}s (last: {last})",
+                self.cfg.node_timeout.as_secs()
+            ),
+        })
     }
 
     /// One etcd member: the cluster must be healthy with a leader before; after the restart this member must be
@@ -793,35 +794,31 @@ impl Ctx<'_> {
         host: &str,
         version: &str,
     ) -> Result<(), String> {
-        let deadline = Instant::now() + self.cfg.node_timeout;
-        loop {
-            let last = match etcd::cluster_facts(s, access, hosts).await {
-                Ok(f) => {
-                    let me = f.members.iter().find(|m| m.node.as_deref() == Some(host));
-                    match me {
-                        Some(m)
-                            if m.healthy == Some(true)
-                                && m.version.as_deref() == Some(version)
-                                && f.leader.is_some() =>
-                        {
-                            return Ok(());
-                        }
-                        Some(m) => format!(
-                            "healthy={:?} version={} leader={}",
-                            m.healthy,
-                            m.version.as_deref().unwrap_or("?"),
-                            f.leader.as_deref().unwrap_or("none")
-                        ),
-                        None => "member not listed".into(),
-                    }
-                }
-                Err(e) => e.to_string(),
+        poll::until(self.cfg.node_timeout, Duration::from_millis(500), || async {
+            let f = match etcd::cluster_facts(s, access, hosts).await {
+                Ok(f) => f,
+                Err(e) => return Ok(Seen::NotYet(e.to_string())),
             };
-            if Instant::now() >= deadline {
-                return Err(format!("not healthy within {}s (last: {last})", self.cfg.node_timeout.as_secs()));
+            Ok::<_, String>(match f.members.iter().find(|m| m.node.as_deref() == Some(host)) {
+                Some(m) if m.healthy == Some(true) && m.version.as_deref() == Some(version) && f.leader.is_some() => {
+                    Seen::Ready(())
+                }
+                Some(m) => Seen::NotYet(format!(
+                    "healthy={:?} version={} leader={}",
+                    m.healthy,
+                    m.version.as_deref().unwrap_or("?"),
+                    f.leader.as_deref().unwrap_or("none")
+                )),
+                None => Seen::NotYet("member not listed".into()),
+            })
+        })
+        .await
+        .map_err(|e| match e {
+            PollError::Failed(e) => e,
+            PollError::TimedOut { last } => {
+                format!("not healthy within {}s (last: {last})", self.cfg.node_timeout.as_secs())
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        })
     }
 
     async fn service(&self, phase: PhaseKind, step: &ServiceStep) -> Result<(), ExecError> {
