@@ -112,3 +112,48 @@ fn staging_and_install_are_idempotent_and_upload_each_artifact_once() {
         s.close().await;
     });
 }
+
+/// The controller-manager/scheduler gate asks `/healthz` on the node itself: a listener answering 200 passes, a
+/// port nobody serves fails at the deadline with a message naming the port.
+#[test]
+fn healthz_gate_asks_the_node() {
+    let mut c = match SshCluster::new(SUBNET) {
+        Ok(c) => c,
+        Err(reason) => {
+            eprintln!("SKIPPED: real-sshd healthz test: {reason}");
+            return;
+        }
+    };
+    c.add_node("n2", 2, NodeOptions::default()).expect("n2");
+    c.write_known_hosts().expect("known_hosts");
+    let mut cfg = FleetConfig::new("root", c.port);
+    cfg.key = Some(c.client_key.clone());
+    cfg.known_hosts = Some(c.known_hosts.clone());
+    cfg.ssh_config = Some("/dev/null".into());
+    let fleet = Fleet::new(cfg).expect("fleet");
+    // A plain-HTTP /healthz on the node's address (the nodes of this harness share the host's network).
+    let listener = std::net::TcpListener::bind((c.address(2).as_str(), 0)).expect("listener");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            let _ = std::io::Write::write_all(&mut stream, b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rel = release(dir.path());
+    let comp = rel.component("api").expect("component");
+    rt().block_on(async {
+        let s = fleet.connect(&Target::new("n2", c.address(2))).await.expect("connect");
+        install::wait_healthz(&s, comp, &c.address(2), port, Duration::from_secs(20)).await.expect("healthy");
+        // A port on which nothing listens: bound, then released.
+        let free = std::net::TcpListener::bind((c.address(2).as_str(), 0)).expect("free port");
+        let free_port = free.local_addr().expect("addr").port();
+        drop(free);
+        let err = install::wait_healthz(&s, comp, &c.address(2), free_port, Duration::ZERO).await.expect_err("down");
+        assert!(err.to_string().contains(&format!("/healthz on port {free_port}")), "{err}");
+        s.close().await;
+    });
+}

@@ -78,7 +78,7 @@ struct CommonArgs {
     #[arg(long)]
     skip_preflight: bool,
     /// Output format. simple: the plan, progress lines (with a progress bar on a terminal) and a summary per node.
-    /// json: JSON lines on standard output, the plan object then (when the upgrade runs) a `result` object;
+    /// json: JSON documents on standard output, the plan object then (when the upgrade runs) a one-line `result`;
     /// progress goes only to the run's log.
     #[arg(short = 'o', long, value_enum, default_value = "simple")]
     output: Output,

@@ -317,6 +317,9 @@ fn online_blocked_partial_then_full() {
     let (min_ready, api_failures, samples) = sampler.finish();
     assert_eq!(full.status.code(), Some(0), "{}", text(&full));
     assert!(text(&full).contains("resuming run"), "{}", text(&full));
+    let summary_line = text(&full).lines().find(|l| l.trim_start().starts_with("worker03 ")).map(str::to_string);
+    let summary_line = summary_line.unwrap_or_default();
+    assert!(summary_line.contains("1.0.0 → 1.1.0") && summary_line.contains("upgraded"), "{}", text(&full));
     let moved = last_message(&events, "worker/worker03/drain");
     let ready = last_message(&events, "worker/worker03/uncordon");
     eprintln!("worker03: drain before the kill: {moved}; uncordon after the resume: {ready}");
@@ -477,9 +480,17 @@ fn offline_killed_twice_resumes_and_keeps_data() {
     let events = work.join("events.jsonl");
     kill_when_started(c.spawn_upgrade(&args, &events), &events, "etcd/etcd02/upgrade/etcd");
     kill_when_started(c.spawn_upgrade(&args, &events), &events, "worker/worker01/upgrade/kubelet");
-    let last = c.kismatic(&[&args[..], &["--events", events.to_str().expect("utf-8")]].concat());
+    let last = c.kismatic(&[&args[..], &["--events", events.to_str().expect("utf-8"), "-o", "json"]].concat());
     assert_eq!(last.status.code(), Some(0), "{}", text(&last));
-    assert!(text(&last).contains("resuming run"), "the rerun resumed the journal: {}", text(&last));
+    // JSON lines on stdout: the plan, then the result.
+    let stdout = String::from_utf8_lossy(&last.stdout).into_owned();
+    let result_line = stdout.lines().last().unwrap_or_default();
+    let result: serde_json::Value = serde_json::from_str(result_line).expect("the result is JSON");
+    let result = &result["result"];
+    assert_eq!(result["completed"], true, "{stdout}");
+    assert_eq!(result["resumed"], true, "the rerun resumed the journal: {stdout}");
+    let nodes = result["nodes"].as_array().expect("nodes");
+    assert!(!nodes.is_empty() && nodes.iter().all(|n| n["to"] == "1.1.0" && n["outcome"] == "upgraded"), "{stdout}");
     let ev = std::fs::read_to_string(&events).expect("events");
     assert!(ev.contains("\"state\":\"skipped\""), "finished steps were skipped on resume");
     assert!(!ev.contains("\"step\":\"worker/worker01/cordon\""), "offline upgrades never cordon");
