@@ -317,9 +317,12 @@ fn online_blocked_partial_then_full() {
     let (min_ready, api_failures, samples) = sampler.finish();
     assert_eq!(full.status.code(), Some(0), "{}", text(&full));
     assert!(text(&full).contains("resuming run"), "{}", text(&full));
-    let summary_line = text(&full).lines().find(|l| l.trim_start().starts_with("worker03 ")).map(str::to_string);
-    let summary_line = summary_line.unwrap_or_default();
-    assert!(summary_line.contains("1.0.0 → 1.1.0") && summary_line.contains("upgraded"), "{}", text(&full));
+    // The summary's line for the node (the plan above it also names worker03).
+    let summary = text(&full);
+    assert!(
+        summary.lines().any(|l| l.trim_start().starts_with("worker03 ") && l.contains("1.0.0 → 1.1.0  upgraded")),
+        "{summary}"
+    );
     let moved = last_message(&events, "worker/worker03/drain");
     let ready = last_message(&events, "worker/worker03/uncordon");
     eprintln!("worker03: drain before the kill: {moved}; uncordon after the resume: {ready}");
