@@ -157,9 +157,13 @@ pub struct KubeFacts {
     pub pvs: Vec<PersistentVolume>,
     #[serde(deserialize_with = "shrunk")]
     pub pdbs: Vec<PodDisruptionBudget>,
+    /// Stored objects whose last-applied configuration or managed fields name an API version that a later
+    /// Kubernetes minor removes (the `removed-api` gate; only such objects are kept).
+    #[serde(deserialize_with = "shrunk")]
+    pub api_object_uses: Vec<ApiObjectUse>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ApiServerFacts {
     /// Plan host of the master, or the load balancer's `host:port`.
     pub endpoint: String,
@@ -167,6 +171,51 @@ pub struct ApiServerFacts {
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Deprecated APIs this server has served since it started (its `apiserver_requested_deprecated_apis`
+    /// metric); `None` when the metrics were not read (see `metrics_error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deprecated_api_requests: Option<Vec<DeprecatedApiRequest>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_error: Option<String>,
+}
+
+/// One sample of an API server's `apiserver_requested_deprecated_apis` gauge: the API was requested since that
+/// server started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeprecatedApiRequest {
+    /// `""` for the core group.
+    #[serde(default)]
+    pub group: String,
+    pub version: String,
+    pub resource: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subresource: String,
+    /// The `removed_release` label, e.g. `1.22`.
+    #[serde(default)]
+    pub removed_release: String,
+}
+
+/// A stored object written with a given API version, as its last-applied configuration or managed fields say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiObjectUse {
+    #[serde(default)]
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    pub source: UseSource,
+}
+
+/// Where an object's API version was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "via", rename_all = "kebab-case")]
+pub enum UseSource {
+    /// The `kubectl.kubernetes.io/last-applied-configuration` annotation.
+    LastApplied,
+    /// A `metadata.managedFields` entry of this manager.
+    ManagedFields { manager: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,9 @@ pub mod checks;
 pub mod facts;
 pub mod need;
 pub mod planner;
+pub mod removed_api;
 pub mod render;
+pub mod skew;
 pub mod summary;
 #[doc(hidden)]
 pub mod synth;

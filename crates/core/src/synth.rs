@@ -220,7 +220,7 @@ pub fn generate(nodes: usize, pods: usize) -> Facts {
             .map(|i| ApiServerFacts {
                 endpoint: format!("master{i:02}"),
                 version: Some(format!("v{OLD_KUBE}")),
-                error: None,
+                ..Default::default()
             })
             .collect(),
         nodes: inventory

@@ -36,7 +36,7 @@ where
 pub async fn gather(client: &Client, endpoint: &str) -> Result<KubeFacts, KubeError> {
     let version = client.apiserver_version().await;
     let api_server = match version {
-        Ok(v) => ApiServerFacts { endpoint: endpoint.to_string(), version: Some(v.git_version), error: None },
+        Ok(v) => ApiServerFacts { endpoint: endpoint.to_string(), version: Some(v.git_version), ..Default::default() },
         Err(e) => return Err(KubeError::api("GET /version")(e)),
     };
     let (nodes, pods, rs, deploy, sts, ds, jobs, rcs, pvcs, pvs, pdbs) = futures::try_join!(

@@ -39,7 +39,7 @@ impl Fx {
             api_servers: vec![ApiServerFacts {
                 endpoint: "master00".into(),
                 version: Some("v1.33.2".into()),
-                error: None,
+                ..Default::default()
             }],
             nodes: ["master00", "master01", "worker00", "worker01", "worker02"].iter().map(|n| kube_node(n)).collect(),
             ..Default::default()

@@ -1,0 +1,452 @@
+//! Kubernetes' version-skew policy and etcd's upgrade rules, as data, and pure checks of every moment an upgrade
+//! passes through.
+//!
+//! Sources: the Kubernetes "Version Skew Policy" (<https://kubernetes.io/releases/version-skew-policy/>) and etcd's
+//! upgrade guides (<https://etcd.io/docs/latest/upgrades/>). The policy is stated in minor versions: a kubelet one
+//! patch ahead of an API server of the same minor is within it.
+//!
+//! A plan is checked by [`walk`]: starting from the versions running now, each planned change is applied in plan
+//! order and every rule is checked after each one, so a plan that is fine at its end but breaks the policy half-way
+//! (an API server two minors ahead of its peer, a controller-manager newer than the API server behind the load
+//! balancer) is caught before anything runs.
+
+use semver::Version;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// The Kubernetes version-skew policy, for messages and docs.
+pub const SKEW_POLICY: &str = "https://kubernetes.io/releases/version-skew-policy/";
+
+/// A rule of the Kubernetes version-skew policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SkewRule {
+    ApiServersWithinOneMinor,
+    AgentNotNewer,
+    AgentNotTooOld,
+    ControllerNotNewer,
+    ControllerNotTooOld,
+}
+
+impl SkewRule {
+    /// The rule as the policy states it.
+    pub fn statement(self) -> &'static str {
+        match self {
+            SkewRule::ApiServersWithinOneMinor => {
+                "in a highly available cluster the newest and oldest kube-apiserver are within one minor version"
+            }
+            SkewRule::AgentNotNewer => "kubelet and kube-proxy are never newer than any kube-apiserver",
+            SkewRule::AgentNotTooOld => {
+                "kubelet and kube-proxy are at most three minor versions older than kube-apiserver (two while they \
+                 are older than v1.25)"
+            }
+            SkewRule::ControllerNotNewer => {
+                "kube-controller-manager and kube-scheduler are never newer than the kube-apiserver instances they \
+                 talk to"
+            }
+            SkewRule::ControllerNotTooOld => {
+                "kube-controller-manager and kube-scheduler are at most one minor version older than the \
+                 kube-apiserver instances they talk to"
+            }
+        }
+    }
+}
+
+impl fmt::Display for SkewRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.statement())
+    }
+}
+
+/// Which API servers a controller-manager or scheduler talks to, as its kubeconfig says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Upstream {
+    /// The API server on its own node.
+    Local,
+    /// The load balancer, hence every API server. Also assumed when the node's configuration could not be read.
+    LoadBalancer,
+}
+
+/// How a component takes part in the skew policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    ApiServer,
+    Controller,
+    Agent,
+}
+
+/// The policy's view of a component, `None` for components it does not govern.
+pub fn role_of(component: &str) -> Option<Role> {
+    match component {
+        "kube-apiserver" => Some(Role::ApiServer),
+        "kube-controller-manager" | "kube-scheduler" => Some(Role::Controller),
+        "kubelet" | "kube-proxy" => Some(Role::Agent),
+        _ => None,
+    }
+}
+
+/// The governed components of a cluster at one moment: per (host, component), its version (and for controllers,
+/// its upstream).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Moment {
+    versions: BTreeMap<(String, String), Version>,
+    upstreams: BTreeMap<(String, String), Upstream>,
+}
+
+/// One planned change of one component on one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub host: String,
+    pub component: String,
+    pub to: Version,
+}
+
+/// A rule broken at some moment, with the components concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub rule: SkewRule,
+    /// The (host, component) pairs involved, the one to change first (the laggard or the one running ahead) first.
+    pub subjects: Vec<(String, String)>,
+    pub message: String,
+}
+
+/// A violation and when it first appears: after the `after`-th change of the walk (`None`: before any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepViolation {
+    pub after: Option<usize>,
+    pub violation: Violation,
+}
+
+fn minor_gap(newer: &Version, older: &Version) -> Option<u64> {
+    // Across a major (Kubernetes has had none) the policy says nothing usable: report as a large gap.
+    if newer.major != older.major {
+        return Some(u64::MAX);
+    }
+    newer.minor.checked_sub(older.minor)
+}
+
+fn v(version: &Version) -> String {
+    format!("v{}.{}.{}", version.major, version.minor, version.patch)
+}
+
+impl Moment {
+    /// Records a component's version; components outside the policy are ignored.
+    pub fn set(&mut self, host: &str, component: &str, version: Version) {
+        if role_of(component).is_some() {
+            self.versions.insert((host.to_string(), component.to_string()), version);
+        }
+    }
+
+    /// Records which API servers a controller-manager or scheduler talks to (default: the load balancer).
+    pub fn set_upstream(&mut self, host: &str, component: &str, upstream: Upstream) {
+        self.upstreams.insert((host.to_string(), component.to_string()), upstream);
+    }
+
+    pub fn upstream(&self, host: &str, component: &str) -> Upstream {
+        self.upstreams.get(&(host.to_string(), component.to_string())).copied().unwrap_or(Upstream::LoadBalancer)
+    }
+
+    fn with_role(&self, role: Role) -> impl Iterator<Item = (&(String, String), &Version)> {
+        self.versions.iter().filter(move |((_, c), _)| role_of(c) == Some(role))
+    }
+
+    /// Every rule this moment breaks.
+    pub fn violations(&self) -> Vec<Violation> {
+        let mut out = Vec::new();
+        let apis: Vec<(&(String, String), &Version)> = self.with_role(Role::ApiServer).collect();
+        // The API servers' extremes by minor (the policy's unit).
+        let newest = apis.iter().max_by_key(|(_, v)| (v.major, v.minor));
+        let oldest = apis.iter().min_by_key(|(_, v)| (v.major, v.minor));
+        if let (Some((hn, vn)), Some((ho, vo))) = (newest, oldest)
+            && minor_gap(vn, vo).is_some_and(|g| g > 1)
+        {
+            out.push(Violation {
+                rule: SkewRule::ApiServersWithinOneMinor,
+                subjects: vec![(*ho).clone(), (*hn).clone()],
+                message: format!(
+                    "kube-apiserver {} on {} and {} on {} would be more than one minor version apart",
+                    v(vo),
+                    ho.0,
+                    v(vn),
+                    hn.0
+                ),
+            });
+        }
+        for (agent, av) in self.with_role(Role::Agent) {
+            if let Some((ho, vo)) = oldest
+                && minor_gap(av, vo).is_some_and(|g| g > 0)
+            {
+                out.push(Violation {
+                    rule: SkewRule::AgentNotNewer,
+                    subjects: vec![agent.clone(), (*ho).clone()],
+                    message: format!(
+                        "{} {} on {} would be newer than kube-apiserver {} on {}",
+                        agent.1,
+                        v(av),
+                        agent.0,
+                        v(vo),
+                        ho.0
+                    ),
+                });
+            }
+            if let Some((hn, vn)) = newest {
+                let allowed = if av.major == 1 && av.minor < 25 { 2 } else { 3 };
+                if minor_gap(vn, av).is_some_and(|g| g > allowed) {
+                    out.push(Violation {
+                        rule: SkewRule::AgentNotTooOld,
+                        subjects: vec![agent.clone(), (*hn).clone()],
+                        message: format!(
+                            "{} {} on {} would be more than {allowed} minor versions older than kube-apiserver {} on \
+                             {}: upgrade {}'s {} first",
+                            agent.1,
+                            v(av),
+                            agent.0,
+                            v(vn),
+                            hn.0,
+                            agent.0,
+                            agent.1
+                        ),
+                    });
+                }
+            }
+        }
+        for (ctl, cv) in self.with_role(Role::Controller) {
+            let upstream = self.upstream(&ctl.0, &ctl.1);
+            let local = apis.iter().find(|((h, _), _)| *h == ctl.0);
+            // A controller with no API server beside it talks through the load balancer whatever it says.
+            let talks_to: Vec<&(&(String, String), &Version)> = match (upstream, local) {
+                (Upstream::Local, Some(l)) => vec![l],
+                _ => apis.iter().collect(),
+            };
+            let how = match (upstream, local) {
+                (Upstream::Local, Some(_)) => "its local",
+                _ => "the load balancer's",
+            };
+            if let Some((ho, vo)) = talks_to.iter().min_by_key(|(_, v)| (v.major, v.minor))
+                && minor_gap(cv, vo).is_some_and(|g| g > 0)
+            {
+                out.push(Violation {
+                    rule: SkewRule::ControllerNotNewer,
+                    subjects: vec![ctl.clone(), (*ho).clone()],
+                    message: format!(
+                        "{} {} on {} would be newer than {how} kube-apiserver {} on {}",
+                        ctl.1,
+                        v(cv),
+                        ctl.0,
+                        v(vo),
+                        ho.0
+                    ),
+                });
+            }
+            if let Some((hn, vn)) = talks_to.iter().max_by_key(|(_, v)| (v.major, v.minor))
+                && minor_gap(vn, cv).is_some_and(|g| g > 1)
+            {
+                out.push(Violation {
+                    rule: SkewRule::ControllerNotTooOld,
+                    subjects: vec![ctl.clone(), (*hn).clone()],
+                    message: format!(
+                        "{} {} on {} would be more than one minor version older than {how} kube-apiserver {} on {}",
+                        ctl.1,
+                        v(cv),
+                        ctl.0,
+                        v(vn),
+                        hn.0
+                    ),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Applies `changes` in order to `initial`, checking every rule before the first change and after each one. Each
+/// distinct violation (rule and components) is reported once, at the first moment it appears.
+pub fn walk(initial: &Moment, changes: &[Change]) -> Vec<StepViolation> {
+    let mut seen: BTreeSet<(SkewRule, Vec<(String, String)>)> = BTreeSet::new();
+    let mut out = Vec::new();
+    let mut record = |after: Option<usize>, vs: Vec<Violation>, out: &mut Vec<StepViolation>| {
+        for violation in vs {
+            if seen.insert((violation.rule, violation.subjects.clone())) {
+                out.push(StepViolation { after, violation });
+            }
+        }
+    };
+    let mut m = initial.clone();
+    record(None, m.violations(), &mut out);
+    for (i, c) in changes.iter().enumerate() {
+        if role_of(&c.component).is_none() {
+            continue;
+        }
+        m.set(&c.host, &c.component, c.to.clone());
+        record(Some(i), m.violations(), &mut out);
+    }
+    out
+}
+
+// -------------------------------------------------------------------------------------------------------------
+// etcd
+// -------------------------------------------------------------------------------------------------------------
+
+/// A minimum patch release that every member must run before etcd moves to the next minor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EtcdMinimum {
+    /// The minor the cluster leaves, e.g. (3, 5).
+    pub from: (u64, u64),
+    /// Every member must be at least this version first.
+    pub at_least: (u64, u64, u64),
+    /// Where etcd says so.
+    pub source: &'static str,
+}
+
+/// etcd's documented minimum patches before a minor upgrade. etcd's general rule (one minor at a time, latest patch
+/// first) is in [`crate::checks`]; these are the cases where the guide names a release.
+pub const ETCD_MINIMUMS: &[EtcdMinimum] = &[EtcdMinimum {
+    from: (3, 5),
+    at_least: (3, 5, 26),
+    // The guide asked for 3.5.20 earlier; patch releases 3.5.24 to 3.5.26 fixed further upgrade blockers.
+    source: "https://etcd.io/docs/latest/upgrades/upgrade_3_6/",
+}];
+
+/// The minimum `from` must reach before moving to `to`, when etcd documents one for that step and `from` is below it.
+pub fn etcd_minimum_unmet(from: &Version, to: &Version) -> Option<&'static EtcdMinimum> {
+    if (to.major, to.minor) == (from.major, from.minor) {
+        return None;
+    }
+    ETCD_MINIMUMS
+        .iter()
+        .find(|m| m.from == (from.major, from.minor) && (from.major, from.minor, from.patch) < m.at_least)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ver(s: &str) -> Version {
+        Version::parse(s).unwrap()
+    }
+
+    fn moment(entries: &[(&str, &str, &str)]) -> Moment {
+        let mut m = Moment::default();
+        for (h, c, v) in entries {
+            m.set(h, c, ver(v));
+        }
+        m
+    }
+
+    fn rules(vs: &[Violation]) -> Vec<SkewRule> {
+        vs.iter().map(|v| v.rule).collect()
+    }
+
+    fn change(h: &str, c: &str, v: &str) -> Change {
+        Change { host: h.into(), component: c.into(), to: ver(v) }
+    }
+
+    #[test]
+    fn api_servers_one_minor_apart_is_fine_two_is_not() {
+        let m = moment(&[("m1", "kube-apiserver", "1.21.0"), ("m2", "kube-apiserver", "1.20.9")]);
+        assert!(m.violations().is_empty());
+        let m = moment(&[("m1", "kube-apiserver", "1.22.0"), ("m2", "kube-apiserver", "1.20.9")]);
+        let vs = m.violations();
+        assert_eq!(rules(&vs), vec![SkewRule::ApiServersWithinOneMinor]);
+        assert!(vs[0].message.contains("v1.22.0 on m1") && vs[0].message.contains("v1.20.9 on m2"), "{vs:?}");
+    }
+
+    #[test]
+    fn agents_never_newer_by_minor() {
+        let m = moment(&[("m1", "kube-apiserver", "1.20.2"), ("w1", "kubelet", "1.20.3")]);
+        assert!(m.violations().is_empty(), "a patch ahead is within the policy");
+        let m = moment(&[("m1", "kube-apiserver", "1.20.2"), ("w1", "kube-proxy", "1.21.0")]);
+        let vs = m.violations();
+        assert_eq!(rules(&vs), vec![SkewRule::AgentNotNewer]);
+        assert_eq!(vs[0].subjects[0], ("w1".to_string(), "kube-proxy".to_string()));
+    }
+
+    #[test]
+    fn agents_at_most_three_minors_behind_two_before_1_25() {
+        let ok = moment(&[("m1", "kube-apiserver", "1.28.0"), ("w1", "kubelet", "1.25.4")]);
+        assert!(ok.violations().is_empty(), "three behind from 1.25 on");
+        let old = moment(&[("m1", "kube-apiserver", "1.29.0"), ("w1", "kubelet", "1.25.4")]);
+        assert_eq!(rules(&old.violations()), vec![SkewRule::AgentNotTooOld]);
+        let pre125 = moment(&[("m1", "kube-apiserver", "1.23.0"), ("w1", "kubelet", "1.20.4")]);
+        let vs = pre125.violations();
+        assert_eq!(rules(&vs), vec![SkewRule::AgentNotTooOld]);
+        assert!(vs[0].message.contains("more than 2 minor") && vs[0].message.contains("upgrade w1's kubelet first"));
+        let two = moment(&[("m1", "kube-apiserver", "1.22.0"), ("w1", "kubelet", "1.20.4")]);
+        assert!(two.violations().is_empty(), "two behind is allowed before 1.25");
+    }
+
+    #[test]
+    fn controllers_follow_their_upstream() {
+        // Behind the load balancer, a controller-manager upgraded before the other API server is newer than it.
+        let mut m = moment(&[
+            ("m1", "kube-apiserver", "1.21.0"),
+            ("m1", "kube-controller-manager", "1.21.0"),
+            ("m2", "kube-apiserver", "1.20.9"),
+        ]);
+        let vs = m.violations();
+        assert_eq!(rules(&vs), vec![SkewRule::ControllerNotNewer]);
+        assert!(vs[0].message.contains("load balancer"), "{vs:?}");
+        // Talking to its own API server it is fine.
+        m.set_upstream("m1", "kube-controller-manager", Upstream::Local);
+        assert!(m.violations().is_empty());
+        // Two minors behind its API server.
+        let mut m = moment(&[("m1", "kube-apiserver", "1.22.0"), ("m1", "kube-scheduler", "1.20.0")]);
+        m.set_upstream("m1", "kube-scheduler", Upstream::Local);
+        assert_eq!(rules(&m.violations()), vec![SkewRule::ControllerNotTooOld]);
+    }
+
+    #[test]
+    fn local_upstream_without_a_local_api_server_means_the_load_balancer() {
+        let mut m = moment(&[("m1", "kube-apiserver", "1.20.0"), ("c1", "kube-scheduler", "1.21.0")]);
+        m.set_upstream("c1", "kube-scheduler", Upstream::Local);
+        assert_eq!(rules(&m.violations()), vec![SkewRule::ControllerNotNewer]);
+    }
+
+    #[test]
+    fn walk_reports_a_mid_plan_violation_once_at_its_first_moment() {
+        let initial = moment(&[
+            ("m1", "kube-apiserver", "1.20.2"),
+            ("m1", "kube-controller-manager", "1.20.2"),
+            ("m2", "kube-apiserver", "1.20.2"),
+            ("m2", "kube-controller-manager", "1.20.2"),
+        ]);
+        // Node by node: m1's controller-manager runs 1.21 while m2's API server is still 1.20.
+        let by_node = [
+            change("m1", "kube-apiserver", "1.21.0"),
+            change("m1", "kube-controller-manager", "1.21.0"),
+            change("m2", "kube-apiserver", "1.21.0"),
+            change("m2", "kube-controller-manager", "1.21.0"),
+        ];
+        let vs = walk(&initial, &by_node);
+        assert_eq!(vs.len(), 1, "{vs:?}");
+        assert_eq!(vs[0].after, Some(1));
+        assert_eq!(vs[0].violation.rule, SkewRule::ControllerNotNewer);
+        // Every API server first (the split master phase): nothing breaks.
+        let split = [by_node[0].clone(), by_node[2].clone(), by_node[1].clone(), by_node[3].clone()];
+        assert!(walk(&initial, &split).is_empty());
+    }
+
+    #[test]
+    fn walk_reports_what_is_broken_before_anything_changes() {
+        let initial = moment(&[("m1", "kube-apiserver", "1.24.0"), ("w1", "kubelet", "1.21.0")]);
+        let vs = walk(&initial, &[change("w1", "kubelet", "1.24.0")]);
+        assert_eq!(vs.len(), 1);
+        assert_eq!(vs[0].after, None);
+    }
+
+    #[test]
+    fn etcd_minimum_patch_before_3_6() {
+        assert!(etcd_minimum_unmet(&ver("3.5.25"), &ver("3.6.0")).is_some());
+        assert!(etcd_minimum_unmet(&ver("3.5.26"), &ver("3.6.0")).is_none());
+        assert!(etcd_minimum_unmet(&ver("3.5.1"), &ver("3.5.26")).is_none(), "a patch upgrade is how to get there");
+        assert!(etcd_minimum_unmet(&ver("3.4.23"), &ver("3.5.1")).is_none(), "no documented minimum");
+    }
+
+    #[test]
+    fn components_outside_the_policy_are_ignored() {
+        let mut m = Moment::default();
+        m.set("e1", "etcd", ver("3.5.1"));
+        assert!(m.violations().is_empty());
+        assert!(walk(&m, &[change("e1", "etcd", "9.0.0")]).is_empty());
+    }
+}
