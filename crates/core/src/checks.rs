@@ -75,10 +75,12 @@ pub enum Code {
     DiskSpace,
     PackageMissing,
     VersionPolicy,
+    RemovedApi,
+    InPlaceKubeletMinor,
 }
 
 impl Code {
-    pub const ALL: [Code; 21] = [
+    pub const ALL: [Code; 23] = [
         Code::UnmanagedPod,
         Code::EmptydirVolume,
         Code::HostpathVolume,
@@ -100,6 +102,8 @@ impl Code {
         Code::DiskSpace,
         Code::PackageMissing,
         Code::VersionPolicy,
+        Code::RemovedApi,
+        Code::InPlaceKubeletMinor,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -125,6 +129,8 @@ impl Code {
             Code::DiskSpace => "disk-space",
             Code::PackageMissing => "package-missing",
             Code::VersionPolicy => "version-policy",
+            Code::RemovedApi => "removed-api",
+            Code::InPlaceKubeletMinor => "in-place-kubelet-minor",
         }
     }
 
@@ -136,9 +142,18 @@ impl Code {
             }
             SingleReplica | ReplicasOnSingleNode | DaemonsetSingleNode | JobPod | PdbBlocksDrain
             | UnknownController | EtcdQuorum | LastMaster | LoadBalancerNode | LastWorker | IngressNode
-            | StorageNode => Class::Unavailable,
+            | StorageNode | RemovedApi | InPlaceKubeletMinor => Class::Unavailable,
             Unreachable | DiskSpace | PackageMissing | VersionPolicy => Class::Unready,
         }
+    }
+}
+
+impl Code {
+    /// Whether an offline upgrade is stopped by this code too: readiness, and the few availability findings that
+    /// no drain can avoid (an API the upgrade removes; a kubelet changing minor in place, which upstream does not
+    /// support without a drain). The latter can be acknowledged with `--accept`, readiness cannot.
+    pub fn gates_offline(self) -> bool {
+        self.class() == Class::Unready || matches!(self, Code::RemovedApi | Code::InPlaceKubeletMinor)
     }
 }
 
@@ -148,9 +163,13 @@ impl fmt::Display for Code {
     }
 }
 
+/// The `node` of a finding about the whole cluster rather than one node (`removed-api`, a transition to another
+/// release): it cannot be pruned by `--partial-ok`.
+pub const CLUSTER: &str = "";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
-    /// Plan host name.
+    /// Plan host name; empty ([`CLUSTER`]) for a finding about the whole cluster.
     pub node: String,
     pub code: Code,
     pub class: Class,
@@ -165,6 +184,12 @@ pub struct Finding {
 pub enum Mode {
     Online,
     Offline,
+}
+
+impl Finding {
+    pub fn is_cluster_level(&self) -> bool {
+        self.node == CLUSTER
+    }
 }
 
 impl fmt::Display for Mode {
@@ -226,6 +251,9 @@ pub fn analyze(facts: &Facts, release: &Release, opts: &CheckOptions) -> Result<
     let api_floor = api_server_floor(facts, release);
 
     let mut findings = Vec::new();
+    if needs.iter().any(|n| n.needs_upgrade) {
+        cluster_checks(&mut Out { node: CLUSTER, findings: &mut findings }, facts, release);
+    }
     for (idx, (node, need)) in inv.nodes.iter().zip(&needs).enumerate() {
         if !need.needs_upgrade {
             continue;
@@ -285,7 +313,7 @@ fn readiness(
             packages(out, nf, need, release);
         }
     }
-    version_policy(out, node, nf, need, release, api_floor);
+    version_policy(out, node, nf, need, release, api_floor, opts.mode);
 }
 
 /// Artifacts land under `/opt/kismatic` (binary) or the package cache on `/`; the minimum must remain on `/`
@@ -375,6 +403,7 @@ fn version_policy(
     need: &NodeNeed,
     release: &Release,
     api_floor: Option<&semver::Version>,
+    mode: Mode,
 ) {
     if let crate::facts::Marker::Present { value } = &nf.kismatic_version
         && value.cmp_precedence(&release.version).is_gt()
@@ -396,9 +425,34 @@ fn version_policy(
     for change in &need.changes {
         let (Some(from), Some(to)) = (change.from.as_deref(), version::parse(&change.to)) else { continue };
         let Some(f) = version::parse(from) else { continue };
-        let one_minor =
-            CONTROL_PLANE.contains(&change.component.as_str()) || ETCDS.contains(&change.component.as_str());
+        let is_etcd = ETCDS.contains(&change.component.as_str());
+        let one_minor = CONTROL_PLANE.contains(&change.component.as_str()) || is_etcd;
         step_policy(out, &change.component, from, &f, &change.to, &to, one_minor);
+        if is_etcd && let Some(min) = crate::skew::etcd_minimum_unmet(&f, &to) {
+            let (a, b, c) = min.at_least;
+            out.push(
+                Code::VersionPolicy,
+                format!(
+                    "{} {from} cannot move to {}: etcd requires every member at {a}.{b}.{c} or later before \
+                     leaving {}.{} ({}); upgrade to the latest {}.{} patch first",
+                    change.component, change.to, min.from.0, min.from.1, min.source, min.from.0, min.from.1
+                ),
+                Some(format!("component {}", change.component)),
+            );
+        }
+        if mode == Mode::Offline && change.component == "kubelet" && (f.major, f.minor) != (to.major, to.minor) {
+            out.push(
+                Code::InPlaceKubeletMinor,
+                format!(
+                    "kubelet {from} → {} changes minor version in place: upstream supports a minor kubelet \
+                     upgrade only on a drained node ({}); upgrade online (which drains), or acknowledge with \
+                     --accept in-place-kubelet-minor",
+                    change.to,
+                    crate::skew::SKEW_POLICY
+                ),
+                Some("component kubelet".into()),
+            );
+        }
     }
     if let Some(kubelet) = need.changes.iter().find(|c| c.component == "kubelet")
         && let (Some(to), Some(floor)) = (version::parse(&kubelet.to), api_floor)
@@ -446,6 +500,113 @@ fn step_policy(
             ),
             _ => {}
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Cluster-level checks
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Findings about the whole cluster, in both modes: a target other than the release the cluster is transitioning
+/// to, and APIs the upgrade removes that something still uses.
+fn cluster_checks(out: &mut Out, facts: &Facts, release: &Release) {
+    if let Some(c) = crate::summary::transition_conflict(&facts.nodes, &release.version) {
+        out.push(Code::VersionPolicy, c.message(), Some(format!("release {}", c.target)));
+    }
+    removed_apis(out, facts, release);
+}
+
+/// The lowest Kubernetes version running now: the API servers as the nodes and the API report them, else the
+/// nodes' `kubernetes` markers.
+fn current_kubernetes_floor(facts: &Facts) -> Option<semver::Version> {
+    let from_nodes = facts.inventory.nodes_with_role(Role::Master).filter_map(|m| {
+        let nf = facts.nodes.iter().find(|n| n.host == m.host && n.is_reachable())?;
+        need::current_version(nf, "kube-apiserver").and_then(|v| version::parse(&v))
+    });
+    let from_api =
+        facts.kube.iter().flat_map(|k| &k.api_servers).filter_map(|a| a.version.as_deref().and_then(version::parse));
+    let floor = from_nodes.chain(from_api).min_by(|a, b| a.cmp_precedence(b));
+    floor.or_else(|| {
+        facts
+            .nodes
+            .iter()
+            .filter_map(|n| n.component_markers.present().and_then(|m| m.get("kubernetes")))
+            .filter_map(|v| version::parse(v))
+            .min_by(|a, b| a.cmp_precedence(b))
+    })
+}
+
+/// Objects named one by one per removed API; beyond that, one finding counts the rest.
+const OBJECTS_NAMED_PER_API: usize = 20;
+
+fn removed_apis(out: &mut Out, facts: &Facts, release: &Release) {
+    use crate::removed_api::{self, RemovedUse};
+    let (Some(from), Some(to)) = (current_kubernetes_floor(facts), version::parse(&release.kubernetes)) else {
+        return;
+    };
+    if from.major != to.major || to.minor <= from.minor {
+        return;
+    }
+    let crossed: Vec<String> =
+        removed_api::crossed(from.minor, to.minor).map(|r| format!("{} {}", r.api_version(), r.resource)).collect();
+    if crossed.is_empty() {
+        return;
+    }
+    let moving = format!("Kubernetes v{}.{} → v{}.{}", from.major, from.minor, to.major, to.minor);
+    let unknown = |why: String| {
+        format!(
+            "{moving} removes {} API version(s) ({}), and {why}, so whether anything still uses them is unknown; \
+             check with the API reachable, or acknowledge with --accept removed-api",
+            crossed.len(),
+            crossed.join(", ")
+        )
+    };
+    let Some(kube) = &facts.kube else {
+        out.push(Code::RemovedApi, unknown("the Kubernetes API could not be read".into()), None);
+        return;
+    };
+    let mut push = |u: RemovedUse| out.push(Code::RemovedApi, format!("{moving}: {}", u.message), Some(u.object));
+    for server in &kube.api_servers {
+        match (&server.deprecated_api_requests, &server.metrics_error) {
+            (Some(requests), _) => {
+                removed_api::from_requests(from.minor, to.minor, &server.endpoint, requests).for_each(&mut push)
+            }
+            (None, error) => push(RemovedUse {
+                api: &removed_api::REMOVED_APIS[0],
+                object: format!("API server {}", server.endpoint),
+                message: unknown(format!(
+                    "the deprecated-API metrics of API server {} were not read ({})",
+                    server.endpoint,
+                    error.as_deref().unwrap_or("facts gathered without them")
+                )),
+            }),
+        }
+    }
+    // Objects named one by one up to a bound per removed API, then counted.
+    let mut named: FxHashMap<(&str, &str, &str), usize> = FxHashMap::default();
+    let mut beyond: Vec<(&'static removed_api::RemovedApi, usize)> = Vec::new();
+    for u in removed_api::from_objects(from.minor, to.minor, &kube.api_object_uses) {
+        let n = named.entry((u.api.group, u.api.version, u.api.kind)).or_default();
+        *n += 1;
+        if *n <= OBJECTS_NAMED_PER_API {
+            push(u);
+        } else if let Some(b) = beyond.iter_mut().find(|(a, _)| *a == u.api) {
+            b.1 += 1;
+        } else {
+            beyond.push((u.api, 1));
+        }
+    }
+    for (api, n) in beyond {
+        push(RemovedUse {
+            api,
+            object: format!("{} {}", api.api_version(), api.resource),
+            message: format!(
+                "{n} more {} object(s) were last written with {}, removed in v1.{} (the facts list them all)",
+                api.kind,
+                api.api_version(),
+                api.removed_in
+            ),
+        });
     }
 }
 

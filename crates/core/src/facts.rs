@@ -62,7 +62,7 @@ impl<T> Marker<T> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ComponentObservation {
     /// binary: `current` link target's version dir; package: dpkg version.
     pub installed_version: Option<String>,
@@ -70,6 +70,10 @@ pub struct ComponentObservation {
     pub running_version: Option<String>,
     /// `systemctl is-active` == active; None when no such unit.
     pub service_active: Option<bool>,
+    /// kube-controller-manager and kube-scheduler: the API servers they talk to, from their kubeconfig; `None`
+    /// when not read (the skew rules then assume the load balancer, the stricter case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<crate::skew::Upstream>,
 }
 
 impl NodeFacts {

@@ -10,7 +10,7 @@ use crate::facts::Facts;
 use kismatic_plan::{Node, Role};
 use kismatic_release::{Delivery, Release, ServicePhase};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Version of the plan's JSON form.
 pub const PLAN_FORMAT: u32 = 1;
@@ -117,6 +117,8 @@ pub struct PrunedNode {
 #[serde(rename_all = "lowercase")]
 pub enum PhaseKind {
     Etcd,
+    /// Every master's API server, before anything else of the masters (see [`split_masters`]).
+    ApiServers,
     Master,
     Worker,
     Registry,
@@ -127,6 +129,7 @@ impl PhaseKind {
     pub fn as_str(self) -> &'static str {
         match self {
             PhaseKind::Etcd => "etcd",
+            PhaseKind::ApiServers => "apiservers",
             PhaseKind::Master => "master",
             PhaseKind::Worker => "worker",
             PhaseKind::Registry => "registry",
@@ -228,12 +231,10 @@ pub fn node_phase(node: &Node) -> PhaseKind {
 
 /// Whether a finding stops (or, with `--partial-ok`, prunes) its node under these options.
 pub fn gates(finding: &Finding, opts: &PlanOptions) -> bool {
+    let accepted = || opts.accepted.iter().any(|a| a.covers(finding));
     match opts.mode {
-        Mode::Offline => finding.class == Class::Unready,
-        Mode::Online => {
-            finding.class == Class::Unready
-                || !(opts.ignore_safety_checks || opts.accepted.iter().any(|a| a.covers(finding)))
-        }
+        Mode::Offline => finding.class == Class::Unready || (finding.code.gates_offline() && !accepted()),
+        Mode::Online => finding.class == Class::Unready || !(opts.ignore_safety_checks || accepted()),
     }
 }
 
@@ -241,8 +242,13 @@ pub fn gates(finding: &Finding, opts: &PlanOptions) -> bool {
 pub fn plan(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanOptions) -> UpgradePlan {
     let inv = &facts.inventory;
     let mut flagged: HashMap<&str, BTreeSet<Code>> = HashMap::new();
+    let mut cluster_reasons = Vec::new();
     for f in analysis.findings.iter().filter(|f| gates(f, opts)) {
-        flagged.entry(f.node.as_str()).or_default().insert(f.code);
+        if f.is_cluster_level() {
+            cluster_reasons.push(format!("{} (cluster): {}", f.code, f.message));
+        } else {
+            flagged.entry(f.node.as_str()).or_default().insert(f.code);
+        }
     }
     let mut out = UpgradePlan {
         format: PLAN_FORMAT,
@@ -260,6 +266,11 @@ pub fn plan(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanOp
         if !need.needs_upgrade {
             out.skipped.push(node.host.clone());
         }
+    }
+    // About the whole cluster: no node can be left out to get around it.
+    if !cluster_reasons.is_empty() {
+        out.status = PlanStatus::Blocked { reasons: cluster_reasons };
+        return out;
     }
     if !flagged.is_empty() {
         if !opts.partial_ok {
@@ -305,62 +316,67 @@ pub fn plan(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanOp
 
     let registered: HashSet<String> =
         facts.kube.iter().flat_map(|k| &k.nodes).map(|n| n.name.to_ascii_lowercase()).collect();
-    let mut by_phase: [Vec<NodePlan>; 3] = Default::default();
-    for (node, need) in inv.nodes.iter().zip(&analysis.needs) {
-        if !need.needs_upgrade || flagged.contains_key(node.host.as_str()) {
-            continue;
-        }
-        let phase = node_phase(node);
-        let mut changes: Vec<_> = need.changes.iter().collect();
-        changes.sort_by_key(|c| component_rank(&c.component));
-        let drain =
-            opts.mode == Mode::Online && !changes.is_empty() && registered.contains(&node.host.to_ascii_lowercase());
-        let id = format!("{}/{}", phase.as_str(), node.host);
-        let mut steps = Vec::new();
-        let step = |what: &str| format!("{id}/{what}");
-        if drain {
-            steps.push(Step { id: step("cordon"), action: Action::Cordon });
-            steps.push(Step { id: step("drain"), action: Action::Drain });
-        }
+    let planned: Vec<(&Node, Vec<&crate::need::ComponentChange>)> = inv
+        .nodes
+        .iter()
+        .zip(&analysis.needs)
+        .filter(|(node, need)| need.needs_upgrade && !flagged.contains_key(node.host.as_str()))
+        .map(|(node, need)| {
+            let mut changes: Vec<_> = need.changes.iter().collect();
+            changes.sort_by_key(|c| component_rank(&c.component));
+            (node, changes)
+        })
+        .collect();
+    let split = split_masters(facts, &planned);
+    let mut by_phase: BTreeMap<PhaseKind, Vec<NodePlan>> = BTreeMap::new();
+    for (node, changes) in &planned {
+        let earliest = node_phase(node);
+        // Each part of the node: the phase it runs in and its components, in canonical order.
+        let mut parts: Vec<(PhaseKind, Vec<&crate::need::ComponentChange>)> = Vec::new();
         for c in changes {
-            steps.push(Step {
-                id: step(&format!("upgrade/{}", c.component)),
-                action: Action::Upgrade {
-                    component: c.component.clone(),
-                    delivery: c.delivery,
-                    from: c.from.clone(),
-                    to: c.to.clone(),
-                },
+            let kind = if split && node.has_role(Role::Master) {
+                match c.component.as_str() {
+                    "etcd" | "etcd-networking" => earliest,
+                    "kube-apiserver" => PhaseKind::ApiServers,
+                    _ => PhaseKind::Master,
+                }
+            } else {
+                earliest
+            };
+            match parts.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, cs)) => cs.push(c),
+                None => parts.push((kind, vec![c])),
+            }
+        }
+        if parts.is_empty() {
+            // Only the markers are stale: written in the node's earliest phase.
+            parts.push((earliest, Vec::new()));
+        }
+        parts.sort_by_key(|(k, _)| *k);
+        let registered = registered.contains(&node.host.to_ascii_lowercase());
+        let last = parts.len() - 1;
+        for (i, (kind, components)) in parts.into_iter().enumerate() {
+            // A drain protects the node's pods from what restarts under them; an API server, controller-manager
+            // or scheduler of its own (split out before the rest) restarts nothing on the node.
+            let touches_pods = components.iter().any(|c| {
+                !matches!(
+                    c.component.as_str(),
+                    "etcd" | "etcd-networking" | "kube-apiserver" | "kube-controller-manager" | "kube-scheduler"
+                )
             });
+            let drain = opts.mode == Mode::Online
+                && registered
+                && !components.is_empty()
+                && (touches_pods || (!split && i == last));
+            by_phase.entry(kind).or_default().push(node_plan(node, kind, &components, drain, i == last, release));
         }
-        steps.push(Step {
-            id: step("markers"),
-            action: Action::WriteMarkers {
-                kismatic_version: release.version.to_string(),
-                kubernetes: release.kubernetes.clone(),
-            },
-        });
-        if drain {
-            steps.push(Step { id: step("uncordon"), action: Action::Uncordon });
-        }
-        let idx = match phase {
-            PhaseKind::Etcd => 0,
-            PhaseKind::Master => 1,
-            _ => 2,
-        };
-        by_phase[idx].push(NodePlan { id, host: node.host.clone(), roles: node.roles.clone(), drain, steps });
     }
-    let [etcd, masters, workers] = by_phase;
     let worker_batch = match opts.mode {
         Mode::Online => 1,
         Mode::Offline => opts.max_parallel_workers.max(1),
     };
-    for (kind, nodes, size) in
-        [(PhaseKind::Etcd, etcd, 1), (PhaseKind::Master, masters, 1), (PhaseKind::Worker, workers, worker_batch)]
-    {
-        if nodes.is_empty() {
-            continue;
-        }
+    for (kind, nodes) in by_phase {
+        let size = if kind == PhaseKind::Worker { worker_batch } else { 1 };
         let mut batches = Vec::new();
         let mut it = nodes.into_iter().peekable();
         while it.peek().is_some() {
@@ -383,7 +399,142 @@ pub fn plan(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanOp
             }
         }
     }
+    let skew = skew_findings(facts, &out);
+    if !skew.is_empty() {
+        out.status = PlanStatus::Blocked {
+            reasons: skew.iter().map(|f| format!("{} on {}: {}", f.code, f.node, f.message)).collect(),
+        };
+        // A blocked plan runs nothing; the findings say where it would have broken the policy.
+        out.phases.clear();
+        out.partial = false;
+        out.findings.extend(skew);
+    }
     out
+}
+
+/// The version-skew policy at every moment of the plan ([`crate::skew`]): a plan that would break it half-way is
+/// refused, with the component to change first named.
+fn skew_findings(facts: &Facts, plan: &UpgradePlan) -> Vec<Finding> {
+    use crate::skew;
+    let mut initial = skew::Moment::default();
+    for nf in facts.nodes.iter().filter(|n| n.is_reachable()) {
+        for (name, obs) in &nf.components {
+            if skew::role_of(name).is_none() {
+                continue;
+            }
+            if let Some(v) = crate::need::current_version(nf, name).and_then(|v| crate::version::parse(&v)) {
+                initial.set(&nf.host, name, v);
+            }
+            if let Some(u) = obs.upstream {
+                initial.set_upstream(&nf.host, name, u);
+            }
+        }
+    }
+    let changes: Vec<skew::Change> = plan
+        .node_plans()
+        .flat_map(|(_, np)| {
+            np.upgrades().filter_map(|(component, _, to)| {
+                Some(skew::Change {
+                    host: np.host.clone(),
+                    component: component.to_string(),
+                    to: crate::version::parse(to)?,
+                })
+            })
+        })
+        .collect();
+    skew::walk(&initial, &changes)
+        .into_iter()
+        .filter_map(|sv| {
+            let c = changes.get(sv.after)?;
+            let (host, component) = sv.violation.subjects.first()?.clone();
+            Some(Finding {
+                node: host,
+                code: Code::VersionPolicy,
+                class: Code::VersionPolicy.class(),
+                message: format!(
+                    "once {} on {} is at v{}, {} (version-skew policy: {}; {})",
+                    c.component,
+                    c.host,
+                    c.to,
+                    sv.violation.message,
+                    sv.violation.rule.statement(),
+                    skew::SKEW_POLICY
+                ),
+                object: Some(format!("component {component}")),
+            })
+        })
+        .collect()
+}
+
+/// One part of a node's upgrade in one phase: optional cordon and drain, its components, the markers when it is the
+/// node's last part, the uncordon.
+fn node_plan(
+    node: &Node,
+    kind: PhaseKind,
+    components: &[&crate::need::ComponentChange],
+    drain: bool,
+    markers: bool,
+    release: &Release,
+) -> NodePlan {
+    let id = format!("{}/{}", kind.as_str(), node.host);
+    let step = |what: &str| format!("{id}/{what}");
+    let mut steps = Vec::new();
+    if drain {
+        steps.push(Step { id: step("cordon"), action: Action::Cordon });
+        steps.push(Step { id: step("drain"), action: Action::Drain });
+    }
+    for c in components {
+        steps.push(Step {
+            id: step(&format!("upgrade/{}", c.component)),
+            action: Action::Upgrade {
+                component: c.component.clone(),
+                delivery: c.delivery,
+                from: c.from.clone(),
+                to: c.to.clone(),
+            },
+        });
+    }
+    if markers {
+        steps.push(Step {
+            id: step("markers"),
+            action: Action::WriteMarkers {
+                kismatic_version: release.version.to_string(),
+                kubernetes: release.kubernetes.clone(),
+            },
+        });
+    }
+    if drain {
+        steps.push(Step { id: step("uncordon"), action: Action::Uncordon });
+    }
+    NodePlan { id, host: node.host.clone(), roles: node.roles.clone(), drain, steps }
+}
+
+/// Whether the masters' upgrade is split in two — every API server first (phase `apiservers`), then the rest of each
+/// master (phase `master`): when more than one API server changes and a controller-manager or scheduler talks to
+/// the load balancer (or its kubeconfig was not read), or a master runs a kubelet or kube-proxy. Node by node, such
+/// a component would run ahead of the API servers not yet upgraded, which the version-skew policy forbids.
+fn split_masters(facts: &Facts, planned: &[(&Node, Vec<&crate::need::ComponentChange>)]) -> bool {
+    let masters: Vec<&(&Node, Vec<&crate::need::ComponentChange>)> =
+        planned.iter().filter(|(n, _)| n.has_role(Role::Master)).collect();
+    let api_servers = masters.iter().filter(|(_, cs)| cs.iter().any(|c| c.component == "kube-apiserver")).count();
+    if api_servers < 2 {
+        return false;
+    }
+    masters.iter().any(|(node, cs)| {
+        cs.iter().any(|c| match c.component.as_str() {
+            "kube-controller-manager" | "kube-scheduler" => {
+                let upstream = facts
+                    .nodes
+                    .iter()
+                    .find(|n| n.host == node.host)
+                    .and_then(|n| n.components.get(&c.component))
+                    .and_then(|o| o.upstream);
+                upstream != Some(crate::skew::Upstream::Local)
+            }
+            "kubelet" | "kube-proxy" => true,
+            _ => false,
+        })
+    })
 }
 
 /// A service is applied unless every reachable master's `/etc/component-versions` already records it at the

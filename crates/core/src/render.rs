@@ -2,7 +2,7 @@
 //! is snapshot-tested here.
 
 use crate::checks::Finding;
-use crate::planner::{Action, PlanStatus, UpgradePlan};
+use crate::planner::{Action, PhaseKind, PlanStatus, UpgradePlan};
 use std::fmt::Write;
 
 /// Findings grouped by node (in the order given, which is inventory order), one line each.
@@ -44,6 +44,13 @@ pub fn plan_text(plan: &UpgradePlan) -> String {
     }
     for (i, phase) in plan.phases.iter().enumerate() {
         let _ = writeln!(s, "\nPhase {}: {}", i + 1, phase.kind.as_str());
+        if phase.kind == PhaseKind::ApiServers {
+            let _ = writeln!(
+                s,
+                "  (every API server before the masters' other components, so that no controller-manager, \
+                 scheduler or kubelet runs ahead of an API server: version-skew policy)"
+            );
+        }
         for batch in &phase.batches {
             let parallel = batch.nodes.len() > 1;
             if parallel {

@@ -110,10 +110,10 @@ pub struct Violation {
     pub message: String,
 }
 
-/// A violation and when it first appears: after the `after`-th change of the walk (`None`: before any).
+/// A violation and when it first appears: after the `after`-th change of the walk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepViolation {
-    pub after: Option<usize>,
+    pub after: usize,
     pub violation: Violation,
 }
 
@@ -259,26 +259,25 @@ impl Moment {
     }
 }
 
-/// Applies `changes` in order to `initial`, checking every rule before the first change and after each one. Each
-/// distinct violation (rule and components) is reported once, at the first moment it appears.
+/// Applies `changes` in order to `initial` and checks every rule after each one. Reported: what the changes break —
+/// a violation the cluster already had, with the same versions, is the cluster's state, not the plan's doing (a
+/// plan may be what repairs it); the same rule and components breaking with other versions is reported. Each
+/// (rule, components) once, at the first moment it appears.
 pub fn walk(initial: &Moment, changes: &[Change]) -> Vec<StepViolation> {
+    let already: BTreeSet<String> = initial.violations().into_iter().map(|v| v.message).collect();
     let mut seen: BTreeSet<(SkewRule, Vec<(String, String)>)> = BTreeSet::new();
     let mut out = Vec::new();
-    let mut record = |after: Option<usize>, vs: Vec<Violation>, out: &mut Vec<StepViolation>| {
-        for violation in vs {
-            if seen.insert((violation.rule, violation.subjects.clone())) {
-                out.push(StepViolation { after, violation });
-            }
-        }
-    };
     let mut m = initial.clone();
-    record(None, m.violations(), &mut out);
     for (i, c) in changes.iter().enumerate() {
         if role_of(&c.component).is_none() {
             continue;
         }
         m.set(&c.host, &c.component, c.to.clone());
-        record(Some(i), m.violations(), &mut out);
+        for violation in m.violations() {
+            if !already.contains(&violation.message) && seen.insert((violation.rule, violation.subjects.clone())) {
+                out.push(StepViolation { after: i, violation });
+            }
+        }
     }
     out
 }
@@ -419,7 +418,7 @@ mod tests {
         ];
         let vs = walk(&initial, &by_node);
         assert_eq!(vs.len(), 1, "{vs:?}");
-        assert_eq!(vs[0].after, Some(1));
+        assert_eq!(vs[0].after, 1);
         assert_eq!(vs[0].violation.rule, SkewRule::ControllerNotNewer);
         // Every API server first (the split master phase): nothing breaks.
         let split = [by_node[0].clone(), by_node[2].clone(), by_node[1].clone(), by_node[3].clone()];
@@ -427,11 +426,15 @@ mod tests {
     }
 
     #[test]
-    fn walk_reports_what_is_broken_before_anything_changes() {
+    fn walk_leaves_the_clusters_own_violation_to_a_plan_that_repairs_it() {
         let initial = moment(&[("m1", "kube-apiserver", "1.24.0"), ("w1", "kubelet", "1.21.0")]);
-        let vs = walk(&initial, &[change("w1", "kubelet", "1.24.0")]);
-        assert_eq!(vs.len(), 1);
-        assert_eq!(vs[0].after, None);
+        assert_eq!(initial.violations().len(), 1, "broken before the plan");
+        assert!(walk(&initial, &[change("w1", "kubelet", "1.24.0")]).is_empty(), "the plan repairs it");
+        // Moving the API servers further ahead first makes it worse: reported, naming the kubelet to upgrade.
+        let vs = walk(&initial, &[change("m1", "kube-apiserver", "1.25.0"), change("w1", "kubelet", "1.25.0")]);
+        assert_eq!(vs.len(), 1, "{vs:?}");
+        assert_eq!(vs[0].after, 0);
+        assert!(vs[0].violation.message.contains("upgrade w1's kubelet first"), "{vs:?}");
     }
 
     #[test]

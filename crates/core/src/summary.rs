@@ -18,6 +18,68 @@ pub struct ClusterVersionSummary {
     pub at_target: Option<bool>,
     pub nodes: Vec<NodeVersionRow>,
     pub drift: Vec<Drift>,
+    /// With a target release: the cluster is transitioning to another release, so the target cannot be applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition_conflict: Option<TransitionConflict>,
+}
+
+/// The seed's rule — a cluster "may be transitioning to exactly one target version" — broken by a target: the
+/// cluster is part-way to `to` (a finished partial upgrade, or an interrupted one) and `target` is another release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransitionConflict {
+    pub from: semver::Version,
+    pub to: semver::Version,
+    pub target: semver::Version,
+    /// The hosts at each release, oldest release first.
+    pub nodes_at: Vec<(semver::Version, Vec<String>)>,
+}
+
+/// How many hosts a message names before it says "and N more".
+const NAMED_HOSTS: usize = 8;
+
+fn host_list(hosts: &[String]) -> String {
+    if hosts.len() <= NAMED_HOSTS {
+        hosts.join(", ")
+    } else {
+        format!("{} and {} more", hosts[..NAMED_HOSTS].join(", "), hosts.len() - NAMED_HOSTS)
+    }
+}
+
+impl TransitionConflict {
+    pub fn message(&self) -> String {
+        let at: Vec<String> = self.nodes_at.iter().map(|(v, hosts)| format!("at {v}: {}", host_list(hosts))).collect();
+        format!(
+            "the cluster is transitioning from release {} to {} ({}), so release {} cannot be applied: a cluster \
+             moves to one target at a time; finish the transition first with `kismatic upgrade online` (or \
+             `offline`) `--release` pointing at release {}",
+            self.from,
+            self.to,
+            at.join("; "),
+            self.target,
+            self.to
+        )
+    }
+}
+
+/// The transition conflict of a cluster and a target release, if any (readable nodes with a valid marker only).
+pub fn transition_conflict(nodes: &[NodeFacts], target: &semver::Version) -> Option<TransitionConflict> {
+    let mut at: BTreeMap<semver::Version, Vec<String>> = BTreeMap::new();
+    for n in nodes {
+        if let (NodeRead::Ok, Marker::Present { value }) = (&n.read, &n.kismatic_version) {
+            let mut key = value.clone();
+            key.build = semver::BuildMetadata::EMPTY;
+            at.entry(key).or_default().push(n.host.clone());
+        }
+    }
+    if at.len() < 2 {
+        return None;
+    }
+    let from = at.keys().next()?.clone();
+    let to = at.keys().next_back()?.clone();
+    if to.cmp_precedence(target).is_eq() {
+        return None;
+    }
+    Some(TransitionConflict { from, to, target: target.clone(), nodes_at: at.into_iter().collect() })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,7 +221,15 @@ pub fn summarize(nodes: &[NodeFacts], release: Option<&Release>) -> ClusterVersi
         _ => ClusterVersionState::Unknown,
     };
     let at_target = release.map(|_| !rows.is_empty() && rows.iter().all(|r| r.at_target == Some(true)));
-    ClusterVersionSummary { state, target: release.map(|r| r.version.clone()), at_target, nodes: rows, drift }
+    let transition_conflict = release.and_then(|r| transition_conflict(nodes, &r.version));
+    ClusterVersionSummary {
+        state,
+        target: release.map(|r| r.version.clone()),
+        at_target,
+        nodes: rows,
+        drift,
+        transition_conflict,
+    }
 }
 
 fn component_drift(host: &str, name: &str, cv: &ComponentVersions) -> Vec<Drift> {

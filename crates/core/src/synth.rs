@@ -77,6 +77,7 @@ pub fn node_facts(host: &str, roles: &[Role], release: Option<&Release>) -> Node
                 installed_version: Some(v.clone()),
                 running_version: Some(v),
                 service_active: Some(true),
+                ..Default::default()
             },
         );
     }

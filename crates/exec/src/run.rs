@@ -99,7 +99,7 @@ type StagingBoard = tokio::sync::watch::Receiver<BTreeMap<String, Result<(), Str
 /// Journal step ids of a plan, in execution order: artifacts staged on every node first, then an etcd snapshot
 /// per upgraded etcd cluster.
 pub fn journal_steps(plan: &UpgradePlan) -> Vec<String> {
-    let mut steps: Vec<String> = plan.node_plans().map(|(_, np)| stage_step(&np.host)).collect();
+    let mut steps: Vec<String> = staged_hosts(plan).into_iter().map(stage_step).collect();
     steps.extend(snapshot_clusters(plan).into_iter().map(|c| snapshot_step(&c)));
     for phase in &plan.phases {
         for b in &phase.batches {
@@ -114,6 +114,17 @@ pub fn journal_steps(plan: &UpgradePlan) -> Vec<String> {
 
 fn stage_step(host: &str) -> String {
     format!("stage/{host}")
+}
+
+/// Every planned host once, in plan order (a master split across phases is staged once, for all its parts).
+fn staged_hosts(plan: &UpgradePlan) -> Vec<&str> {
+    let mut hosts: Vec<&str> = Vec::new();
+    for (_, np) in plan.node_plans() {
+        if !hosts.contains(&np.host.as_str()) {
+            hosts.push(&np.host);
+        }
+    }
+    hosts
 }
 
 /// Nodes staged at the same time, at least. Staging runs in plan order ahead of the rolling upgrade, which takes
@@ -494,31 +505,33 @@ impl Ctx<'_> {
     /// the run before any node is touched, and each node's turn is then short).
     async fn stage_all(&self, board: tokio::sync::watch::Sender<BTreeMap<String, Result<(), String>>>) {
         use futures::stream::StreamExt;
-        let jobs = self.plan.node_plans().map(|(_, np)| async {
-            let r = self.stage_node(np).await.map_err(|e| e.to_string());
+        let jobs = staged_hosts(self.plan).into_iter().map(|host| async {
+            let r = self.stage_node(host).await.map_err(|e| e.to_string());
             board.send_modify(|m| {
-                m.insert(np.host.clone(), r);
+                m.insert(host.to_string(), r);
             });
         });
         let widest_batch = self.plan.phases.iter().flat_map(|p| &p.batches).map(|b| b.nodes.len()).max().unwrap_or(1);
         futures::stream::iter(jobs).buffer_unordered(STAGE_PARALLEL.max(widest_batch)).collect::<Vec<()>>().await;
     }
 
-    async fn stage_node(&self, np: &NodePlan) -> Result<(), ExecError> {
-        let node = self.node(&np.host)?;
-        let mut components = Vec::new();
-        for (name, _, _) in np.upgrades() {
-            components.push(self.component(name)?);
+    async fn stage_node(&self, host: &str) -> Result<(), ExecError> {
+        let node = self.node(host)?;
+        let mut components: Vec<&Component> = Vec::new();
+        for (_, np) in self.plan.node_plans().filter(|(_, np)| np.host == host) {
+            for (name, _, _) in np.upgrades() {
+                components.push(self.component(name)?);
+            }
         }
-        let id = stage_step(&np.host);
+        let id = stage_step(host);
         // Reported as skipped without connecting.
         if self.done.contains(&id) {
             return self
-                .step("stage", Some(&np.host), &id, "stage artifacts", async |_: &mut Waited| Ok(String::new()))
+                .step("stage", Some(host), &id, "stage artifacts", async |_: &mut Waited| Ok(String::new()))
                 .await;
         }
         let session = self.session(node).await?;
-        self.step("stage", Some(&np.host), &id, "stage artifacts", async |_: &mut Waited| {
+        self.step("stage", Some(host), &id, "stage artifacts", async |_: &mut Waited| {
             let staged = install::stage(
                 &session,
                 self.release,

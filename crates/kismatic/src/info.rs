@@ -107,6 +107,8 @@ pub struct InfoReport {
     pub target_version: Option<String>,
     /// Every node at the target release (markers and running versions); `null` without `--release`.
     pub at_target: Option<bool>,
+    /// Why the `--release` cannot be applied while the cluster transitions to another release; `null` otherwise.
+    pub target_refused: Option<String>,
     pub nodes_unreadable: usize,
     pub nodes: Vec<NodeReport>,
 }
@@ -248,6 +250,7 @@ fn build_report(
         transitioning,
         target_version: summary.target.as_ref().map(|v| v.to_string()),
         at_target: summary.at_target,
+        target_refused: summary.transition_conflict.as_ref().map(|c| c.message()),
         nodes_unreadable: unreadable,
         nodes,
     }
@@ -272,6 +275,9 @@ fn render_simple(r: &InfoReport) -> String {
     if let Some(t) = &r.target_version {
         let at = if r.at_target == Some(true) { "yes" } else { "no" };
         out.push_str(&format!("Target Release: v{t} (cluster at target: {at})\n"));
+    }
+    if let Some(why) = &r.target_refused {
+        out.push_str(&format!("Target refused: {why}\n"));
     }
     out.push_str("\nNodes:\n");
     let mut rows = vec![vec![

@@ -51,6 +51,11 @@ pub struct OfflineArgs {
     /// Workers upgraded at the same time (etcd nodes and masters always go one at a time).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     max_parallel_workers: u32,
+    /// Acknowledge a finding that stops offline upgrades too but is not a readiness problem: removed-api (an API
+    /// the upgrade removes is still in use) or in-place-kubelet-minor (a kubelet changes minor version without a
+    /// drain), on one node (CODE@NODE) or on all (CODE). Repeatable.
+    #[arg(long, value_name = "CODE[@NODE]")]
+    accept: Vec<kismatic_core::planner::Acceptance>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -121,7 +126,7 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
         UpgradeCommand::Offline(a) => (
             a.common,
             Mode::Offline,
-            Safety { ignore: false, accepted: Vec::new(), parallel: a.max_parallel_workers as usize },
+            Safety { ignore: false, accepted: a.accept, parallel: a.max_parallel_workers as usize },
         ),
     };
     let release = common::load_release(common.release.as_deref())?;

@@ -65,5 +65,6 @@ pub async fn gather(client: &Client, endpoint: &str) -> Result<KubeFacts, KubeEr
         pvcs: pvcs.iter().map(convert::pvc).collect(),
         pvs: pvs.iter().map(convert::pv).collect(),
         pdbs: pdbs.iter().map(convert::pdb).collect(),
+        ..Default::default()
     })
 }

@@ -292,7 +292,7 @@ fn parse_component<'a>(
     } else {
         exe.as_deref().and_then(|e| version_from_exe(name, e))
     };
-    ComponentObservation { installed_version, running_version, service_active }
+    ComponentObservation { installed_version, running_version, service_active, ..Default::default() }
 }
 
 /// `1.2.3` from `1.2.3`, `/opt/kismatic/etcd/1.2.3` or `/opt/kismatic/etcd/1.2.3/`.
@@ -387,10 +387,7 @@ mod tests {
         assert_eq!(rt.installed_version.as_deref(), Some("1.1.0"));
         assert_eq!(rt.running_version.as_deref(), Some("1.1.0"));
         let kubelet = &f.components["kubelet"];
-        assert_eq!(
-            kubelet,
-            &ComponentObservation { installed_version: None, running_version: None, service_active: None }
-        );
+        assert_eq!(kubelet, &ComponentObservation::default());
     }
 
     #[test]

@@ -65,13 +65,13 @@ fn disk_space_configurable_and_separate_opt() {
     fx.node_facts("worker00").disk_free.insert("/".into(), 600_000_000);
     fx.node_facts("worker01").disk_free.insert("/opt/kismatic".into(), 1_000);
     let opts = CheckOptions { min_free_bytes: 500_000_000, ..CheckOptions::new(Mode::Offline) };
-    let a = analyze(&fx.facts, &fx.release, &opts).unwrap();
+    let a = fx.analyze_with(&opts);
     // 600 MB < 500 MB + artifacts on / ; worker01's /opt/kismatic is too small for its artifacts.
     assert_eq!(codes(&a, "worker00"), vec![Code::DiskSpace]);
     assert_eq!(codes(&a, "worker01"), vec![Code::DiskSpace]);
     assert_eq!(a.findings[1].object.as_deref(), Some("/opt/kismatic"));
     let skip = CheckOptions { skip_preflight: true, ..opts };
-    assert!(analyze(&fx.facts, &fx.release, &skip).unwrap().findings.is_empty());
+    assert!(fx.analyze_with(&skip).findings.is_empty());
 }
 
 #[test]
@@ -97,7 +97,10 @@ fn version_policy_downgrade_of_release() {
     fx.node_facts("worker00").kismatic_version = Marker::Present { value: semver::Version::new(1, 2, 0) };
     let a = fx.analyze(Mode::Offline);
     assert_eq!(codes(&a, "worker00"), vec![Code::VersionPolicy]);
-    assert!(a.findings[0].message.contains("downgrades"));
+    let f = a.findings.iter().find(|f| f.node == "worker00").unwrap();
+    assert!(f.message.contains("downgrades"), "{f:?}");
+    // The cluster is also part-way to 1.2.0, so 1.1.0 is refused as a whole.
+    assert_eq!(codes(&a, crate::checks::CLUSTER), vec![Code::VersionPolicy]);
 }
 
 #[test]
@@ -180,7 +183,7 @@ fn version_policy_holds_with_skip_preflight() {
     let mut fx = Fx::new();
     fx.node_facts("worker00").kismatic_version = Marker::Present { value: semver::Version::new(2, 0, 0) };
     let opts = CheckOptions { skip_preflight: true, ..CheckOptions::new(Mode::Offline) };
-    assert_eq!(codes(&analyze(&fx.facts, &fx.release, &opts).unwrap(), "worker00"), vec![Code::VersionPolicy]);
+    assert_eq!(codes(&fx.analyze_with(&opts), "worker00"), vec![Code::VersionPolicy]);
 }
 
 // ----- cluster availability -----

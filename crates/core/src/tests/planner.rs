@@ -1,4 +1,5 @@
 use super::*;
+use crate::checks::Code;
 use crate::planner::{Action, PhaseKind, PlanOptions, PlanStatus, UpgradePlan, plan};
 
 pub fn make(fx: &Fx, opts: &PlanOptions) -> UpgradePlan {
@@ -16,22 +17,44 @@ fn phases_in_order_one_node_at_a_time() {
     let p = make(&fx, &PlanOptions::new(Mode::Online));
     assert_eq!(p.status, PlanStatus::Ready);
     let kinds: Vec<PhaseKind> = p.phases.iter().map(|ph| ph.kind).collect();
+    // The masters run kubelets: every API server first, then the rest of each master (version-skew policy).
     assert_eq!(
         kinds,
-        vec![PhaseKind::Etcd, PhaseKind::Master, PhaseKind::Worker, PhaseKind::Registry, PhaseKind::Services]
+        vec![
+            PhaseKind::Etcd,
+            PhaseKind::ApiServers,
+            PhaseKind::Master,
+            PhaseKind::Worker,
+            PhaseKind::Registry,
+            PhaseKind::Services
+        ]
     );
     assert!(p.phases.iter().all(|ph| ph.batches.iter().all(|b| b.nodes.len() == 1)));
     assert_eq!(
         hosts(&p),
-        vec!["etcd00", "etcd01", "etcd02", "master00", "master01", "worker00", "worker01", "worker02"]
+        vec![
+            "etcd00", "etcd01", "etcd02", "master00", "master01", "master00", "master01", "worker00", "worker01",
+            "worker02"
+        ]
     );
-    assert_eq!(p.phases[3].services[0].component, "registry");
-    assert_eq!(p.phases[4].services[0].component, "dns");
+    assert_eq!(p.phases[4].services[0].component, "registry");
+    assert_eq!(p.phases[5].services[0].component, "dns");
+}
+
+/// Removes a node from the fixture's inventory and facts.
+fn without(fx: &mut Fx, host: &str) {
+    fx.facts.inventory.nodes.retain(|n| n.host != host);
+    fx.facts.nodes.retain(|n| n.host != host);
+    if let Some(k) = fx.facts.kube.as_mut() {
+        k.nodes.retain(|n| n.name != host);
+    }
 }
 
 #[test]
 fn multi_role_node_once_in_earliest_phase() {
+    // One master: nothing to split, so the multi-role node is upgraded once, in its earliest phase.
     let mut fx = Fx::new();
+    without(&mut fx, "master01");
     fx.node("master00").roles = vec![Role::Master, Role::Etcd, Role::Worker];
     let p = make(&fx, &PlanOptions::new(Mode::Offline));
     let h = hosts(&p);
@@ -51,6 +74,113 @@ fn multi_role_node_once_in_earliest_phase() {
             "kube-proxy"
         ]
     );
+}
+
+fn part<'a>(p: &'a UpgradePlan, kind: PhaseKind, host: &str) -> &'a crate::planner::NodePlan {
+    p.node_plans().find(|(ph, n)| ph.kind == kind && n.host == host).map(|(_, n)| n).unwrap()
+}
+
+fn components(np: &crate::planner::NodePlan) -> Vec<&str> {
+    np.upgrades().map(|u| u.0).collect()
+}
+
+#[test]
+fn split_masters_every_api_server_first_then_the_rest_under_a_drain() {
+    let fx = Fx::new();
+    let p = make(&fx, &PlanOptions::new(Mode::Online));
+    for m in ["master00", "master01"] {
+        let api = part(&p, PhaseKind::ApiServers, m);
+        assert_eq!(components(api), vec!["kube-apiserver"]);
+        assert!(!api.drain, "an API server restart moves no pod");
+        assert!(api.steps.iter().all(|s| !matches!(s.action, Action::WriteMarkers { .. })));
+        let rest = part(&p, PhaseKind::Master, m);
+        assert_eq!(
+            components(rest),
+            vec!["container-runtime", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"]
+        );
+        assert!(rest.drain);
+        assert!(matches!(rest.steps.last().map(|s| &s.action), Some(Action::Uncordon)));
+        assert!(rest.steps.iter().any(|s| matches!(s.action, Action::WriteMarkers { .. })), "markers once, last");
+        assert_eq!(rest.id, format!("master/{m}"));
+        assert_eq!(api.id, format!("apiservers/{m}"));
+    }
+}
+
+#[test]
+fn split_multi_role_etcd_master_node() {
+    let mut fx = Fx::new();
+    fx.node("master00").roles = vec![Role::Master, Role::Etcd];
+    let p = make(&fx, &PlanOptions::new(Mode::Offline));
+    assert_eq!(components(part(&p, PhaseKind::Etcd, "master00")), vec!["etcd"]);
+    assert_eq!(components(part(&p, PhaseKind::ApiServers, "master00")), vec!["kube-apiserver"]);
+    assert!(components(part(&p, PhaseKind::Master, "master00")).contains(&"kube-scheduler"));
+}
+
+#[test]
+fn no_split_when_controllers_talk_to_their_own_api_server_and_masters_run_no_kubelet() {
+    let mut fx = Fx::new();
+    for m in ["master00", "master01"] {
+        fx.node("master00").roles = vec![Role::Master];
+        let nf = fx.node_facts(m);
+        for c in ["kube-controller-manager", "kube-scheduler"] {
+            nf.components.get_mut(c).unwrap().upstream = Some(crate::skew::Upstream::Local);
+        }
+    }
+    fx.release.components.iter_mut().filter(|c| c.name == "kubelet" || c.name == "kube-proxy").for_each(|c| {
+        c.roles.retain(|r| *r != Role::Master);
+    });
+    for m in ["master00", "master01"] {
+        let nf = fx.node_facts(m);
+        nf.components.remove("kubelet");
+        nf.components.remove("kube-proxy");
+    }
+    let p = make(&fx, &PlanOptions::new(Mode::Online));
+    assert_eq!(p.status, PlanStatus::Ready, "{p:?}");
+    assert!(p.phases.iter().all(|ph| ph.kind != PhaseKind::ApiServers));
+}
+
+#[test]
+fn a_kubelet_left_too_far_behind_by_the_control_plane_refuses_the_plan() {
+    // worker02 runs a v1.31 kubelet: with the API servers at v1.34 it would be 3 minors behind (2 allowed before
+    // v1.25 does not apply; 3 are allowed from 1.25) — fine. At v1.30 it would be 4 behind: refused.
+    let mut fx = Fx::new();
+    for c in ["kubelet", "kube-proxy"] {
+        let o = fx.node_facts("worker02").components.get_mut(c).unwrap();
+        o.running_version = Some("1.30.4".into());
+        o.installed_version = Some("1.30.4".into());
+    }
+    let mut opts = PlanOptions::new(Mode::Online);
+    opts.partial_ok = true;
+    // worker02 pruned for another reason: its kubelet stays at 1.30 while the API servers move to 1.34.
+    fx.node_facts("worker02").disk_free.insert("/".into(), 1);
+    let p = make(&fx, &opts);
+    assert!(p.is_blocked(), "{}", crate::render::plan_text(&p));
+    assert!(p.phases.is_empty());
+    let f = p
+        .findings
+        .iter()
+        .find(|f| f.code == Code::VersionPolicy && f.message.contains("kubelet v1.30.4 on worker02"))
+        .expect("skew finding");
+    assert_eq!(f.node, "worker02");
+    assert!(f.message.contains("kubelet v1.30.4 on worker02"), "{}", f.message);
+    assert!(f.message.contains("upgrade worker02's kubelet first"), "{}", f.message);
+    assert!(f.message.contains("version-skew-policy"), "names its source: {}", f.message);
+}
+
+#[test]
+fn removed_api_and_transition_findings_block_even_partial_plans() {
+    let mut fx = Fx::new();
+    fx.node_facts("worker00").kismatic_version = crate::facts::Marker::Present { value: semver::Version::new(1, 2, 0) };
+    let mut opts = PlanOptions::new(Mode::Online);
+    opts.partial_ok = true;
+    let p = make(&fx, &opts);
+    match &p.status {
+        PlanStatus::Blocked { reasons } => {
+            assert!(reasons.iter().any(|r| r.contains("transitioning from release 1.0.0 to 1.2.0")), "{reasons:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(p.pruned.is_empty(), "a cluster-level finding prunes nothing");
 }
 
 #[test]

@@ -16,6 +16,10 @@ struct Scenario {
     partial_ok: bool,
     ignore: bool,
     parallel: usize,
+    /// Per node: how many minors below the fixture's current Kubernetes its components run (0 = as the fixture).
+    behind: Vec<u8>,
+    /// Release Kubernetes minors ahead of the fixture's current (1 = the fixture's release).
+    ahead: u8,
 }
 
 fn role_set() -> impl Strategy<Value = Vec<Role>> {
@@ -34,9 +38,11 @@ fn scenario() -> impl Strategy<Value = Scenario> {
             any::<bool>(),
             any::<bool>(),
             1usize..4,
+            prop::collection::vec(prop::sample::select(vec![0u8, 0, 0, 1, 2, 3]), n),
+            prop::sample::select(vec![1u8, 1, 1, 2]),
         )
             .prop_map(
-                |(roles, states, pods, etcd_healthy, kubelet_ahead, online, partial_ok, ignore, parallel)| Scenario {
+                |(
                     roles,
                     states,
                     pods,
@@ -46,13 +52,51 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                     partial_ok,
                     ignore,
                     parallel,
+                    behind,
+                    ahead,
+                )| Scenario {
+                    roles,
+                    states,
+                    pods,
+                    etcd_healthy,
+                    kubelet_ahead,
+                    online,
+                    partial_ok,
+                    ignore,
+                    parallel,
+                    behind,
+                    ahead,
                 },
             )
     })
 }
 
+/// Sets a Kubernetes component's versions (marker, installed, running) on a node's facts.
+fn set_kube_version(nf: &mut NodeFacts, component: &str, version: &str) {
+    if let Some(c) = nf.components.get_mut(component) {
+        c.installed_version = Some(version.into());
+        c.running_version = Some(version.into());
+    }
+    if let crate::facts::Marker::Present { value } = &mut nf.component_markers
+        && let Some(m) = value.get_mut(component)
+    {
+        *m = version.into();
+    }
+}
+
+const KUBE: [&str; 5] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"];
+
 fn build(s: &Scenario) -> Fx {
     let mut release = synth::release();
+    if s.ahead > 1 {
+        let minor = 33 + u64::from(s.ahead);
+        for c in &mut release.components {
+            if KUBE.contains(&c.name.as_str()) {
+                c.version = format!("1.{minor}.0");
+            }
+        }
+        release.kubernetes = format!("v1.{minor}.0");
+    }
     if s.kubelet_ahead {
         for c in &mut release.components {
             if c.name == "kubelet" {
@@ -71,6 +115,12 @@ fn build(s: &Scenario) -> Fx {
         };
         if *st == 3 {
             nf.disk_free.insert("/".into(), 1);
+        }
+        let behind = s.behind.get(node_facts.len()).copied().unwrap_or(0);
+        if behind > 0 && *st != 1 && *st != 2 {
+            for c in KUBE {
+                set_kube_version(&mut nf, c, &format!("1.{}.0", 33 - u64::from(behind)));
+            }
         }
         if *st == 4
             && let Some(k) = nf.components.get_mut("kubelet")
@@ -133,15 +183,47 @@ proptest! {
         let p = plan(&fx.facts, &analysis, &fx.release, &opts);
         let inv = &fx.facts.inventory;
 
-        // Order: etcd < master < worker < registry < services, each phase once.
+        // Order: etcd < apiservers < master < worker < registry < services, each phase once.
         let kinds: Vec<PhaseKind> = p.phases.iter().map(|ph| ph.kind).collect();
         prop_assert!(kinds.windows(2).all(|w| w[0] < w[1]), "{kinds:?}");
-        // Every node once at most, in the phase of its earliest role.
+        // Every node once per phase at most, in the phase of its earliest role — except that when the masters are
+        // split, a master's API server goes in `apiservers` and its other Kubernetes components in `master`.
+        let split = kinds.contains(&PhaseKind::ApiServers);
         let mut seen = HashSet::new();
+        let mut per_phase = HashSet::new();
         for (phase, np) in p.node_plans() {
-            prop_assert!(seen.insert(np.host.clone()));
+            prop_assert!(per_phase.insert((phase.kind, np.host.clone())));
+            seen.insert(np.host.clone());
             let node = inv.nodes.iter().find(|n| n.host == np.host).unwrap();
-            prop_assert_eq!(phase.kind, crate::planner::node_phase(node));
+            if split && node.has_role(Role::Master) {
+                for (comp, _, _) in np.upgrades() {
+                    let want = match comp {
+                        "etcd" | "etcd-networking" => crate::planner::node_phase(node),
+                        "kube-apiserver" => PhaseKind::ApiServers,
+                        _ => PhaseKind::Master,
+                    };
+                    prop_assert_eq!(phase.kind, want, "{} on {}", comp, np.host);
+                }
+            } else {
+                prop_assert_eq!(phase.kind, crate::planner::node_phase(node));
+            }
+        }
+        // The version-skew policy holds at every moment of a plan that is not blocked (checked here independently
+        // of crate::skew, in minors): what breaks it was broken before the plan.
+        if !p.is_blocked() {
+            let broken_before = skew_breaks(&kube_minors(&fx.facts));
+            let mut now = kube_minors(&fx.facts);
+            for (_, np) in p.node_plans() {
+                for (comp, _, to) in np.upgrades() {
+                    if KUBE.contains(&comp) {
+                        let minor = crate::version::parse(to).unwrap().minor;
+                        now.insert((np.host.clone(), comp.to_string()), minor);
+                        for b in skew_breaks(&now) {
+                            prop_assert!(broken_before.contains(&b), "{b:?} after {comp} on {}", np.host);
+                        }
+                    }
+                }
+            }
         }
         // No pruned node appears; no gating finding's node is upgraded.
         for pr in &p.pruned {
@@ -195,4 +277,51 @@ proptest! {
             }
         }
     }
+}
+
+/// (host, component) → minor of the Kubernetes components the facts show running.
+fn kube_minors(facts: &Facts) -> std::collections::BTreeMap<(String, String), u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for nf in facts.nodes.iter().filter(|n| n.is_reachable()) {
+        for c in KUBE {
+            if let Some(v) = crate::need::current_version(nf, c).and_then(|v| crate::version::parse(&v)) {
+                out.insert((nf.host.clone(), c.to_string()), v.minor);
+            }
+        }
+    }
+    out
+}
+
+/// What breaks the skew policy (controllers assumed behind the load balancer), as (rule, host, component, minor,
+/// bound) tuples.
+fn skew_breaks(m: &std::collections::BTreeMap<(String, String), u64>) -> HashSet<(u8, String, String, u64, u64)> {
+    let apis: Vec<u64> = m.iter().filter(|((_, c), _)| c == "kube-apiserver").map(|(_, v)| *v).collect();
+    let mut out = HashSet::new();
+    let (Some(&lo), Some(&hi)) = (apis.iter().min(), apis.iter().max()) else { return out };
+    if hi - lo > 1 {
+        out.insert((0, String::new(), String::new(), hi, lo));
+    }
+    for ((h, c), &v) in m {
+        match c.as_str() {
+            "kubelet" | "kube-proxy" => {
+                if v > lo {
+                    out.insert((1, h.clone(), c.clone(), v, lo));
+                }
+                let allowed = if v < 25 { 2 } else { 3 };
+                if hi > v + allowed {
+                    out.insert((2, h.clone(), c.clone(), v, hi));
+                }
+            }
+            "kube-controller-manager" | "kube-scheduler" => {
+                if v > lo {
+                    out.insert((3, h.clone(), c.clone(), v, lo));
+                }
+                if hi > v + 1 {
+                    out.insert((4, h.clone(), c.clone(), v, hi));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
