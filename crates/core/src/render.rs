@@ -11,7 +11,11 @@ pub fn findings_text(findings: &[Finding]) -> String {
     let mut current: Option<&str> = None;
     for f in findings {
         if current != Some(f.node.as_str()) {
-            let _ = writeln!(s, "{}:", f.node);
+            if f.is_cluster_level() {
+                let _ = writeln!(s, "cluster (not one node):");
+            } else {
+                let _ = writeln!(s, "{}:", f.node);
+            }
             current = Some(&f.node);
         }
         let _ = writeln!(s, "  {:<11} {:<26} {}", f.class.as_str(), f.code.as_str(), f.message);

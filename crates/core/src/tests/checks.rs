@@ -672,3 +672,243 @@ fn unreachable_node_still_gets_online_checks() {
     fx.kube().pods.push(pod("default", "bare", "worker00", vec![], "bare"));
     assert_eq!(codes(&fx.online(), "worker00"), vec![Code::Unreachable, Code::UnmanagedPod]);
 }
+
+// ----- version-skew policy, one target at a time, removed APIs -----
+
+mod skew_and_removed_apis {
+    use super::*;
+    use crate::checks::CLUSTER;
+    use crate::facts::{ApiObjectUse, DeprecatedApiRequest, UseSource};
+
+    /// The fixture's cluster, with its Kubernetes release moved to `minor` (API servers and kubelets alike).
+    fn to_minor(fx: &mut Fx, minor: u64) {
+        for c in &mut fx.release.components {
+            if c.name.starts_with("kube") {
+                c.version = format!("1.{minor}.0");
+            }
+        }
+        fx.release.kubernetes = format!("v1.{minor}.0");
+    }
+
+    fn request(group: &str, version: &str, resource: &str) -> DeprecatedApiRequest {
+        DeprecatedApiRequest {
+            group: group.into(),
+            version: version.into(),
+            resource: resource.into(),
+            subresource: String::new(),
+            removed_release: String::new(),
+        }
+    }
+
+    fn with_metrics(fx: &mut Fx, requests: Vec<DeprecatedApiRequest>) {
+        for a in &mut fx.kube().api_servers {
+            a.deprecated_api_requests = Some(requests.clone());
+        }
+    }
+
+    fn cluster_findings(a: &Analysis) -> Vec<&crate::checks::Finding> {
+        a.findings.iter().filter(|f| f.node == CLUSTER).collect()
+    }
+
+    #[test]
+    fn a_minor_that_removes_nothing_needs_no_metrics() {
+        // The fixture moves 1.33 → 1.34: nothing listed is removed, so unread metrics do not matter.
+        let fx = Fx::new();
+        assert!(cluster_findings(&fx.online()).is_empty());
+    }
+
+    #[test]
+    fn calls_seen_by_an_api_server_are_named() {
+        let mut fx = Fx::new();
+        // 1.33 → 1.34 removes nothing; the cluster runs 1.31 and moves to 1.32 (flowcontrol v1beta3 goes).
+        running(&mut fx, "1.31.4");
+        to_minor(&mut fx, 32);
+        with_metrics(&mut fx, vec![request("flowcontrol.apiserver.k8s.io", "v1beta3", "flowschemas")]);
+        for mode in [Mode::Online, Mode::Offline] {
+            let a = fx.analyze(mode);
+            let found = cluster_findings(&a);
+            assert_eq!(found.len(), 1, "{mode}: {found:?}");
+            assert_eq!(found[0].code, Code::RemovedApi);
+            assert_eq!(found[0].object.as_deref(), Some("flowcontrol.apiserver.k8s.io/v1beta3 flowschemas"));
+            assert!(found[0].message.contains("master00") && found[0].message.contains("removed in v1.32"));
+            assert!(found[0].message.contains("flowcontrol.apiserver.k8s.io/v1"), "{}", found[0].message);
+        }
+        // Calls to an API that stays are not findings.
+        with_metrics(&mut fx, vec![request("batch", "v1beta1", "cronjobs")]);
+        assert!(cluster_findings(&fx.online()).is_empty());
+    }
+
+    /// The fixture's Kubernetes 1.33.2 replaced by `version` everywhere the nodes and the API report it.
+    fn running(fx: &mut Fx, version: &str) {
+        for nf in &mut fx.facts.nodes {
+            for c in nf.components.values_mut() {
+                for v in [&mut c.running_version, &mut c.installed_version].into_iter().flatten() {
+                    if v.as_str() == "1.33.2" {
+                        *v = version.into();
+                    }
+                }
+            }
+            if let crate::facts::Marker::Present { value } = &mut nf.component_markers {
+                for v in value.values_mut() {
+                    *v = v.replace("1.33.2", version);
+                }
+            }
+        }
+        fx.kube().api_servers[0].version = Some(format!("v{version}"));
+    }
+
+    /// The fixture at Kubernetes 1.21 moving to 1.22.
+    fn fx_21_to_22() -> Fx {
+        let mut fx = Fx::new();
+        running(&mut fx, "1.21.9");
+        to_minor(&mut fx, 22);
+        fx
+    }
+
+    #[test]
+    fn stored_objects_written_with_a_removed_version_are_named() {
+        let mut fx = fx_21_to_22();
+        with_metrics(&mut fx, vec![]);
+        fx.kube().api_object_uses = vec![
+            ApiObjectUse {
+                group: "networking.k8s.io".into(),
+                version: "v1beta1".into(),
+                kind: "Ingress".into(),
+                namespace: Some("default".into()),
+                name: "legacy".into(),
+                source: UseSource::LastApplied,
+            },
+            ApiObjectUse {
+                group: "networking.k8s.io".into(),
+                version: "v1".into(),
+                kind: "Ingress".into(),
+                namespace: Some("default".into()),
+                name: "current".into(),
+                source: UseSource::LastApplied,
+            },
+        ];
+        let a = fx.online();
+        let found = cluster_findings(&a);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].object.as_deref(), Some("Ingress default/legacy"));
+        assert!(found[0].message.contains("use networking.k8s.io/v1"));
+    }
+
+    #[test]
+    fn objects_beyond_the_bound_are_counted() {
+        let mut fx = fx_21_to_22();
+        with_metrics(&mut fx, vec![]);
+        fx.kube().api_object_uses = (0..25)
+            .map(|i| ApiObjectUse {
+                group: "rbac.authorization.k8s.io".into(),
+                version: "v1beta1".into(),
+                kind: "Role".into(),
+                namespace: Some("default".into()),
+                name: format!("r{i}"),
+                source: UseSource::ManagedFields { manager: "helm".into() },
+            })
+            .collect();
+        let a = fx.online();
+        let found = cluster_findings(&a);
+        assert_eq!(found.len(), 21, "20 named and one counting the rest");
+        assert!(found[20].message.contains("5 more Role object(s)"), "{}", found[20].message);
+    }
+
+    #[test]
+    fn unread_metrics_make_the_answer_unknown_not_clean() {
+        let mut fx = fx_21_to_22();
+        fx.kube().api_servers[0].metrics_error = Some("403 Forbidden".into());
+        let a = fx.online();
+        let found = cluster_findings(&a);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].message.contains("403 Forbidden") && found[0].message.contains("unknown"));
+        assert!(found[0].message.contains("--accept removed-api"));
+        // Offline, with no API facts at all, the same.
+        fx.facts.kube = None;
+        let a = fx.analyze(Mode::Offline);
+        assert!(cluster_findings(&a)[0].message.contains("could not be read"));
+    }
+
+    #[test]
+    fn removed_api_gates_offline_and_can_be_accepted() {
+        use crate::planner::{Acceptance, PlanOptions, plan};
+        let mut fx = fx_21_to_22();
+        with_metrics(&mut fx, vec![request("networking.k8s.io", "v1beta1", "ingresses")]);
+        let a = fx.analyze(Mode::Offline);
+        let mut opts = PlanOptions::new(Mode::Offline);
+        assert!(plan(&fx.facts, &a, &fx.release, &opts).is_blocked());
+        opts.accepted.push("removed-api".parse::<Acceptance>().unwrap());
+        let p = plan(&fx.facts, &a, &fx.release, &opts);
+        assert!(!p.is_blocked(), "{:?}", p.status);
+        assert!(p.findings.iter().any(|f| f.code == Code::RemovedApi), "still reported");
+    }
+
+    #[test]
+    fn transition_to_another_release_is_refused_and_finishing_it_is_not() {
+        let mut fx = Fx::new();
+        // A finished partial upgrade: the workers are at 1.1.0, the rest at 1.0.0.
+        for w in ["worker00", "worker01", "worker02"] {
+            fx.at_target(w);
+        }
+        assert!(cluster_findings(&fx.online()).is_empty(), "1.1.0 finishes the transition");
+        fx.release.version = semver::Version::new(1, 2, 0);
+        let a = fx.analyze(Mode::Offline);
+        let found = cluster_findings(&a);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].code, Code::VersionPolicy);
+        let m = &found[0].message;
+        assert!(m.contains("transitioning from release 1.0.0 to 1.1.0"), "{m}");
+        assert!(m.contains("at 1.1.0: worker00, worker01, worker02"), "{m}");
+        assert!(m.contains("release 1.2.0 cannot be applied"), "{m}");
+        assert!(m.contains("kismatic upgrade online"), "names the command that finishes it: {m}");
+    }
+
+    #[test]
+    fn etcd_needs_its_documented_minimum_patch_before_3_6() {
+        let mut fx = Fx::new();
+        for c in &mut fx.release.components {
+            if c.name == "etcd" {
+                c.version = "3.6.1".into();
+            }
+        }
+        for e in ["etcd00", "etcd01", "etcd02"] {
+            let o = fx.node_facts(e).components.get_mut("etcd").unwrap();
+            o.running_version = Some("3.5.21".into());
+            o.installed_version = Some("3.5.21".into());
+        }
+        let o = fx.node_facts("etcd02").components.get_mut("etcd").unwrap();
+        o.running_version = Some("3.5.26".into());
+        o.installed_version = Some("3.5.26".into());
+        let a = fx.analyze(Mode::Offline);
+        assert_eq!(codes(&a, "etcd00"), vec![Code::VersionPolicy]);
+        assert_eq!(codes(&a, "etcd02"), vec![], "3.5.26 may move to 3.6");
+        let m = &a.findings.iter().find(|f| f.node == "etcd00").unwrap().message;
+        assert!(m.contains("3.5.26 or later") && m.contains("etcd.io"), "{m}");
+    }
+
+    #[test]
+    fn offline_kubelet_minor_change_in_place_is_flagged_and_acceptable() {
+        use crate::planner::{Acceptance, PlanOptions, plan};
+        let fx = Fx::new();
+        let a = crate::checks::analyze(&fx.facts, &fx.release, &CheckOptions::new(Mode::Offline)).unwrap();
+        let flagged: Vec<&str> =
+            a.findings.iter().filter(|f| f.code == Code::InPlaceKubeletMinor).map(|f| f.node.as_str()).collect();
+        assert_eq!(flagged, vec!["master00", "master01", "worker00", "worker01", "worker02"]);
+        let online = crate::checks::analyze(&fx.facts, &fx.release, &CheckOptions::new(Mode::Online)).unwrap();
+        assert!(online.findings.iter().all(|f| f.code != Code::InPlaceKubeletMinor), "online drains first");
+        let mut opts = PlanOptions::new(Mode::Offline);
+        assert!(plan(&fx.facts, &a, &fx.release, &opts).is_blocked());
+        opts.accepted.push("in-place-kubelet-minor".parse::<Acceptance>().unwrap());
+        assert!(!plan(&fx.facts, &a, &fx.release, &opts).is_blocked());
+        // A patch-only kubelet change is not flagged.
+        let mut fx = Fx::new();
+        for nf in &mut fx.facts.nodes {
+            if let Some(k) = nf.components.get_mut("kubelet") {
+                k.running_version = Some("1.34.0".into());
+                k.installed_version = Some("1.34.0".into());
+            }
+        }
+        let a = crate::checks::analyze(&fx.facts, &fx.release, &CheckOptions::new(Mode::Offline)).unwrap();
+        assert!(a.findings.iter().all(|f| f.code != Code::InPlaceKubeletMinor));
+    }
+}
