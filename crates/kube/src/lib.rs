@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod convert;
+pub mod deprecated;
 mod gather;
 pub mod ops;
 
