@@ -235,6 +235,16 @@ pub struct KubeNode {
     pub labels: Labels,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub taints: Vec<KubeTaint>,
+    /// `status.allocatable` (CPU and memory); `None` when the node reports none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocatable: Option<Resources>,
+}
+
+/// CPU and memory, as requests or capacity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub cpu_millis: i64,
+    pub memory_bytes: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -288,6 +298,9 @@ pub struct Pod {
     pub mirror: bool,
     #[serde(default, skip_serializing_if = "Labels::is_empty")]
     pub labels: Labels,
+    /// The sum of its containers' requests, when every container declares CPU and memory requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<Resources>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 //! - [`version`]: version parsing and comparison; [`summary`]: cluster version summary for `kismatic info`.
 //! - [`need`]: which nodes need an upgrade; [`checks`]: findings; [`planner`]: the upgrade plan;
 //!   [`render`]: simple text and JSON renderings of plans and findings.
+pub mod batching;
 pub mod checks;
 pub mod facts;
 pub mod need;

@@ -156,6 +156,7 @@ pub fn kube_node(name: &str) -> KubeNode {
         kubelet_version: format!("v{OLD_KUBE}"),
         labels: Labels::new(),
         taints: Vec::new(),
+        allocatable: None,
     }
 }
 
@@ -190,6 +191,7 @@ pub fn pod(ns: &str, name: &str, node: &str, owners: Vec<OwnerRef>, app: &str) -
         volumes: Vec::new(),
         mirror: false,
         labels: [("app".to_string(), app.to_string())].into(),
+        requests: None,
     }
 }
 

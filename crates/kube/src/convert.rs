@@ -90,7 +90,65 @@ pub fn node(n: &Node) -> facts::KubeNode {
             .flatten()
             .map(|t| facts::KubeTaint { key: t.key.clone(), value: t.value.clone(), effect: t.effect.clone() })
             .collect(),
+        allocatable: status.and_then(|s| s.allocatable.as_ref()).and_then(|a| {
+            Some(facts::Resources {
+                cpu_millis: cpu_millis(&a.get("cpu")?.0)?,
+                memory_bytes: bytes(&a.get("memory")?.0)?,
+            })
+        }),
     }
+}
+
+/// A Kubernetes quantity (`2`, `500m`, `1.5`, `2e3`) as millicores; `None` when it does not parse or overflows.
+pub fn cpu_millis(q: &str) -> Option<i64> {
+    let (num, suffix) = split_quantity(q)?;
+    let scale: f64 = match suffix {
+        "m" => 1.0,
+        "" => 1000.0,
+        "k" => 1e6,
+        _ => return None,
+    };
+    to_i64((num * scale).ceil())
+}
+
+/// A Kubernetes quantity (`128Mi`, `1G`, `1e9`, `512`) as bytes; `None` when it does not parse or overflows.
+pub fn bytes(q: &str) -> Option<i64> {
+    let (num, suffix) = split_quantity(q)?;
+    let scale: f64 = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        _ => return None,
+    };
+    to_i64((num * scale).ceil())
+}
+
+fn split_quantity(q: &str) -> Option<(f64, &str)> {
+    let q = q.trim();
+    let at = q.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+')).unwrap_or(q.len());
+    let (num, suffix) = q.split_at(at);
+    // `2e3`: an exponent, not the `E` (exa) suffix.
+    if let Some(exp) = suffix.strip_prefix(['e', 'E']).filter(|e| !e.is_empty() && e.parse::<i32>().is_ok()) {
+        let v: f64 = format!("{num}e{exp}").parse().ok()?;
+        return v.is_finite().then_some((v, ""));
+    }
+    let v: f64 = num.parse().ok()?;
+    (v.is_finite() && v >= 0.0).then_some((v, suffix))
+}
+
+fn to_i64(v: f64) -> Option<i64> {
+    (v.is_finite() && v >= 0.0 && v < i64::MAX as f64).then_some(v as i64)
 }
 
 pub fn pod(p: &Pod) -> facts::Pod {
@@ -132,7 +190,32 @@ pub fn pod(p: &Pod) -> facts::Pod {
         volumes,
         mirror: p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(MIRROR_ANNOTATION)),
         labels: labels(&p.metadata),
+        requests: p.spec.as_ref().map(pod_requests),
     }
+}
+
+/// What the scheduler reserves for a pod: the sum of its containers' requests, or an init container's when larger
+/// (a container without a request reserves nothing).
+fn pod_requests(spec: &k8s_openapi::api::core::v1::PodSpec) -> facts::Resources {
+    let of = |c: &k8s_openapi::api::core::v1::Container| {
+        let r = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+        facts::Resources {
+            cpu_millis: r.and_then(|r| r.get("cpu")).and_then(|q| cpu_millis(&q.0)).unwrap_or(0),
+            memory_bytes: r.and_then(|r| r.get("memory")).and_then(|q| bytes(&q.0)).unwrap_or(0),
+        }
+    };
+    let mut sum = facts::Resources::default();
+    for c in &spec.containers {
+        let r = of(c);
+        sum.cpu_millis = sum.cpu_millis.saturating_add(r.cpu_millis);
+        sum.memory_bytes = sum.memory_bytes.saturating_add(r.memory_bytes);
+    }
+    for c in spec.init_containers.iter().flatten() {
+        let r = of(c);
+        sum.cpu_millis = sum.cpu_millis.max(r.cpu_millis);
+        sum.memory_bytes = sum.memory_bytes.max(r.memory_bytes);
+    }
+    sum
 }
 
 fn controller(

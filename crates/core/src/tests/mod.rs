@@ -1,6 +1,7 @@
 //! Unit, property and snapshot tests of the pure core.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod batching;
 mod checks;
 mod planner;
 mod props;
