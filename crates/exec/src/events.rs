@@ -24,8 +24,50 @@ pub struct StepEvent<'a> {
     /// Time in node commands (round trip and the command's own run) outside the waits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote_ms: Option<u64>,
+    /// Each wait inside the step, in order (finished and failed events): what was waited on, from when, how long.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub waits: &'a [WaitSpan],
     #[serde(skip_serializing_if = "str::is_empty")]
     pub message: &'a str,
+}
+
+/// What a step waited on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitKind {
+    /// A service restart (systemd).
+    Restart,
+    /// A health gate: running version, /healthz, /readyz and /version, Node Ready, etcd member and quorum.
+    Health,
+    /// A drain: evictions, retried while a PodDisruptionBudget refuses.
+    Drain,
+    /// Workloads back at their ready counts after an uncordon, or a service rollout.
+    Rollout,
+    /// An etcd snapshot being written and verified.
+    Snapshot,
+}
+
+impl WaitKind {
+    pub const ALL: [WaitKind; 5] =
+        [WaitKind::Restart, WaitKind::Health, WaitKind::Drain, WaitKind::Rollout, WaitKind::Snapshot];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitKind::Restart => "restart",
+            WaitKind::Health => "health",
+            WaitKind::Drain => "drain",
+            WaitKind::Rollout => "rollout",
+            WaitKind::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// One wait: its kind, its start (Unix milliseconds) and its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct WaitSpan {
+    pub kind: WaitKind,
+    pub at_ms: u64,
+    pub ms: u64,
 }
 
 pub struct Reporter {

@@ -179,6 +179,7 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
         events: common.events.clone(),
         discard_previous: common.discard_journal,
         quiet: matches!(common.output, Output::Json),
+        command: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect(),
     };
     let outcome = runtime.block_on(kismatic_exec::run::execute(&plan, &inventory, &release, &fleet, &cfg))?;
     let from_version = |host: &str| {
