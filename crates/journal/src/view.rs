@@ -386,7 +386,8 @@ fn resume_command(state: &JournalState) -> Resume {
     }
 }
 
-fn shell_line(words: &[String]) -> String {
+/// Words as one line for a POSIX shell, each quoted where it needs to be.
+pub fn shell_line(words: &[String]) -> String {
     words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
 }
 

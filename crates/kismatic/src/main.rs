@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod common;
 mod facts;
 mod info;
+mod status;
 mod upgrade;
 
 #[derive(Parser)]
@@ -25,6 +26,8 @@ enum Command {
     /// Upgrade the cluster to the target release.
     #[command(subcommand)]
     Upgrade(upgrade::UpgradeCommand),
+    /// Show the current or last upgrade run: where it is, what it did and left, and how to resume it.
+    Status(status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         Command::Info(args) => info::run(args),
         Command::Facts(args) => facts::run(args),
         Command::Upgrade(cmd) => upgrade::run(cmd),
+        Command::Status(args) => status::run(args),
     };
     match result {
         Ok(code) => code,
