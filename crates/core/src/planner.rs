@@ -103,8 +103,41 @@ pub struct UpgradePlan {
 pub enum PlanStatus {
     /// Nothing stops the plan (it may be empty: nothing to do).
     Ready,
-    /// The run must stop; every reason is listed.
-    Blocked { reasons: Vec<String> },
+    /// The run must stop; every reason is listed, with the nodes and codes that stop it and the remedies that
+    /// would work for them.
+    Blocked {
+        reasons: Vec<String>,
+        #[serde(default)]
+        blocking: Vec<BlockingNode>,
+        #[serde(default)]
+        remedies: Vec<Remedy>,
+    },
+}
+
+/// A node whose findings stop the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockingNode {
+    pub host: String,
+    /// The node's phase: `etcd` and `master` nodes cannot be left out by `--partial-ok`.
+    pub phase: PhaseKind,
+    /// The codes that gate under the options given.
+    pub codes: Vec<Code>,
+}
+
+/// A way out of a blocked plan, offered only when it would work for every blocking node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "remedy", rename_all = "snake_case")]
+pub enum Remedy {
+    /// Fix what the findings describe (always possible), then rerun.
+    Fix,
+    /// Rerun with `--partial-ok`: every blocking node can be left out.
+    PartialOk { left_out: Vec<String> },
+    /// `kismatic upgrade offline` (no safety checks, cordons or drains); with `--partial-ok` when nodes with
+    /// readiness findings must be left out.
+    Offline { partial_ok: bool, left_out: Vec<String> },
+    /// Acknowledge these findings (`--accept CODE@NODE` each); with `--partial-ok` when the nodes left are
+    /// left out.
+    Accept { accept: Vec<String>, partial_ok: bool, left_out: Vec<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,17 +297,15 @@ pub fn plan(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanOp
     if !flagged.is_empty() {
         if !opts.partial_ok {
             let nodes = inv.nodes.iter().filter(|n| flagged.contains_key(n.host.as_str())).count();
-            out.status = PlanStatus::Blocked {
-                reasons: vec![format!(
-                    "{nodes} node(s) are unready{}; fix the findings, or rerun with --partial-ok to upgrade the others{}",
-                    if opts.mode == Mode::Online && !opts.ignore_safety_checks {
-                        ", unsafe or unavailable"
-                    } else {
-                        ""
-                    },
-                    if opts.mode == Mode::Online { " (or upgrade offline)" } else { "" }
+            out.status = blocked(
+                vec![format!(
+                    "{nodes} node(s) have findings that stop {} upgrade",
+                    if opts.mode == Mode::Online { "an online" } else { "an offline" }
                 )],
-            };
+                inv,
+                &analysis.findings,
+                opts,
+            );
             return out;
         }
         let mut reasons = Vec::new();
@@ -293,7 +324,7 @@ pub fn plan(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanOp
             }
         }
         if !reasons.is_empty() {
-            out.status = PlanStatus::Blocked { reasons };
+            out.status = blocked(reasons, inv, &analysis.findings, opts);
             return out;
         }
         out.partial = true;
@@ -406,6 +437,71 @@ fn service_step(facts: &Facts, kind: PhaseKind, c: &kismatic_release::Component)
         from: markers.iter().flatten().next().map(|s| s.to_string()),
         to: c.version.clone(),
     })
+}
+
+/// The blocked status: the gating findings per node (inventory order), and the remedies that would work for all
+/// of them. A remedy is offered only if rerunning with it would not stop at these findings again.
+fn blocked(
+    reasons: Vec<String>,
+    inv: &kismatic_plan::Inventory,
+    findings: &[Finding],
+    opts: &PlanOptions,
+) -> PlanStatus {
+    let mut blocking: Vec<BlockingNode> = Vec::new();
+    // Per blocking node: (acceptable pairs, has a readiness finding).
+    let mut detail: Vec<(Vec<String>, bool)> = Vec::new();
+    for node in &inv.nodes {
+        let gating: Vec<&Finding> = findings.iter().filter(|f| f.node == node.host && gates(f, opts)).collect();
+        if gating.is_empty() {
+            continue;
+        }
+        let codes: BTreeSet<Code> = gating.iter().map(|f| f.code).collect();
+        let mut pairs: Vec<String> = Vec::new();
+        for c in codes.iter().filter(|c| c.class() != Class::Unready) {
+            pairs.push(format!("{}@{}", c.as_str(), node.host));
+        }
+        detail.push((pairs, codes.iter().any(|c| c.class() == Class::Unready)));
+        blocking.push(BlockingNode {
+            host: node.host.clone(),
+            phase: node_phase(node),
+            codes: codes.into_iter().collect(),
+        });
+    }
+    let prunable = |b: &BlockingNode| b.phase == PhaseKind::Worker;
+    let all_prunable = blocking.iter().all(prunable);
+    let unready_anywhere = detail.iter().any(|(_, u)| *u);
+    let unready_on_kept = blocking.iter().zip(&detail).any(|(b, (_, u))| !prunable(b) && *u);
+    let hosts = |pred: &dyn Fn(&BlockingNode, bool) -> bool| -> Vec<String> {
+        blocking.iter().zip(&detail).filter(|(b, (_, u))| pred(b, *u)).map(|(b, _)| b.host.clone()).collect()
+    };
+    let mut remedies = vec![Remedy::Fix];
+    if !opts.partial_ok && all_prunable {
+        remedies.push(Remedy::PartialOk { left_out: hosts(&|_, _| true) });
+    }
+    if opts.mode == Mode::Online {
+        // Offline drops the safety checks; readiness findings still stop it, unless they are on nodes that can
+        // be left out.
+        if !unready_anywhere {
+            remedies.push(Remedy::Offline { partial_ok: opts.partial_ok, left_out: Vec::new() });
+        } else if !unready_on_kept {
+            remedies.push(Remedy::Offline { partial_ok: true, left_out: hosts(&|_, u| u) });
+        }
+        // Readiness findings cannot be accepted: accepting works when there are none, or when they are only on
+        // nodes that `--partial-ok` leaves out (then the etcd and master nodes' findings are accepted).
+        if !unready_anywhere {
+            let accept = detail.iter().flat_map(|(p, _)| p.iter().cloned()).collect();
+            remedies.push(Remedy::Accept { accept, partial_ok: opts.partial_ok, left_out: Vec::new() });
+        } else if !unready_on_kept && !all_prunable {
+            let accept = blocking
+                .iter()
+                .zip(&detail)
+                .filter(|(b, _)| !prunable(b))
+                .flat_map(|(_, (p, _))| p.iter().cloned())
+                .collect();
+            remedies.push(Remedy::Accept { accept, partial_ok: true, left_out: hosts(&|b, _| prunable(b)) });
+        }
+    }
+    PlanStatus::Blocked { reasons, blocking, remedies }
 }
 
 fn codes_list(codes: &BTreeSet<Code>) -> String {

@@ -196,3 +196,40 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Every remedy a blocked plan offers works: rerunning with it (same facts) gives a plan that is not blocked,
+    /// and leaves out exactly the nodes the remedy said it would.
+    #[test]
+    fn offered_remedies_unblock(s in scenario()) {
+        use crate::planner::{Acceptance, PlanStatus, Remedy};
+        let fx = build(&s);
+        let mode = if s.online { Mode::Online } else { Mode::Offline };
+        let run = |mode: Mode, partial_ok: bool, accepted: Vec<Acceptance>| {
+            let analysis = crate::checks::analyze(&fx.facts, &fx.release, &CheckOptions::new(mode)).unwrap();
+            let opts = PlanOptions { mode, partial_ok, ignore_safety_checks: false, max_parallel_workers: 1, accepted };
+            plan(&fx.facts, &analysis, &fx.release, &opts)
+        };
+        let p = run(mode, s.partial_ok, Vec::new());
+        let PlanStatus::Blocked { remedies, blocking, .. } = &p.status else { return Ok(()) };
+        prop_assert!(!blocking.is_empty());
+        prop_assert_eq!(&remedies[0], &Remedy::Fix);
+        for r in &remedies[1..] {
+            let (again, left_out) = match r {
+                Remedy::Fix => unreachable!("only first"),
+                Remedy::PartialOk { left_out } => (run(mode, true, Vec::new()), left_out),
+                Remedy::Offline { partial_ok, left_out } => (run(Mode::Offline, *partial_ok, Vec::new()), left_out),
+                Remedy::Accept { accept, partial_ok, left_out } => {
+                    let accepted = accept.iter().map(|a| a.parse::<Acceptance>().unwrap()).collect();
+                    (run(mode, *partial_ok, accepted), left_out)
+                }
+            };
+            prop_assert!(!again.is_blocked(), "{r:?} offered but the rerun is blocked: {:?}", again.status);
+            let pruned: Vec<&str> = again.pruned.iter().map(|p| p.host.as_str()).collect();
+            let said: Vec<&str> = left_out.iter().map(String::as_str).collect();
+            prop_assert_eq!(pruned, said, "{:?}", r);
+        }
+    }
+}
