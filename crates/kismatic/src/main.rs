@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod common;
+mod docs;
 mod facts;
 mod info;
 mod status;
@@ -12,7 +13,7 @@ mod upgrade;
 
 #[derive(Parser)]
 #[command(name = "kismatic", version, about = "Upgrade self-managed Kubernetes clusters safely, node by node.")]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -28,6 +29,17 @@ enum Command {
     Upgrade(upgrade::UpgradeCommand),
     /// Show the current or last upgrade run: where it is, what it did and left, and how to resume it.
     Status(status::StatusArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completions(docs::CompletionsArgs),
+    /// Write the man pages (one per command) into a folder.
+    Man(docs::ManArgs),
+}
+
+/// Writes to standard output; a closed pipe (`| head`) is an error, not a panic.
+pub(crate) fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes).and_then(|()| out.flush()).map_err(|e| anyhow::anyhow!("writing to standard output: {e}"))
 }
 
 fn main() -> ExitCode {
@@ -37,6 +49,8 @@ fn main() -> ExitCode {
         Command::Facts(args) => facts::run(args),
         Command::Upgrade(cmd) => upgrade::run(cmd),
         Command::Status(args) => status::run(args),
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(args),
     };
     match result {
         Ok(code) => code,
