@@ -149,3 +149,36 @@ impl Reporter {
         }
     }
 }
+
+/// A step event read back from an event stream or a run's `run.log` (owned, every field optional that a writer
+/// may leave out), for reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct LoggedEvent {
+    pub at_ms: u64,
+    pub run_id: String,
+    pub phase: String,
+    #[serde(default)]
+    pub node: Option<String>,
+    pub step: String,
+    pub state: String,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+    #[serde(default)]
+    pub remote_ms: Option<u64>,
+    #[serde(default)]
+    pub waits: Vec<WaitSpan>,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// The step events of one run in a `run.log` or `--events` file; progress lines and other runs' events are
+/// skipped, and so is a torn last line.
+pub fn read_events(text: &str, run_id: &str) -> Vec<LoggedEvent> {
+    text.lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<LoggedEvent>(l).ok())
+        .filter(|e| e.run_id == run_id)
+        .collect()
+}

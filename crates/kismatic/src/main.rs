@@ -8,6 +8,7 @@ mod common;
 mod docs;
 mod facts;
 mod info;
+mod report;
 mod status;
 mod upgrade;
 
@@ -29,6 +30,8 @@ enum Command {
     Upgrade(upgrade::UpgradeCommand),
     /// Show the current or last upgrade run: where it is, what it did and left, and how to resume it.
     Status(status::StatusArgs),
+    /// Write a run's timeline (a self-contained HTML page: Gantt chart, summary, findings) from its run folder.
+    Report(report::ReportArgs),
     /// Print a shell completion script (bash, zsh or fish).
     Completions(docs::CompletionsArgs),
     /// Write the man pages (one per command) into a folder.
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Facts(args) => facts::run(args),
         Command::Upgrade(cmd) => upgrade::run(cmd),
         Command::Status(args) => status::run(args),
+        Command::Report(args) => report::run(args),
         Command::Completions(args) => docs::completions(args),
         Command::Man(args) => docs::man(args),
     };
