@@ -350,8 +350,9 @@ fn summary_table(input: &ReportInput) -> String {
         .unwrap_or_default();
     let mut waits: BTreeMap<&str, u64> = BTreeMap::new();
     for e in &input.events {
+        // The node's own steps, as in its time (not staging, not the etcd snapshot taken on it).
         if let (Some(n), Some(w)) = (e.node.as_deref(), e.wait_ms)
-            && e.phase != "stage"
+            && matches!(classify(&e.step), StepKind::Node { .. })
         {
             *waits.entry(n).or_default() += w;
         }
