@@ -164,6 +164,20 @@ pub enum NodeState {
     Left,
 }
 
+impl NodeState {
+    /// As people read it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Done => "done",
+            NodeState::Running => "running",
+            NodeState::Failed => "failed",
+            NodeState::Interrupted => "interrupted",
+            NodeState::Partly => "partly done",
+            NodeState::Left => "left",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeProgress {
     pub host: String,

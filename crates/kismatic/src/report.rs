@@ -12,7 +12,7 @@ use kismatic_core::human;
 use kismatic_core::planner::UpgradePlan;
 use kismatic_exec::events::{LoggedEvent, WaitKind, WaitSpan, read_events};
 use kismatic_journal::JournalState;
-use kismatic_journal::view::{self, NodeState, RunView, StepKind, classify};
+use kismatic_journal::view::{self, RunView, StepKind, classify};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -367,14 +367,7 @@ fn summary_table(input: &ReportInput) -> String {
          <th>release</th><th>components</th><th>now at / outcome</th></tr></thead><tbody>\n",
     );
     for p in &input.view.node_progress {
-        let state = match p.state {
-            NodeState::Done => "done",
-            NodeState::Running => "running",
-            NodeState::Failed => "failed",
-            NodeState::Interrupted => "interrupted",
-            NodeState::Partly => "partly done",
-            NodeState::Left => "left",
-        };
+        let state = p.state.as_str();
         let release = from_result
             .get(&p.host)
             .map(|n| format!("{} → {}", n["from"].as_str().unwrap_or("?"), n["to"].as_str().unwrap_or("?")))

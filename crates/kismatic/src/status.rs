@@ -164,14 +164,7 @@ pub fn render_text(v: &RunView, dir: &Path) -> String {
     let _ = writeln!(s, "Nodes:    {} done, {} in progress, {} left", n.done.len(), n.in_progress.len(), n.left.len());
     let width = v.node_progress.iter().map(|p| p.host.len()).max().unwrap_or(0).max(4);
     for p in &v.node_progress {
-        let state = match p.state {
-            NodeState::Done => "done",
-            NodeState::Running => "running",
-            NodeState::Failed => "failed",
-            NodeState::Interrupted => "interrupted",
-            NodeState::Partly => "partly done",
-            NodeState::Left => "left",
-        };
+        let state = p.state.as_str();
         let time = if p.elapsed_ms > 0 || p.state != NodeState::Left {
             human::duration_ms(p.elapsed_ms)
         } else {
