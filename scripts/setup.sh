@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs everything the tests and the demo need on a fresh Debian bookworm machine (run as root).
+# Installs everything the tests and the demo need on a fresh Debian bookworm machine (run as root). Chromium is
+# the real browser the timeline page (kismatic report) is rendered in by the tests.
 # Idempotent: a second run only checks.
 set -euo pipefail
 
 apt_packages=(openssh-server openssh-client etcd-server etcd-client pssh debootstrap systemd-container haproxy
-              hyperfine dpkg-dev iproute2 sudo util-linux ca-certificates procps openssl binutils)
+              hyperfine dpkg-dev iproute2 sudo util-linux ca-certificates procps openssl binutils
+              chromium fonts-dejavu-core)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

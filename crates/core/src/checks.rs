@@ -11,6 +11,7 @@ use crate::facts::{
     Controller, EtcdClusterFacts, Facts, KubeFacts, NodeFacts, PersistentVolume, PersistentVolumeClaim, Pod, PodPhase,
     PvKind, VolumeKind,
 };
+use crate::human;
 use crate::need::{self, NodeNeed};
 use crate::version;
 use kismatic_plan::{Inventory, Node, Role};
@@ -174,9 +175,19 @@ pub struct Finding {
     pub code: Code,
     pub class: Class,
     pub message: String,
-    /// The object concerned, `Kind namespace/name` (or a node, volume, component).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub object: Option<String>,
+    /// The object concerned: `Kind namespace/name`, an etcd cluster, a path, a component, or `Node HOST` where no
+    /// other object applies.
+    pub object: String,
+    /// Sizes behind a `disk-space` finding, exact (the message rounds them for people).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<ByteCounts>,
+}
+
+/// Bytes available and required on a filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByteCounts {
+    pub available: u64,
+    pub required: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -274,8 +285,24 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
+    /// `object: None` is the node itself.
     fn push(&mut self, code: Code, message: String, object: Option<String>) {
-        self.findings.push(Finding { node: self.node.to_string(), code, class: code.class(), message, object });
+        let object = object.unwrap_or_else(|| format!("Node {}", self.node));
+        self.findings.push(Finding {
+            node: self.node.to_string(),
+            code,
+            class: code.class(),
+            message,
+            object,
+            bytes: None,
+        });
+    }
+
+    fn push_sized(&mut self, message: String, object: &str, available: u64, required: u64) {
+        self.push(Code::DiskSpace, message, Some(object.to_string()));
+        if let Some(f) = self.findings.last_mut() {
+            f.bytes = Some(ByteCounts { available, required });
+        }
     }
 }
 
@@ -332,31 +359,29 @@ fn disk_space(out: &mut Out, nf: &NodeFacts, need: &NodeNeed, release: &Release,
     let opt = nf.disk_free.get("/opt/kismatic").copied();
     let root_needed = if opt.is_some() { min_free } else { min_free + artifacts };
     if root < root_needed {
-        out.push(
-            Code::DiskSpace,
+        let (has, needs) = human::bytes_pair(root, root_needed);
+        out.push_sized(
             format!(
-                "/ has {} available, needs {} ({} minimum + {} of artifacts)",
-                bytes(root),
-                bytes(root_needed),
-                bytes(min_free),
-                bytes(root_needed - min_free)
+                "/ has {has} available, needs {needs} ({} minimum + {} of artifacts)",
+                human::bytes(min_free),
+                human::bytes(root_needed - min_free)
             ),
-            Some("/".into()),
+            "/",
+            root,
+            root_needed,
         );
     }
     if let Some(opt) = opt
         && opt < artifacts
     {
-        out.push(
-            Code::DiskSpace,
-            format!("/opt/kismatic has {} available, the artifacts need {}", bytes(opt), bytes(artifacts)),
-            Some("/opt/kismatic".into()),
+        let (has, needs) = human::bytes_pair(opt, artifacts);
+        out.push_sized(
+            format!("/opt/kismatic has {has} available, the artifacts need {needs}"),
+            "/opt/kismatic",
+            opt,
+            artifacts,
         );
     }
-}
-
-fn bytes(n: u64) -> String {
-    format!("{n} bytes")
 }
 
 fn packages(out: &mut Out, nf: &NodeFacts, need: &NodeNeed, release: &Release) {
@@ -440,7 +465,7 @@ fn version_policy(
                 Some(format!("component {}", change.component)),
             );
         }
-        if mode == Mode::Offline && change.component == "kubelet" && (f.major, f.minor) != (to.major, to.minor) {
+        if mode == Mode::Offline && changes_kubelet_minor(change) {
             out.push(
                 Code::InPlaceKubeletMinor,
                 format!(
@@ -469,6 +494,12 @@ fn version_policy(
         );
     }
     let _ = node;
+}
+
+/// A kubelet change across minor versions (in place, it is unsupported upstream without a drain).
+pub fn changes_kubelet_minor(change: &crate::need::ComponentChange) -> bool {
+    let parsed = (change.from.as_deref().and_then(version::parse), version::parse(&change.to));
+    change.component == "kubelet" && matches!(parsed, (Some(f), Some(t)) if (f.major, f.minor) != (t.major, t.minor))
 }
 
 fn step_policy(
@@ -1065,7 +1096,12 @@ impl<'a> Online<'a> {
                             out,
                             Code::JobPod,
                             key,
-                            &|| format!("Pod \"{ns}/{name}\" of Job \"{}\" is running on this node", c.name),
+                            &|| {
+                                format!(
+                                    "Pod \"{ns}/{name}\" of Job \"{}/{}\" is running on this node",
+                                    c.namespace, c.name
+                                )
+                            },
                             &ctrl_obj,
                         ),
                         Kind::ReplicaSet | Kind::Deployment | Kind::StatefulSet | Kind::ReplicationController => {

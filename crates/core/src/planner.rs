@@ -103,8 +103,50 @@ pub struct UpgradePlan {
 pub enum PlanStatus {
     /// Nothing stops the plan (it may be empty: nothing to do).
     Ready,
-    /// The run must stop; every reason is listed.
-    Blocked { reasons: Vec<String> },
+    /// The run must stop; every reason is listed, with the nodes and codes that stop it and the remedies that
+    /// would work for them.
+    Blocked {
+        reasons: Vec<String>,
+        #[serde(default)]
+        blocking: Vec<BlockingNode>,
+        /// Codes of the cluster-level findings that stop the plan (no node can be left out to avoid them).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        cluster: Vec<Code>,
+        #[serde(default)]
+        remedies: Vec<Remedy>,
+    },
+}
+
+/// A node whose findings stop the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockingNode {
+    pub host: String,
+    /// The node's phase: `etcd` and `master` nodes cannot be left out by `--partial-ok`.
+    pub phase: PhaseKind,
+    /// The codes that gate under the options given.
+    pub codes: Vec<Code>,
+}
+
+/// A way out of a blocked plan, offered only when it would work for every blocking node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "remedy", rename_all = "snake_case")]
+pub enum Remedy {
+    /// Fix what the findings describe (always possible), then rerun.
+    Fix,
+    /// Rerun with `--partial-ok`: every blocking node can be left out.
+    PartialOk { left_out: Vec<String> },
+    /// `kismatic upgrade offline` (no safety checks, cordons or drains); with `--partial-ok` when nodes with
+    /// readiness findings must be left out, and `--accept` for what stops offline upgrades too (an API the
+    /// upgrade removes, a kubelet changing minor in place).
+    Offline {
+        partial_ok: bool,
+        left_out: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        accept: Vec<String>,
+    },
+    /// Acknowledge these findings (`--accept CODE@NODE` each); with `--partial-ok` when the nodes left are
+    /// left out.
+    Accept { accept: Vec<String>, partial_ok: bool, left_out: Vec<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,6 +282,50 @@ pub fn gates(finding: &Finding, opts: &PlanOptions) -> bool {
 
 /// Builds the plan. Pure: same inputs, same plan.
 pub fn plan(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanOptions) -> UpgradePlan {
+    let mut p = plan_core(facts, analysis, release, opts);
+    // A remedy is offered only if rerunning with it would not stop again: each candidate is planned and kept
+    // only if that plan is ready and leaves out exactly the nodes it names.
+    if let PlanStatus::Blocked { remedies, .. } = &mut p.status {
+        remedies.retain(|r| remedy_works(r, facts, analysis, release, opts));
+    }
+    p
+}
+
+fn remedy_works(r: &Remedy, facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanOptions) -> bool {
+    let (mode, partial_ok, accept, left_out) = match r {
+        Remedy::Fix => return true,
+        Remedy::PartialOk { left_out } => (opts.mode, true, &[][..], left_out),
+        Remedy::Offline { partial_ok, left_out, accept } => (Mode::Offline, *partial_ok, &accept[..], left_out),
+        Remedy::Accept { accept, partial_ok, left_out } => (opts.mode, *partial_ok, &accept[..], left_out),
+    };
+    let mut o = opts.clone();
+    o.mode = mode;
+    o.partial_ok = partial_ok;
+    for a in accept {
+        match a.parse::<Acceptance>() {
+            Ok(a) => o.accepted.push(a),
+            Err(_) => return false,
+        }
+    }
+    let offline;
+    let a = if mode == opts.mode {
+        analysis
+    } else {
+        // What an offline analysis finds: the findings that gate offline (the in-place kubelet changes it would
+        // add are among what the remedy acknowledges).
+        o.ignore_safety_checks = false;
+        offline = Analysis {
+            mode,
+            needs: analysis.needs.clone(),
+            findings: analysis.findings.iter().filter(|f| f.code.gates_offline()).cloned().collect(),
+        };
+        &offline
+    };
+    let again = plan_core(facts, a, release, &o);
+    !again.is_blocked() && again.pruned.iter().map(|p| &p.host).eq(left_out.iter())
+}
+
+fn plan_core(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanOptions) -> UpgradePlan {
     let inv = &facts.inventory;
     let mut flagged: HashMap<&str, BTreeSet<Code>> = HashMap::new();
     let mut cluster_reasons = Vec::new();
@@ -269,23 +355,21 @@ pub fn plan(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanOp
     }
     // About the whole cluster: no node can be left out to get around it.
     if !cluster_reasons.is_empty() {
-        out.status = PlanStatus::Blocked { reasons: cluster_reasons };
+        out.status = blocked(cluster_reasons, inv, analysis, opts);
         return out;
     }
     if !flagged.is_empty() {
         if !opts.partial_ok {
             let nodes = inv.nodes.iter().filter(|n| flagged.contains_key(n.host.as_str())).count();
-            out.status = PlanStatus::Blocked {
-                reasons: vec![format!(
-                    "{nodes} node(s) are unready{}; fix the findings, or rerun with --partial-ok to upgrade the others{}",
-                    if opts.mode == Mode::Online && !opts.ignore_safety_checks {
-                        ", unsafe or unavailable"
-                    } else {
-                        ""
-                    },
-                    if opts.mode == Mode::Online { " (or upgrade offline)" } else { "" }
+            out.status = blocked(
+                vec![format!(
+                    "{nodes} node(s) have findings that stop {} upgrade",
+                    if opts.mode == Mode::Online { "an online" } else { "an offline" }
                 )],
-            };
+                inv,
+                analysis,
+                opts,
+            );
             return out;
         }
         let mut reasons = Vec::new();
@@ -304,7 +388,7 @@ pub fn plan(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanOp
             }
         }
         if !reasons.is_empty() {
-            out.status = PlanStatus::Blocked { reasons };
+            out.status = blocked(reasons, inv, analysis, opts);
             return out;
         }
         out.partial = true;
@@ -333,16 +417,13 @@ pub fn plan(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanOp
         let earliest = node_phase(node);
         // Each part of the node: the phase it runs in and its components, in canonical order.
         let mut parts: Vec<(PhaseKind, Vec<&crate::need::ComponentChange>)> = Vec::new();
+        // An etcd node that runs Kubernetes components too keeps them in the etcd phase only when no other
+        // master's API server is still to be upgraded: otherwise they would run ahead of it.
+        let other_api = planned.iter().any(|(n, cs)| {
+            n.host != node.host && n.has_role(Role::Master) && cs.iter().any(|c| c.component == "kube-apiserver")
+        });
         for c in changes {
-            let kind = if split && node.has_role(Role::Master) {
-                match c.component.as_str() {
-                    "etcd" | "etcd-networking" => earliest,
-                    "kube-apiserver" => PhaseKind::ApiServers,
-                    _ => PhaseKind::Master,
-                }
-            } else {
-                earliest
-            };
+            let kind = component_phase(&c.component, node, earliest, split, other_api);
             match parts.iter_mut().find(|(k, _)| *k == kind) {
                 Some((_, cs)) => cs.push(c),
                 None => parts.push((kind, vec![c])),
@@ -401,8 +482,20 @@ pub fn plan(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanOp
     }
     let skew = skew_findings(facts, &out);
     if !skew.is_empty() {
+        let mut blocking: Vec<BlockingNode> = Vec::new();
+        for f in &skew {
+            if let Some(node) = inv.nodes.iter().find(|n| n.host == f.node)
+                && !blocking.iter().any(|b| b.host == f.node)
+            {
+                blocking.push(BlockingNode { host: f.node.clone(), phase: node_phase(node), codes: vec![f.code] });
+            }
+        }
+        // Leaving a node out cannot mend skew (its component stays where it is): only changing versions can.
         out.status = PlanStatus::Blocked {
             reasons: skew.iter().map(|f| format!("{} on {}: {}", f.code, f.node, f.message)).collect(),
+            blocking,
+            cluster: Vec::new(),
+            remedies: vec![Remedy::Fix],
         };
         // A blocked plan runs nothing; the findings say where it would have broken the policy.
         out.phases.clear();
@@ -417,7 +510,8 @@ pub fn plan(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanOp
 fn skew_findings(facts: &Facts, plan: &UpgradePlan) -> Vec<Finding> {
     use crate::skew;
     let mut initial = skew::Moment::default();
-    for nf in facts.nodes.iter().filter(|n| n.is_reachable()) {
+    let in_plan: HashSet<&str> = facts.inventory.nodes.iter().map(|n| n.host.as_str()).collect();
+    for nf in facts.nodes.iter().filter(|n| n.is_reachable() && in_plan.contains(n.host.as_str())) {
         for (name, obs) in &nf.components {
             if skew::role_of(name).is_none() {
                 continue;
@@ -460,7 +554,8 @@ fn skew_findings(facts: &Facts, plan: &UpgradePlan) -> Vec<Finding> {
                     sv.violation.rule.statement(),
                     skew::SKEW_POLICY
                 ),
-                object: Some(format!("component {component}")),
+                object: format!("component {component}"),
+                bytes: None,
             })
         })
         .collect()
@@ -507,6 +602,21 @@ fn node_plan(
         steps.push(Step { id: step("uncordon"), action: Action::Uncordon });
     }
     NodePlan { id, host: node.host.clone(), roles: node.roles.clone(), drain, steps }
+}
+
+/// The phase a component of `node` is upgraded in. A node is upgraded in its earliest phase, except where that would
+/// break the version-skew policy: with the masters split, a master's API server goes in `apiservers` and its other
+/// components in `master`; an etcd node's Kubernetes components wait for their own role's phase when another
+/// master's API server is still to be upgraded. etcd members always move in the etcd phase.
+fn component_phase(component: &str, node: &Node, earliest: PhaseKind, split: bool, other_api: bool) -> PhaseKind {
+    let own_role = if node.has_role(Role::Master) { PhaseKind::Master } else { PhaseKind::Worker };
+    match component {
+        "etcd" | "etcd-networking" => earliest,
+        _ if earliest == PhaseKind::Etcd && !other_api && !split => earliest,
+        "kube-apiserver" if split => PhaseKind::ApiServers,
+        _ if earliest == PhaseKind::Etcd || split => own_role,
+        _ => earliest,
+    }
 }
 
 /// Whether the masters' upgrade is split in two — every API server first (phase `apiservers`), then the rest of each
@@ -557,6 +667,93 @@ fn service_step(facts: &Facts, kind: PhaseKind, c: &kismatic_release::Component)
         from: markers.iter().flatten().next().map(|s| s.to_string()),
         to: c.version.clone(),
     })
+}
+
+/// The blocked status: the gating findings per node (inventory order) and of the cluster, and the remedies that
+/// would work for all of them. A remedy is offered only if rerunning with it would not stop at these findings again.
+fn blocked(
+    reasons: Vec<String>,
+    inv: &kismatic_plan::Inventory,
+    analysis: &Analysis,
+    opts: &PlanOptions,
+) -> PlanStatus {
+    let findings = &analysis.findings;
+    let cluster: BTreeSet<Code> =
+        findings.iter().filter(|f| f.is_cluster_level() && gates(f, opts)).map(|f| f.code).collect();
+    let mut blocking: Vec<BlockingNode> = Vec::new();
+    // Per blocking node: (acceptable pairs, has a readiness finding).
+    let mut detail: Vec<(Vec<String>, bool)> = Vec::new();
+    for node in &inv.nodes {
+        let gating: Vec<&Finding> = findings.iter().filter(|f| f.node == node.host && gates(f, opts)).collect();
+        if gating.is_empty() {
+            continue;
+        }
+        let codes: BTreeSet<Code> = gating.iter().map(|f| f.code).collect();
+        let mut pairs: Vec<String> = Vec::new();
+        for c in codes.iter().filter(|c| c.class() != Class::Unready) {
+            pairs.push(format!("{}@{}", c.as_str(), node.host));
+        }
+        detail.push((pairs, codes.iter().any(|c| c.class() == Class::Unready)));
+        blocking.push(BlockingNode {
+            host: node.host.clone(),
+            phase: node_phase(node),
+            codes: codes.into_iter().collect(),
+        });
+    }
+    let mut remedies = vec![Remedy::Fix];
+    // A cluster-level readiness finding (a transition to another release) leaves only fixing it.
+    if cluster.iter().any(|c| c.class() == Class::Unready) {
+        return PlanStatus::Blocked { reasons, blocking, cluster: cluster.into_iter().collect(), remedies };
+    }
+    // Acknowledged cluster-wide (`--accept removed-api`): there is no node to name.
+    let cluster_accepts: Vec<String> = cluster.iter().map(|c| c.as_str().to_string()).collect();
+    let prunable = |b: &BlockingNode| b.phase == PhaseKind::Worker;
+    let all_prunable = blocking.iter().all(prunable);
+    let unready_anywhere = detail.iter().any(|(_, u)| *u);
+    let unready_on_kept = blocking.iter().zip(&detail).any(|(b, (_, u))| !prunable(b) && *u);
+    let hosts = |pred: &dyn Fn(&BlockingNode, bool) -> bool| -> Vec<String> {
+        blocking.iter().zip(&detail).filter(|(b, (_, u))| pred(b, *u)).map(|(b, _)| b.host.clone()).collect()
+    };
+    if !opts.partial_ok && all_prunable && cluster.is_empty() {
+        remedies.push(Remedy::PartialOk { left_out: hosts(&|_, _| true) });
+    }
+    if opts.mode == Mode::Online {
+        // Offline drops the safety checks; readiness findings still stop it, unless they are on nodes that can
+        // be left out; a removed API and an in-place kubelet minor change stop it too unless acknowledged.
+        let offline_accepts = |left_out: &[String]| -> Vec<String> {
+            let mut a = cluster_accepts.clone();
+            a.extend(inv.nodes.iter().zip(&analysis.needs).filter_map(|(n, need)| {
+                let in_place = need.needs_upgrade
+                    && !left_out.contains(&n.host)
+                    && need.changes.iter().any(crate::checks::changes_kubelet_minor);
+                in_place.then(|| format!("{}@{}", Code::InPlaceKubeletMinor.as_str(), n.host))
+            }));
+            a
+        };
+        if !unready_anywhere {
+            let accept = offline_accepts(&[]);
+            remedies.push(Remedy::Offline { partial_ok: opts.partial_ok, left_out: Vec::new(), accept });
+        } else if !unready_on_kept {
+            let left_out = hosts(&|_, u| u);
+            let accept = offline_accepts(&left_out);
+            remedies.push(Remedy::Offline { partial_ok: true, left_out, accept });
+        }
+    }
+    // Readiness findings cannot be accepted: accepting works when there are none, or when they are only on nodes
+    // that `--partial-ok` leaves out (then the etcd and master nodes' findings are accepted). Offline, only the
+    // codes that stop offline upgrades without being readiness ones gate, and they can be accepted the same way.
+    if !unready_anywhere {
+        let mut accept = cluster_accepts.clone();
+        accept.extend(detail.iter().flat_map(|(p, _)| p.iter().cloned()));
+        remedies.push(Remedy::Accept { accept, partial_ok: opts.partial_ok, left_out: Vec::new() });
+    } else if !unready_on_kept && !all_prunable {
+        let mut accept = cluster_accepts.clone();
+        accept.extend(
+            blocking.iter().zip(&detail).filter(|(b, _)| !prunable(b)).flat_map(|(_, (p, _))| p.iter().cloned()),
+        );
+        remedies.push(Remedy::Accept { accept, partial_ok: true, left_out: hosts(&|b, _| prunable(b)) });
+    }
+    PlanStatus::Blocked { reasons, blocking, cluster: cluster.into_iter().collect(), remedies }
 }
 
 fn codes_list(codes: &BTreeSet<Code>) -> String {

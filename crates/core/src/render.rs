@@ -2,7 +2,7 @@
 //! is snapshot-tested here.
 
 use crate::checks::Finding;
-use crate::planner::{Action, PhaseKind, PlanStatus, UpgradePlan};
+use crate::planner::{Action, BlockingNode, PhaseKind, PlanStatus, Remedy, UpgradePlan};
 use std::fmt::Write;
 
 /// Findings grouped by node (in the order given, which is inventory order), one line each.
@@ -39,11 +39,12 @@ pub fn plan_text(plan: &UpgradePlan) -> String {
         PlanStatus::Ready => {
             let _ = writeln!(s, "Status: ready{}", if plan.partial { " (partial)" } else { "" });
         }
-        PlanStatus::Blocked { reasons } => {
+        PlanStatus::Blocked { reasons, blocking, cluster, remedies } => {
             let _ = writeln!(s, "Status: blocked");
             for r in reasons {
                 let _ = writeln!(s, "  - {r}");
             }
+            blocked_text(&mut s, plan, blocking, cluster, remedies);
         }
     }
     for (i, phase) in plan.phases.iter().enumerate() {
@@ -112,6 +113,96 @@ pub fn plan_text(plan: &UpgradePlan) -> String {
         s.push_str(&findings_text(&plan.findings));
     }
     s
+}
+
+/// `--accept` pairs printed before the list is cut short (the JSON has them all).
+const ACCEPT_LINES: usize = 20;
+
+/// The nodes and codes that stop the plan, and the remedies that would work, ready to copy.
+fn blocked_text(
+    s: &mut String,
+    plan: &UpgradePlan,
+    blocking: &[BlockingNode],
+    cluster: &[crate::checks::Code],
+    remedies: &[Remedy],
+) {
+    if blocking.is_empty() && cluster.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "Stopped by:");
+    let mut width = blocking.iter().map(|b| b.host.len()).max().unwrap_or(0);
+    if !cluster.is_empty() {
+        width = width.max("the cluster".len());
+    }
+    if !cluster.is_empty() {
+        let codes: Vec<String> = cluster.iter().map(|c| format!("{c} ({})", c.class())).collect();
+        let _ = writeln!(s, "  {:<width$}  {:<6}  {}", "the cluster", "-", codes.join(", "));
+    }
+    for b in blocking {
+        let codes: Vec<String> = b.codes.iter().map(|c| format!("{c} ({})", c.class())).collect();
+        let _ = writeln!(s, "  {:<width$}  {:<6}  {}", b.host, b.phase.as_str(), codes.join(", "));
+    }
+    let kept: Vec<&str> = blocking.iter().filter(|b| b.phase != PhaseKind::Worker).map(|b| b.host.as_str()).collect();
+    let mode = plan.mode.to_string();
+    let _ = writeln!(s, "What would work:");
+    for r in remedies {
+        match r {
+            Remedy::Fix => {
+                let _ = writeln!(s, "  - fix what the findings below describe (codes: docs/checks.md), then rerun");
+            }
+            Remedy::PartialOk { left_out } => {
+                let _ = writeln!(
+                    s,
+                    "  - rerun `kismatic upgrade {mode}` with --partial-ok: upgrades the other nodes, leaves out {}",
+                    left_out.join(", ")
+                );
+            }
+            Remedy::Offline { partial_ok, left_out, accept } => {
+                let flag = if *partial_ok { " --partial-ok" } else { "" };
+                let out =
+                    if left_out.is_empty() { String::new() } else { format!("; leaves out {}", left_out.join(", ")) };
+                let _ = writeln!(
+                    s,
+                    "  - `kismatic upgrade offline{flag}`: no safety checks, no cordon or drain (workloads go down \
+                     with their node){out}"
+                );
+                if !accept.is_empty() {
+                    let words: Vec<String> =
+                        accept.iter().take(ACCEPT_LINES).map(|a| format!("--accept {a}")).collect();
+                    let _ = writeln!(s, "      it stops at these too, unless acknowledged: {}", words.join(" "));
+                    if accept.len() > ACCEPT_LINES {
+                        let _ =
+                            writeln!(s, "      ... and {} more (all in the JSON plan)", accept.len() - ACCEPT_LINES);
+                    }
+                }
+            }
+            Remedy::Accept { accept, partial_ok, left_out } => {
+                let what = if *partial_ok {
+                    format!("accept the findings on the nodes that must stay and leave out {}", left_out.join(", "))
+                } else {
+                    "acknowledge each finding".to_string()
+                };
+                let _ = writeln!(s, "  - {what} (findings stay reported but no longer stop the upgrade): add");
+                let mut words: Vec<String> = Vec::new();
+                if *partial_ok {
+                    words.push("--partial-ok".into());
+                }
+                words.extend(accept.iter().take(ACCEPT_LINES).map(|a| format!("--accept {a}")));
+                let _ = writeln!(s, "      {}", words.join(" "));
+                if accept.len() > ACCEPT_LINES {
+                    let _ = writeln!(s, "      ... and {} more (all in the JSON plan)", accept.len() - ACCEPT_LINES);
+                }
+            }
+        }
+    }
+    let not_partial = !remedies.iter().any(|r| matches!(r, Remedy::PartialOk { .. }));
+    if not_partial && !kept.is_empty() && !plan.partial {
+        let _ = writeln!(
+            s,
+            "  (--partial-ok never leaves out {}: etcd members and masters are not left behind)",
+            kept.join(", ")
+        );
+    }
 }
 
 /// The plan as JSON (format [`crate::planner::PLAN_FORMAT`], documented in docs/checks.md).

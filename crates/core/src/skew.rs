@@ -107,7 +107,20 @@ pub struct Violation {
     pub rule: SkewRule,
     /// The (host, component) pairs involved, the one to change first (the laggard or the one running ahead) first.
     pub subjects: Vec<(String, String)>,
+    /// How far past the bound, in minor versions.
+    pub gap: u64,
     pub message: String,
+}
+
+impl Violation {
+    /// What a violation is about across moments: the rule and the component to change first (for the API server
+    /// rule, the cluster's API servers as a whole, whichever are oldest and newest at that moment).
+    fn key(&self) -> (SkewRule, Option<(String, String)>) {
+        match self.rule {
+            SkewRule::ApiServersWithinOneMinor => (self.rule, None),
+            _ => (self.rule, self.subjects.first().cloned()),
+        }
+    }
 }
 
 /// A violation and when it first appears: after the `after`-th change of the walk.
@@ -163,6 +176,7 @@ impl Moment {
             out.push(Violation {
                 rule: SkewRule::ApiServersWithinOneMinor,
                 subjects: vec![(*ho).clone(), (*hn).clone()],
+                gap: minor_gap(vn, vo).unwrap_or(u64::MAX).saturating_sub(1),
                 message: format!(
                     "kube-apiserver {} on {} and {} on {} would be more than one minor version apart",
                     v(vo),
@@ -179,6 +193,7 @@ impl Moment {
                 out.push(Violation {
                     rule: SkewRule::AgentNotNewer,
                     subjects: vec![agent.clone(), (*ho).clone()],
+                    gap: minor_gap(av, vo).unwrap_or(u64::MAX),
                     message: format!(
                         "{} {} on {} would be newer than kube-apiserver {} on {}",
                         agent.1,
@@ -195,6 +210,7 @@ impl Moment {
                     out.push(Violation {
                         rule: SkewRule::AgentNotTooOld,
                         subjects: vec![agent.clone(), (*hn).clone()],
+                        gap: minor_gap(vn, av).unwrap_or(u64::MAX).saturating_sub(allowed),
                         message: format!(
                             "{} {} on {} would be more than {allowed} minor versions older than kube-apiserver {} on \
                              {}: upgrade {}'s {} first",
@@ -228,6 +244,7 @@ impl Moment {
                 out.push(Violation {
                     rule: SkewRule::ControllerNotNewer,
                     subjects: vec![ctl.clone(), (*ho).clone()],
+                    gap: minor_gap(cv, vo).unwrap_or(u64::MAX),
                     message: format!(
                         "{} {} on {} would be newer than {how} kube-apiserver {} on {}",
                         ctl.1,
@@ -244,6 +261,7 @@ impl Moment {
                 out.push(Violation {
                     rule: SkewRule::ControllerNotTooOld,
                     subjects: vec![ctl.clone(), (*hn).clone()],
+                    gap: minor_gap(vn, cv).unwrap_or(u64::MAX).saturating_sub(1),
                     message: format!(
                         "{} {} on {} would be more than one minor version older than {how} kube-apiserver {} on {}",
                         ctl.1,
@@ -259,13 +277,13 @@ impl Moment {
     }
 }
 
-/// Applies `changes` in order to `initial` and checks every rule after each one. Reported: what the changes break —
-/// a violation the cluster already had, with the same versions, is the cluster's state, not the plan's doing (a
-/// plan may be what repairs it); the same rule and components breaking with other versions is reported. Each
-/// (rule, components) once, at the first moment it appears.
+/// Applies `changes` in order to `initial` and checks every rule after each one. Reported: what the changes break
+/// or make worse — a violation the cluster already had, no wider, is the cluster's state, not the plan's doing (a
+/// plan may be what repairs it). Each (rule, component) once, at the first moment it appears or widens.
 pub fn walk(initial: &Moment, changes: &[Change]) -> Vec<StepViolation> {
-    let already: BTreeSet<String> = initial.violations().into_iter().map(|v| v.message).collect();
-    let mut seen: BTreeSet<(SkewRule, Vec<(String, String)>)> = BTreeSet::new();
+    let mut worst: BTreeMap<(SkewRule, Option<(String, String)>), u64> =
+        initial.violations().into_iter().map(|v| (v.key(), v.gap)).collect();
+    let mut reported: BTreeSet<(SkewRule, Option<(String, String)>)> = BTreeSet::new();
     let mut out = Vec::new();
     let mut m = initial.clone();
     for (i, c) in changes.iter().enumerate() {
@@ -274,7 +292,11 @@ pub fn walk(initial: &Moment, changes: &[Change]) -> Vec<StepViolation> {
         }
         m.set(&c.host, &c.component, c.to.clone());
         for violation in m.violations() {
-            if !already.contains(&violation.message) && seen.insert((violation.rule, violation.subjects.clone())) {
+            let key = violation.key();
+            let widened = worst.get(&key).is_none_or(|g| violation.gap > *g);
+            if widened && !reported.contains(&key) {
+                worst.insert(key.clone(), violation.gap);
+                reported.insert(key);
                 out.push(StepViolation { after: i, violation });
             }
         }

@@ -24,8 +24,50 @@ pub struct StepEvent<'a> {
     /// Time in node commands (round trip and the command's own run) outside the waits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote_ms: Option<u64>,
+    /// Each wait inside the step, in order (finished and failed events): what was waited on, from when, how long.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub waits: &'a [WaitSpan],
     #[serde(skip_serializing_if = "str::is_empty")]
     pub message: &'a str,
+}
+
+/// What a step waited on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitKind {
+    /// A service restart (systemd).
+    Restart,
+    /// A health gate: running version, /healthz, /readyz and /version, Node Ready, etcd member and quorum.
+    Health,
+    /// A drain: evictions, retried while a PodDisruptionBudget refuses.
+    Drain,
+    /// Workloads back at their ready counts after an uncordon, or a service rollout.
+    Rollout,
+    /// An etcd snapshot being written and verified.
+    Snapshot,
+}
+
+impl WaitKind {
+    pub const ALL: [WaitKind; 5] =
+        [WaitKind::Restart, WaitKind::Health, WaitKind::Drain, WaitKind::Rollout, WaitKind::Snapshot];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitKind::Restart => "restart",
+            WaitKind::Health => "health",
+            WaitKind::Drain => "drain",
+            WaitKind::Rollout => "rollout",
+            WaitKind::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// One wait: its kind, its start (Unix milliseconds) and its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct WaitSpan {
+    pub kind: WaitKind,
+    pub at_ms: u64,
+    pub ms: u64,
 }
 
 pub struct Reporter {
@@ -106,4 +148,37 @@ impl Reporter {
             }
         }
     }
+}
+
+/// A step event read back from an event stream or a run's `run.log` (owned, every field optional that a writer
+/// may leave out), for reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct LoggedEvent {
+    pub at_ms: u64,
+    pub run_id: String,
+    pub phase: String,
+    #[serde(default)]
+    pub node: Option<String>,
+    pub step: String,
+    pub state: String,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+    #[serde(default)]
+    pub remote_ms: Option<u64>,
+    #[serde(default)]
+    pub waits: Vec<WaitSpan>,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// The step events of one run in a `run.log` or `--events` file; progress lines and other runs' events are
+/// skipped, and so is a torn last line.
+pub fn read_events(text: &str, run_id: &str) -> Vec<LoggedEvent> {
+    text.lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<LoggedEvent>(l).ok())
+        .filter(|e| e.run_id == run_id)
+        .collect()
 }

@@ -3,7 +3,7 @@
 //! uncordoning what this run cordoned.
 
 use crate::etcd::{self, EtcdAccess};
-use crate::events::{Reporter, StepEvent};
+use crate::events::{Reporter, StepEvent, WaitKind, WaitSpan};
 use crate::install::{self, InstallError};
 use crate::poll::{self, PollError, Seen};
 use kismatic_core::planner::{Action, NodePlan, PhaseKind, ServiceStep, UpgradePlan};
@@ -45,7 +45,12 @@ pub struct ExecConfig {
     /// Start a new journal even if the previous run is unfinished.
     pub discard_previous: bool,
     pub quiet: bool,
+    /// The command line, recorded in the journal so that `kismatic status` can print the command that resumes.
+    pub command: Vec<String>,
 }
+
+/// The upgrade plan (JSON, with its findings) as the run started it, in the run folder.
+pub const UPGRADE_PLAN_FILE: &str = "upgrade-plan.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -199,12 +204,25 @@ pub async fn execute(
                 steps: journal_steps(plan),
             };
             let writer = runs.create_run(&header)?;
-            // A copy of the plan file beside the journal: what this run was asked to do.
+            // A copy of the plan file beside the journal, and the upgrade plan with its findings: what this run
+            // was asked to do (the run's report reads both).
             let _ = std::fs::copy(&inventory.plan_path, writer.dir().join("plan.yaml"));
+            let _ = std::fs::write(writer.dir().join(UPGRADE_PLAN_FILE), kismatic_core::render::plan_json(plan));
             (writer, HashSet::new(), BTreeSet::new(), BTreeMap::new(), run_id, false)
         }
     };
     let run_dir = writer.dir().to_path_buf();
+    let mut writer = writer;
+    writer.append(&Record {
+        at_ms: crate::time::now_ms(),
+        event: Event::Attached {
+            pid: std::process::id(),
+            host: kismatic_journal::store::local_host(),
+            command: cfg.command.clone(),
+            cwd: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+    })?;
     let events = match &cfg.events {
         Some(p) => Some(
             std::fs::OpenOptions::new()
@@ -284,14 +302,19 @@ pub async fn execute(
 struct Waited {
     total: Duration,
     remote_inside: Duration,
+    /// Each wait with its kind and start, for the run's timeline.
+    spans: Vec<WaitSpan>,
 }
 
 impl Waited {
-    async fn on<T>(&mut self, f: impl std::future::Future<Output = T>) -> T {
+    async fn on<T>(&mut self, kind: WaitKind, f: impl std::future::Future<Output = T>) -> T {
         let t = Instant::now();
+        let at_ms = crate::time::now_ms();
         let remote_before = kismatic_fleet::remote_so_far();
         let out = f.await;
-        self.total += t.elapsed();
+        let took = t.elapsed();
+        self.total += took;
+        self.spans.push(WaitSpan { kind, at_ms, ms: took.as_millis() as u64 });
         if let (Some(a), Some(b)) = (remote_before, kismatic_fleet::remote_so_far()) {
             self.remote_inside += b.saturating_sub(a);
         }
@@ -304,6 +327,7 @@ struct Took {
     total: Duration,
     waits: Duration,
     remote: Duration,
+    spans: Vec<WaitSpan>,
 }
 
 impl Ctx<'_> {
@@ -337,6 +361,7 @@ impl Ctx<'_> {
                 duration_ms: took.as_ref().map(|t| t.total.as_millis() as u64),
                 wait_ms: took.as_ref().map(|t| t.waits.as_millis() as u64),
                 remote_ms: took.as_ref().map(|t| t.remote.as_millis() as u64),
+                waits: took.as_ref().map(|t| t.spans.as_slice()).unwrap_or_default(),
                 message,
             };
             r.event(&ev);
@@ -362,8 +387,12 @@ impl Ctx<'_> {
         let t = Instant::now();
         let mut waited = Waited::default();
         let (result, remote) = kismatic_fleet::tally_remote(work(&mut waited)).await;
-        let took =
-            Took { total: t.elapsed(), waits: waited.total, remote: remote.saturating_sub(waited.remote_inside) };
+        let took = Took {
+            total: t.elapsed(),
+            waits: waited.total,
+            remote: remote.saturating_sub(waited.remote_inside),
+            spans: waited.spans,
+        };
         match result {
             Ok(note) => {
                 self.record(Event::Finished { step: id.to_string() })?;
@@ -566,11 +595,18 @@ impl Ctx<'_> {
         self.step("etcd", Some(&first.host), &snapshot_step(cluster), &label, async |w: &mut Waited| {
             let access = etcd::access(&session, cluster).await.map_err(|e| e.to_string())?;
             // The health gate before the snapshot is a wait like the quorum gates between members.
-            let facts = w.on(etcd::cluster_facts(&session, &access, &hosts)).await.map_err(|e| e.to_string())?;
+            let facts = w
+                .on(WaitKind::Health, etcd::cluster_facts(&session, &access, &hosts))
+                .await
+                .map_err(|e| e.to_string())?;
             if let Some(p) = etcd::quorum_problem(&facts) {
                 return Err(format!("not taking a snapshot of an unhealthy cluster: {p}"));
             }
-            let info = w.on(etcd::snapshot(&session, &access, &path)).await.map_err(|e| e.to_string())?;
+            let info =
+                w.on(WaitKind::Snapshot, etcd::snapshot(&session, &access, &path)).await.map_err(|e| e.to_string())?;
+            let location =
+                Event::Snapshot { cluster: cluster.to_string(), node: first.host.clone(), path: path.clone() };
+            self.record(location).map_err(|e| e.to_string())?;
             Ok(format!(
                 "{}:{path}, {} keys, revision {}, {} bytes, verified",
                 first.host, info.total_key, info.revision, info.total_size
@@ -614,7 +650,10 @@ impl Ctx<'_> {
                                 .map_err(|e| e.to_string())
                         };
                         let moved = w
-                            .on(kismatic_kube::ops::drain(&self.kube, host, self.cfg.drain_timeout, record_moved))
+                            .on(
+                                WaitKind::Drain,
+                                kismatic_kube::ops::drain(&self.kube, host, self.cfg.drain_timeout, record_moved),
+                            )
                             .await
                             .map_err(|e| e.to_string())?;
                         Ok(format!("{} workload(s) moved", moved.len()))
@@ -650,12 +689,15 @@ impl Ctx<'_> {
                         self.cordoned.lock().map(|mut c| c.remove(host)).ok();
                         self.record(Event::Uncordoned { node: host.to_string() }).map_err(|e| e.to_string())?;
                         let moved = self.moved.lock().ok().and_then(|m| m.get(host).cloned()).unwrap_or_default();
-                        w.on(kismatic_kube::ops::wait_workloads_ready(
-                            &self.kube,
-                            &moved,
-                            self.cfg.stable_for,
-                            self.cfg.workload_timeout,
-                        ))
+                        w.on(
+                            WaitKind::Rollout,
+                            kismatic_kube::ops::wait_workloads_ready(
+                                &self.kube,
+                                &moved,
+                                self.cfg.stable_for,
+                                self.cfg.workload_timeout,
+                            ),
+                        )
                         .await
                         .map_err(|e| e.to_string())?;
                         Ok(format!("{} workload(s) ready", moved.len()))
@@ -699,26 +741,31 @@ impl Ctx<'_> {
         let has_service = c.delivery == Delivery::Binary || c.service.is_some();
         // `stale`: switched by a run that died before restarting (the files say done, the process does not).
         if has_service && (changed || stale || self.cfg.restart_services) {
-            w.on(install::restart(s, c)).await.map_err(|e| e.to_string())?;
+            w.on(WaitKind::Restart, install::restart(s, c)).await.map_err(|e| e.to_string())?;
         }
         // A package's installed version was checked by its install; a binary's running executable is polled.
         if c.delivery == Delivery::Binary {
-            w.on(install::wait_running(s, c, self.cfg.node_timeout)).await.map_err(|e| e.to_string())?;
+            w.on(WaitKind::Health, install::wait_running(s, c, self.cfg.node_timeout))
+                .await
+                .map_err(|e| e.to_string())?;
         }
         if let Some(port) = install::health_port(&c.name) {
-            w.on(install::wait_healthz(s, c, &node.internal_ip, port, self.cfg.node_timeout))
+            w.on(WaitKind::Health, install::wait_healthz(s, c, &node.internal_ip, port, self.cfg.node_timeout))
                 .await
                 .map_err(|e| e.to_string())?;
         }
         match c.name.as_str() {
             "kube-apiserver" => {
                 let url = format!("https://{}:{}", node.internal_ip, self.cfg.apiserver_port);
-                w.on(self.wait_apiserver(&url, &c.version)).await?;
+                w.on(WaitKind::Health, self.wait_apiserver(&url, &c.version)).await?;
             }
             "kubelet" => {
-                w.on(kismatic_kube::ops::wait_node_ready(&self.kube, &node.host, &c.version, self.cfg.node_timeout))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                w.on(
+                    WaitKind::Health,
+                    kismatic_kube::ops::wait_node_ready(&self.kube, &node.host, &c.version, self.cfg.node_timeout),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
             }
             _ => {}
         }
@@ -761,7 +808,8 @@ impl Ctx<'_> {
         let hosts = self.etcd_hosts();
         let access = etcd::access(s, &c.name).await.map_err(|e| e.to_string())?;
         // The quorum gate is a health wait like the one after the restart.
-        let before = w.on(etcd::cluster_facts(s, &access, &hosts)).await.map_err(|e| e.to_string())?;
+        let before =
+            w.on(WaitKind::Health, etcd::cluster_facts(s, &access, &hosts)).await.map_err(|e| e.to_string())?;
         if let Some(p) = etcd::quorum_problem(&before) {
             return Err(format!("not upgrading {} on {}: {p}", c.name, node.host));
         }
@@ -769,12 +817,12 @@ impl Ctx<'_> {
         // A restart that fails (the new binary does not start) is handled like a member that does not come back.
         let stale = outcome.running.as_deref() != Some(c.version.as_str());
         let restarted = if outcome.changed || stale || self.cfg.restart_services {
-            w.on(install::restart(s, c)).await.map_err(|e| format!("restart failed: {e}"))
+            w.on(WaitKind::Restart, install::restart(s, c)).await.map_err(|e| format!("restart failed: {e}"))
         } else {
             Ok(())
         };
         let healthy = match restarted {
-            Ok(()) => w.on(self.wait_member(s, &access, &hosts, &node.host, &c.version)).await,
+            Ok(()) => w.on(WaitKind::Health, self.wait_member(s, &access, &hosts, &node.host, &c.version)).await,
             Err(e) => Err(e),
         };
         match healthy {
@@ -783,7 +831,8 @@ impl Ctx<'_> {
                 let rolled = install::rollback_binary(s, c).await;
                 let after = match rolled {
                     Ok(prev) => {
-                        let back = w.on(self.wait_member(s, &access, &hosts, &node.host, &prev)).await;
+                        let back =
+                            w.on(WaitKind::Health, self.wait_member(s, &access, &hosts, &node.host, &prev)).await;
                         match back {
                             Ok(()) => format!("rolled back to {prev}; the cluster is healthy"),
                             Err(e) => format!("rolled back to {prev}, but the member is still not healthy: {e}"),
@@ -844,9 +893,12 @@ impl Ctx<'_> {
             let applied = kismatic_kube::apply::apply(&self.kube, &path.display().to_string(), &text)
                 .await
                 .map_err(|e| e.to_string())?;
-            w.on(kismatic_kube::apply::wait_rollout(&self.kube, &applied, self.cfg.workload_timeout))
-                .await
-                .map_err(|e| e.to_string())?;
+            w.on(
+                WaitKind::Rollout,
+                kismatic_kube::apply::wait_rollout(&self.kube, &applied, self.cfg.workload_timeout),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             // Recorded in every master's component-versions marker.
             for m in self.inventory.nodes_with_role(Role::Master) {
                 let s = self.session(m).await.map_err(|e| e.to_string())?;

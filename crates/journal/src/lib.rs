@@ -4,15 +4,20 @@
 //! Format (stable, versioned): a JSON-lines file. The first line is a [`Header`]; every further line is one
 //! [`Record`]. Records are only ever appended, each followed by `fsync`, so a crash can at worst leave a torn
 //! final line, which [`parse`] drops (it was never acknowledged). The pure half of this crate ([`JournalState`],
-//! [`resume_point`], [`ResumeDecision`]) does no I/O; [`store`] holds the file handling and the run lock.
+//! [`resume_point`], [`ResumeDecision`], [`view`]) does no I/O; [`store`] holds the file handling and the run lock.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub mod store;
+pub mod view;
 
-/// Version of the journal file format; bumped on any incompatible change.
-pub const FORMAT: u32 = 1;
+/// Version of the journal file format written; bumped on any incompatible change. Format 2 added the `attached`
+/// and `snapshot` records; format 1 journals (without them) are still read and resumed.
+pub const FORMAT: u32 = 2;
+
+/// Journal formats this version reads.
+pub const READS_FORMATS: [u32; 2] = [1, 2];
 
 /// What the run was started to do. A rerun resumes a journal only when it asks for the same thing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +73,62 @@ pub enum Event {
         completed: bool,
         message: String,
     },
+    /// A process took charge of the run: its first start, or a rerun that resumes it. Written right after the
+    /// run lock is taken, so that `kismatic status` can say who runs it and print the command that resumes it.
+    Attached {
+        pid: u32,
+        host: String,
+        /// The command line, as the process received it.
+        command: Vec<String>,
+        /// The working directory the command ran in (relative paths in `command` are relative to it).
+        cwd: String,
+        /// The kismatic version of the process.
+        version: String,
+    },
+    /// A verified snapshot of an etcd cluster, taken before its first member was touched.
+    Snapshot {
+        cluster: String,
+        node: String,
+        path: String,
+    },
+}
+
+/// A process that ran (part of) the run, from its `attached` record to its `ended` record, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub at_ms: u64,
+    pub pid: u32,
+    pub host: String,
+    pub command: Vec<String>,
+    pub cwd: String,
+    pub version: String,
+}
+
+/// When a step last ran: its latest start, and the end of that attempt (absent while it runs or after a crash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepTimes {
+    pub started_ms: u64,
+    pub ended_ms: Option<u64>,
+    /// The error of a failed attempt.
+    pub error: Option<String>,
+    /// How often the step was started (more than once when a resumed run redid it).
+    pub starts: u32,
+}
+
+/// Where an etcd cluster's snapshot was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnapshotLocation {
+    pub cluster: String,
+    pub node: String,
+    pub path: String,
+}
+
+/// How the latest process of a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnd {
+    pub at_ms: u64,
+    pub completed: bool,
+    pub message: String,
 }
 
 /// A workload (its top owner: Deployment, StatefulSet, ...) with pods moved off a node by its drain.
@@ -104,23 +165,64 @@ pub struct JournalState {
     pub cordoned: BTreeSet<String>,
     /// Per node, every workload its drain (or a redone drain) moved.
     pub moved: BTreeMap<String, BTreeSet<MovedWorkload>>,
-    /// `Some(completed)` once the run recorded its end.
+    /// `Some(completed)` once the latest process of the run recorded its end (a resume clears it again).
     pub ended: Option<bool>,
+    /// The latest process's end, with its message.
+    pub end: Option<RunEnd>,
+    /// Every process that took charge of the run, in order (format 2; empty for format 1 journals).
+    pub attempts: Vec<Attempt>,
+    /// Per step that was started: when its latest attempt started and ended.
+    pub times: BTreeMap<String, StepTimes>,
+    /// Verified etcd snapshots, by cluster.
+    pub snapshots: BTreeMap<String, SnapshotLocation>,
+    /// Time of the last record (the header's start when there is none).
+    pub last_at_ms: u64,
 }
 
 impl JournalState {
     pub fn new(header: Header) -> Self {
         let steps = header.steps.iter().map(|s| (s.clone(), StepStatus::NotStarted)).collect();
-        JournalState { header, steps, cordoned: BTreeSet::new(), moved: BTreeMap::new(), ended: None }
+        let last_at_ms = header.started_at_ms;
+        JournalState {
+            header,
+            steps,
+            cordoned: BTreeSet::new(),
+            moved: BTreeMap::new(),
+            ended: None,
+            end: None,
+            attempts: Vec::new(),
+            times: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            last_at_ms,
+        }
     }
 
     /// Applies one record. A resumed run re-plans from the cluster's real state, so it may record steps that are
     /// not in the header's list; they are tracked like the others.
     pub fn apply(&mut self, record: &Record) {
+        let at = record.at_ms;
+        self.last_at_ms = self.last_at_ms.max(at);
         match &record.event {
-            Event::Started { step } => self.set(step, StepStatus::Interrupted),
-            Event::Finished { step } => self.set(step, StepStatus::Done),
-            Event::Failed { step, .. } => self.set(step, StepStatus::Failed),
+            Event::Started { step } => {
+                // Work after an end: a rerun resumed the run (format 1 journals have no `attached` record).
+                self.reopen();
+                self.set(step, StepStatus::Interrupted);
+                let t = self.times.entry(step.clone()).or_insert(StepTimes {
+                    started_ms: at,
+                    ended_ms: None,
+                    error: None,
+                    starts: 0,
+                });
+                *t = StepTimes { started_ms: at, ended_ms: None, error: None, starts: t.starts.saturating_add(1) };
+            }
+            Event::Finished { step } => {
+                self.set(step, StepStatus::Done);
+                self.end_step(step, at, None);
+            }
+            Event::Failed { step, error } => {
+                self.set(step, StepStatus::Failed);
+                self.end_step(step, at, Some(error.clone()));
+            }
             Event::Cordoned { node } => {
                 self.cordoned.insert(node.clone());
             }
@@ -131,8 +233,49 @@ impl JournalState {
             Event::Draining { node, workloads } => {
                 self.moved.entry(node.clone()).or_default().extend(workloads.iter().cloned());
             }
-            Event::Ended { completed, .. } => self.ended = Some(*completed),
+            Event::Ended { completed, message } => {
+                self.ended = Some(*completed);
+                self.end = Some(RunEnd { at_ms: at, completed: *completed, message: message.clone() });
+            }
+            Event::Attached { pid, host, command, cwd, version } => {
+                self.reopen();
+                self.attempts.push(Attempt {
+                    at_ms: at,
+                    pid: *pid,
+                    host: host.clone(),
+                    command: command.clone(),
+                    cwd: cwd.clone(),
+                    version: version.clone(),
+                });
+            }
+            Event::Snapshot { cluster, node, path } => {
+                self.snapshots.insert(
+                    cluster.clone(),
+                    SnapshotLocation { cluster: cluster.clone(), node: node.clone(), path: path.clone() },
+                );
+            }
         }
+    }
+
+    /// A process resumed a run that had recorded its end: the run is open again. A completed run is never
+    /// resumed (a rerun starts afresh), so only an unsuccessful end is cleared.
+    fn reopen(&mut self) {
+        if self.ended == Some(false) {
+            self.ended = None;
+            self.end = None;
+        }
+    }
+
+    fn end_step(&mut self, step: &str, at: u64, error: Option<String>) {
+        // An end without a start (a torn or hand-edited journal) still counts, as a zero-length attempt.
+        let t = self.times.entry(step.to_string()).or_insert(StepTimes {
+            started_ms: at,
+            ended_ms: None,
+            error: None,
+            starts: 1,
+        });
+        t.ended_ms = Some(at.max(t.started_ms));
+        t.error = error;
     }
 
     fn set(&mut self, step: &str, status: StepStatus) {
@@ -210,7 +353,7 @@ pub enum ParseError {
     Empty { file: String },
     #[error("{file}:1: not a journal header: {error}")]
     Header { file: String, error: String },
-    #[error("{file}:1: journal format {found} is not supported (this kismatic reads format {FORMAT})")]
+    #[error("{file}:1: journal format {found} is not supported (this kismatic reads formats 1 and 2)")]
     Format { file: String, found: u32 },
     #[error("{file}:{line}: corrupt journal record: {error}")]
     Record { file: String, line: usize, error: String },
@@ -227,7 +370,7 @@ pub fn parse(file: &str, text: &str) -> Result<JournalState, ParseError> {
     let Some(first) = lines.first() else { return Err(ParseError::Empty { file: file.to_string() }) };
     let header: Header =
         serde_json::from_str(first).map_err(|e| ParseError::Header { file: file.to_string(), error: e.to_string() })?;
-    if header.format != FORMAT {
+    if !READS_FORMATS.contains(&header.format) {
         return Err(ParseError::Format { file: file.to_string(), found: header.format });
     }
     let mut state = JournalState::new(header);

@@ -4,6 +4,7 @@
 use crate::{Header, JournalState, ParseError, Record};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -74,6 +75,18 @@ impl RunsDir {
         Ok(RunLock { _file: file })
     }
 
+    /// Whether a process holds the cluster's run lock, read without taking it (so that a run starting now is
+    /// never refused because someone asked for its status): the kernel's table of file locks names the holder.
+    /// `None` when it cannot be told (no lock file: no run ever locked this folder).
+    pub fn lock_holder(&self) -> Option<LockHolder> {
+        let meta = fs::metadata(self.root.join(LOCK_FILE)).ok()?;
+        let table = fs::read_to_string("/proc/locks").ok()?;
+        Some(match holder_in(&table, meta.dev(), meta.ino()) {
+            Some(pid) => LockHolder::Held { pid },
+            None => LockHolder::Free,
+        })
+    }
+
     /// The most recent run's folder (run ids sort by time), if any.
     pub fn latest_run(&self) -> Result<Option<PathBuf>, StoreError> {
         let entries = match fs::read_dir(&self.root) {
@@ -118,6 +131,44 @@ impl RunsDir {
     }
 }
 
+/// The run lock as the kernel sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockHolder {
+    Held { pid: Option<u32> },
+    Free,
+}
+
+/// Finds the process holding an `flock` on the file (device, inode) in `/proc/locks`. Lines look like
+/// `3: FLOCK  ADVISORY  WRITE 4242 08:01:1315 0 EOF`, the device as major:minor in hex; waiters (`->`) are not
+/// holders.
+fn holder_in(table: &str, dev: u64, ino: u64) -> Option<Option<u32>> {
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    table.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) == Some(&"->") || fields.get(1) != Some(&"FLOCK") {
+            return None;
+        }
+        let mut id = fields.get(5)?.split(':');
+        let (ma, mi, inode) = (id.next()?, id.next()?, id.next()?);
+        let same = u64::from_str_radix(ma, 16).ok()? == major
+            && u64::from_str_radix(mi, 16).ok()? == minor
+            && inode.parse::<u64>().ok()? == ino;
+        // A pid of 0 or -1: the holder is outside this PID namespace.
+        same.then(|| fields.get(4).and_then(|p| p.parse::<u32>().ok()).filter(|p| *p > 0))
+    })
+}
+
+/// This machine's host name, for the journal's `attached` record and the status of a running run.
+pub fn local_host() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
 }
@@ -149,5 +200,36 @@ impl JournalWriter {
         // One write call per record keeps a torn write confined to the last line.
         self.file.write_all(line.as_bytes()).map_err(io_err(&self.path))?;
         self.file.sync_data().map_err(io_err(&self.path))
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn lock_holder_is_read_without_taking_the_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runs = RunsDir::new(dir.path());
+        assert_eq!(runs.lock_holder(), None, "no lock file yet");
+        let lock = runs.lock().expect("lock");
+        assert_eq!(runs.lock_holder(), Some(LockHolder::Held { pid: Some(std::process::id()) }));
+        // Asking did not take it: the holder still holds it, and a second run is still refused.
+        assert!(matches!(runs.lock(), Err(StoreError::Locked { .. })));
+        drop(lock);
+        assert_eq!(runs.lock_holder(), Some(LockHolder::Free));
+        runs.lock().expect("free again");
+    }
+
+    #[test]
+    fn waiters_and_other_files_are_not_holders() {
+        let table = "1: FLOCK  ADVISORY  WRITE 10 08:01:99 0 EOF\n\
+                     2: -> FLOCK  ADVISORY  WRITE 11 08:02:77 0 EOF\n\
+                     3: POSIX  ADVISORY  WRITE 12 08:02:77 0 EOF\n\
+                     4: FLOCK  ADVISORY  WRITE 13 fd:01:77 0 EOF\n";
+        let dev = (8 << 8) | 2;
+        assert_eq!(holder_in(table, dev, 77), None);
+        assert_eq!(holder_in(table, (8 << 8) | 1, 99), Some(Some(10)));
+        assert_eq!(holder_in(table, (0xfd << 8) | 1, 77), Some(Some(13)));
     }
 }

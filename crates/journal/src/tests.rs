@@ -232,3 +232,179 @@ proptest! {
         }
     }
 }
+
+mod view_tests {
+    use super::*;
+    use crate::view::{Lock, NodeState, RunState, StepKind, classify, view};
+
+    const STEPS: [&str; 7] = [
+        "stage/w1",
+        "stage/w2",
+        "worker/w1/cordon",
+        "worker/w1/upgrade/kubelet",
+        "worker/w1/markers",
+        "worker/w2/upgrade/kubelet",
+        "services/dns",
+    ];
+
+    fn at(ms: u64, event: Event) -> Record {
+        Record { at_ms: ms, event }
+    }
+
+    fn attached(ms: u64, pid: u32, command: &[&str]) -> Record {
+        at(
+            ms,
+            Event::Attached {
+                pid,
+                host: "admin1".into(),
+                command: command.iter().map(|s| s.to_string()).collect(),
+                cwd: "/srv/cluster".into(),
+                version: "0.1.0".into(),
+            },
+        )
+    }
+
+    fn state(records: &[Record]) -> JournalState {
+        let mut h = header(&STEPS);
+        h.started_at_ms = 1_000;
+        let mut s = JournalState::new(h);
+        for r in records {
+            s.apply(r);
+        }
+        s
+    }
+
+    fn first_node_done() -> Vec<Record> {
+        let mut r = vec![attached(1_000, 42, &["kismatic", "upgrade", "online", "--discard-journal"])];
+        for (i, s) in STEPS[..5].iter().enumerate() {
+            let t = 2_000 + i as u64 * 1_000;
+            r.push(at(t, Event::Started { step: s.to_string() }));
+            r.push(at(t + 500, Event::Finished { step: s.to_string() }));
+        }
+        r.push(at(7_000, Event::Started { step: "worker/w2/upgrade/kubelet".into() }));
+        r
+    }
+
+    #[test]
+    fn step_ids_are_classified() {
+        assert_eq!(classify("stage/w1"), StepKind::Stage { node: "w1" });
+        assert_eq!(classify("etcd/snapshot/etcd-networking"), StepKind::Snapshot { cluster: "etcd-networking" });
+        assert_eq!(
+            classify("etcd/snapshot/markers"),
+            StepKind::Node { phase: "etcd", node: "snapshot", action: "markers" },
+            "a node named snapshot"
+        );
+        assert_eq!(
+            classify("master/m1/upgrade/kube-apiserver"),
+            StepKind::Node { phase: "master", node: "m1", action: "upgrade/kube-apiserver" }
+        );
+        assert_eq!(classify("registry/registry"), StepKind::Service { phase: "registry", component: "registry" });
+        assert_eq!(classify("something/else/entirely/new"), StepKind::Other);
+    }
+
+    #[test]
+    fn running_run_shows_the_holder_and_counts_the_open_step_up_to_now() {
+        let s = state(&first_node_done());
+        let v = view(&s, Lock::Held { pid: Some(42), host: "admin1".into() }, 9_000);
+        assert_eq!(
+            v.state,
+            RunState::Running { pid: Some(42), host: "admin1".into(), steps: vec!["worker/w2/upgrade/kubelet".into()] }
+        );
+        assert_eq!(v.nodes.done, vec!["w1"]);
+        assert_eq!(v.nodes.in_progress, vec!["w2"]);
+        assert_eq!(v.node_progress[1].state, NodeState::Running);
+        assert_eq!(v.node_progress[1].elapsed_ms, 2_000, "started at 7 s, now 9 s");
+        assert_eq!(v.node_progress[0].elapsed_ms, 1_500);
+        assert_eq!(v.elapsed_ms, 8_000);
+        assert_eq!(v.resume, None, "nothing to resume while it runs");
+    }
+
+    #[test]
+    fn a_dead_process_leaves_an_abandoned_run_and_the_resume_drops_discard_journal() {
+        let s = state(&first_node_done());
+        let v = view(&s, Lock::Free, 99_000);
+        assert!(
+            matches!(&v.state, RunState::Abandoned { steps, pid: Some(42), .. } if steps == &["worker/w2/upgrade/kubelet"])
+        );
+        assert_eq!(v.elapsed_ms, 6_000, "up to the last record, not now");
+        let resume = v.resume.expect("resume");
+        assert_eq!(resume.argv, vec!["kismatic", "upgrade", "online"]);
+        assert_eq!(resume.shell, "cd /srv/cluster && kismatic upgrade online");
+    }
+
+    #[test]
+    fn stopped_names_the_failed_step_and_a_resume_reopens_the_run() {
+        let mut r = first_node_done();
+        r.push(at(8_000, Event::Failed { step: "worker/w2/upgrade/kubelet".into(), error: "boom".into() }));
+        r.push(at(8_100, Event::Ended { completed: false, message: "worker/w2/upgrade/kubelet: boom".into() }));
+        let s = state(&r);
+        let v = view(&s, Lock::Free, 99_000);
+        assert_eq!(
+            v.state,
+            RunState::Stopped {
+                step: Some("worker/w2/upgrade/kubelet".into()),
+                message: "worker/w2/upgrade/kubelet: boom".into()
+            }
+        );
+        assert_eq!(v.node_progress[1].state, NodeState::Failed);
+        // A format 1 journal has no `attached` record: a start after the end is a resume.
+        r.push(at(9_000, Event::Started { step: "worker/w2/upgrade/kubelet".into() }));
+        let s = state(&r);
+        assert_eq!(s.ended, None);
+        assert!(matches!(view(&s, Lock::Free, 99_000).state, RunState::Abandoned { .. }));
+    }
+
+    #[test]
+    fn finished_run_has_no_resume_and_a_replanned_node_is_done() {
+        let mut r = first_node_done();
+        // The resumed run found w2's kubelet at its target and planned only its markers (not in the header).
+        r.push(attached(10_000, 43, &["kismatic", "upgrade", "online"]));
+        r.push(at(11_000, Event::Started { step: "worker/w2/markers".into() }));
+        r.push(at(11_500, Event::Finished { step: "worker/w2/markers".into() }));
+        r.push(at(12_000, Event::Started { step: "services/dns".into() }));
+        r.push(at(13_000, Event::Finished { step: "services/dns".into() }));
+        r.push(at(13_100, Event::Ended { completed: true, message: "ok".into() }));
+        let s = state(&r);
+        let v = view(&s, Lock::Free, 99_000);
+        assert_eq!(v.state, RunState::Finished { message: "ok".into() });
+        assert_eq!(v.nodes.done, vec!["w1", "w2"]);
+        assert_eq!(v.attempts.len(), 2);
+        assert_eq!(v.command.argv.as_deref(), Some(&["kismatic".to_string(), "upgrade".into(), "online".into()][..]));
+        assert_eq!(v.resume, None);
+        assert_eq!(v.elapsed_ms, 12_100);
+    }
+
+    #[test]
+    fn snapshots_and_attached_records_round_trip() {
+        let r = at(
+            5,
+            Event::Snapshot {
+                cluster: "etcd".into(),
+                node: "etcd01".into(),
+                path: "/var/lib/kismatic/backups/x.db".into(),
+            },
+        );
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            line,
+            r#"{"at_ms":5,"event":"snapshot","cluster":"etcd","node":"etcd01","path":"/var/lib/kismatic/backups/x.db"}"#
+        );
+        let a = serde_json::to_string(&attached(6, 7, &["kismatic"])).unwrap();
+        assert_eq!(
+            a,
+            r#"{"at_ms":6,"event":"attached","pid":7,"host":"admin1","command":["kismatic"],"cwd":"/srv/cluster","version":"0.1.0"}"#
+        );
+        let s = state(&[r]);
+        assert_eq!(s.snapshots["etcd"].node, "etcd01");
+    }
+
+    #[test]
+    fn format_1_journals_are_still_read() {
+        let mut h = header(&["a"]);
+        h.format = 1;
+        let s = parse("j", &text(&h, &[started("a")])).expect("format 1 reads");
+        assert_eq!(s.status("a"), StepStatus::Interrupted);
+        let v = view(&s, Lock::Free, 10);
+        assert!(v.resume.expect("resume").shell.starts_with("kismatic upgrade online -f PLAN --release DIR"));
+    }
+}

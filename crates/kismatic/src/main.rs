@@ -5,13 +5,16 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod common;
+mod docs;
 mod facts;
 mod info;
+mod report;
+mod status;
 mod upgrade;
 
 #[derive(Parser)]
 #[command(name = "kismatic", version, about = "Upgrade self-managed Kubernetes clusters safely, node by node.")]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -25,6 +28,21 @@ enum Command {
     /// Upgrade the cluster to the target release.
     #[command(subcommand)]
     Upgrade(upgrade::UpgradeCommand),
+    /// Show the current or last upgrade run: where it is, what it did and left, and how to resume it.
+    Status(status::StatusArgs),
+    /// Write a run's timeline (a self-contained HTML page: Gantt chart, summary, findings) from its run folder.
+    Report(report::ReportArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completions(docs::CompletionsArgs),
+    /// Write the man pages (one per command) into a folder.
+    Man(docs::ManArgs),
+}
+
+/// Writes to standard output; a closed pipe (`| head`) is an error, not a panic.
+pub(crate) fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes).and_then(|()| out.flush()).map_err(|e| anyhow::anyhow!("writing to standard output: {e}"))
 }
 
 fn main() -> ExitCode {
@@ -33,6 +51,10 @@ fn main() -> ExitCode {
         Command::Info(args) => info::run(args),
         Command::Facts(args) => facts::run(args),
         Command::Upgrade(cmd) => upgrade::run(cmd),
+        Command::Status(args) => status::run(args),
+        Command::Report(args) => report::run(args),
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(args),
     };
     match result {
         Ok(code) => code,

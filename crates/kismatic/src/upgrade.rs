@@ -184,6 +184,7 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
         events: common.events.clone(),
         discard_previous: common.discard_journal,
         quiet: matches!(common.output, Output::Json),
+        command: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect(),
     };
     let outcome = runtime.block_on(kismatic_exec::run::execute(&plan, &inventory, &release, &fleet, &cfg))?;
     let from_version = |host: &str| {
@@ -207,6 +208,21 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
             outcome: result.clone(),
         })
         .collect();
+    let left_out: Vec<serde_json::Value> = plan
+        .pruned
+        .iter()
+        .map(|p| serde_json::json!({"host": p.host, "codes": p.codes.iter().map(|c| c.as_str()).collect::<Vec<_>>()}))
+        .collect();
+    let result = serde_json::json!({"result": {
+        "completed": outcome.completed,
+        "resumed": outcome.resumed,
+        "run_dir": outcome.run_dir,
+        "release": release.version.to_string(),
+        "nodes": nodes,
+        "left_out": left_out,
+        "message": outcome.message,
+    }});
+    let timeline = keep_result_and_timeline(&outcome.run_dir, &result["result"]);
     match common.output {
         Output::Simple => {
             println!("\nSummary:");
@@ -218,26 +234,31 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
                 println!("  {:<16} {:>8}  left out ({})", p.host, "-", codes.join(", "));
             }
             println!("\n{}", outcome.message);
+            if let Some(t) = timeline {
+                println!("Timeline: {}", t.display());
+            }
         }
-        Output::Json => {
-            let left_out: Vec<serde_json::Value> = plan
-                .pruned
-                .iter()
-                .map(|p| serde_json::json!({"host": p.host, "codes": p.codes.iter().map(|c| c.as_str()).collect::<Vec<_>>()}))
-                .collect();
-            let result = serde_json::json!({"result": {
-                "completed": outcome.completed,
-                "resumed": outcome.resumed,
-                "run_dir": outcome.run_dir,
-                "release": release.version.to_string(),
-                "nodes": nodes,
-                "left_out": left_out,
-                "message": outcome.message,
-            }});
-            println!("{result}");
-        }
+        Output::Json => println!("{result}"),
     }
     Ok(if outcome.completed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The run's result and its timeline page, written into the run folder; a failure to write them is a warning
+/// (the journal is what matters). Returns the page's path.
+fn keep_result_and_timeline(run_dir: &Path, result: &serde_json::Value) -> Option<PathBuf> {
+    let written = std::fs::write(run_dir.join(crate::report::RESULT_FILE), format!("{result}\n"))
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            let page = run_dir.join(crate::report::TIMELINE_FILE);
+            crate::report::write_report(run_dir, &page).map(|()| page)
+        });
+    match written {
+        Ok(page) => Some(page),
+        Err(e) => {
+            eprintln!("warning: the run's timeline was not written to {}: {e:#}", run_dir.display());
+            None
+        }
+    }
 }
 
 /// One node's line of the end-of-run summary.

@@ -311,8 +311,28 @@ fn online_blocked_partial_then_full() {
     // workloads the killed run's drain moved (kept in the journal).
     let sampler = Sampler::start(c.kubeconfig(), "web");
     let full_args = ["upgrade", "online", "--accept", "ingress-node@ingress01"];
-    kill_when_started(c.spawn_upgrade(&full_args, &events), &events, "worker/worker03/upgrade/kubelet");
+    let mut child = c.spawn_upgrade(&full_args, &events);
+    // From a second terminal, in the middle of the run: `kismatic status` sees it running, read-only.
+    // (The partial run already upgraded every other node: this run has worker03 and the services.)
+    wait_started(&mut child, &events, "worker/worker03/drain");
+    let status = c.kismatic(&["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    let pid = child.id();
+    assert!(text(&status).contains(&format!("State:    running: pid {pid} on ")), "{}", text(&status));
+    assert!(text(&status).contains("at worker/worker03/drain"), "{}", text(&status));
+    wait_started(&mut child, &events, "worker/worker03/upgrade/kubelet");
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
     assert_eq!(cordoned_nodes(&c).trim(), "worker03", "the killed run left its node cordoned");
+    let status = c.kismatic(&["status"]);
+    let t = text(&status);
+    assert!(t.contains("State:    abandoned during worker/worker03/upgrade/kubelet"), "{t}");
+    assert!(t.contains("Cordoned by the run: worker03"), "{t}");
+    assert!(
+        t.contains("To resume, run the same command again:")
+            && t.contains("upgrade online --accept ingress-node@ingress01"),
+        "{t}"
+    );
     let full = c.kismatic(&[&full_args[..], &["--events", events.to_str().expect("utf-8 path")]].concat());
     let (min_ready, api_failures, samples) = sampler.finish();
     assert_eq!(full.status.code(), Some(0), "{}", text(&full));
@@ -328,6 +348,18 @@ fn online_blocked_partial_then_full() {
     eprintln!("worker03: drain before the kill: {moved}; uncordon after the resume: {ready}");
     let count = |m: &str| m.split_whitespace().next().and_then(|n| n.parse::<usize>().ok()).expect("a count");
     assert_eq!(count(&moved), count(&ready), "the resumed run waited for every workload the drain moved");
+    let status: serde_json::Value =
+        serde_json::from_slice(&c.kismatic(&["status", "-o", "json"]).stdout).expect("status JSON");
+    assert_eq!(status["state"]["state"], "finished", "{status}");
+    assert_eq!(status["attempts"].as_array().map(Vec::len), Some(2), "the killed process and the resume: {status}");
+    let run_dir = PathBuf::from(status["run_dir"].as_str().expect("run_dir"));
+    let page = std::fs::read_to_string(run_dir.join("timeline.html")).expect("the run wrote its timeline");
+    for lane in ["worker03", "services"] {
+        assert!(page.contains(&format!("class=\"lane\">{lane}</text>")), "lane {lane} in the timeline");
+    }
+    assert!(page.contains("waiting on drain") && page.contains("waiting on health"), "waits drawn");
+    let _ =
+        std::fs::copy(run_dir.join("timeline.html"), std::env::temp_dir().join("kismatic-e2e-online-timeline.html"));
     eprintln!("full: web min ready {min_ready} over {samples} samples, {api_failures} API failures");
     assert!(min_ready >= 2 && min_ready != usize::MAX, "min ready {min_ready}");
     assert_eq!(api_failures, 0);
@@ -411,14 +443,19 @@ fn last_message(events: &Path, step: &str) -> String {
 
 /// Waits until the event stream shows `step` started, then kills the process with SIGKILL.
 fn kill_when_started(mut child: std::process::Child, events: &Path, step: &str) {
+    wait_started(&mut child, events, step);
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    eprintln!("killed kismatic with SIGKILL as {step} started");
+}
+
+/// Waits until the event stream shows `step` started (the process must still be running).
+fn wait_started(child: &mut std::process::Child, events: &Path, step: &str) {
     let deadline = Instant::now() + Duration::from_secs(600);
     let needle = format!("\"step\":\"{step}\",\"state\":\"started\"");
     loop {
         let text = std::fs::read_to_string(events).unwrap_or_default();
         if text.contains(&needle) {
-            child.kill().expect("SIGKILL");
-            let _ = child.wait();
-            eprintln!("killed kismatic with SIGKILL as {step} started");
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {

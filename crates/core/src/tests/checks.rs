@@ -69,7 +69,7 @@ fn disk_space_configurable_and_separate_opt() {
     // 600 MB < 500 MB + artifacts on / ; worker01's /opt/kismatic is too small for its artifacts.
     assert_eq!(codes(&a, "worker00"), vec![Code::DiskSpace]);
     assert_eq!(codes(&a, "worker01"), vec![Code::DiskSpace]);
-    assert_eq!(a.findings[1].object.as_deref(), Some("/opt/kismatic"));
+    assert_eq!(a.findings[1].object, "/opt/kismatic");
     let skip = CheckOptions { skip_preflight: true, ..opts };
     assert!(fx.analyze_with(&skip).findings.is_empty());
 }
@@ -315,7 +315,7 @@ fn unmanaged_pod_on_any_role() {
     assert_eq!(codes(&a, "worker00"), vec![Code::UnmanagedPod]);
     assert_eq!(codes(&a, "master00"), vec![Code::UnmanagedPod], "masters and kube-system are checked");
     let f = a.findings.iter().find(|f| f.node == "worker00").unwrap();
-    assert_eq!(f.object.as_deref(), Some("Pod default/bare"));
+    assert_eq!(f.object, "Pod default/bare");
     assert_eq!(f.class, Class::Unsafe);
 }
 
@@ -430,7 +430,7 @@ fn single_replica_through_owner_chain() {
     fx.deployment("default", "db", 1, &["worker00"]);
     let a = fx.online();
     assert_eq!(codes(&a, "worker00"), vec![Code::SingleReplica]);
-    assert_eq!(a.findings[0].object.as_deref(), Some("Deployment default/db"));
+    assert_eq!(a.findings[0].object, "Deployment default/db");
 }
 
 #[test]
@@ -512,7 +512,7 @@ fn daemonset_single_node() {
     ));
     let a = fx.online();
     assert_eq!(codes(&a, "worker00"), vec![Code::DaemonsetSingleNode]);
-    assert_eq!(a.findings[0].object.as_deref(), Some("DaemonSet monitoring/gpu-agent"));
+    assert_eq!(a.findings[0].object, "DaemonSet monitoring/gpu-agent");
 }
 
 #[test]
@@ -588,7 +588,7 @@ fn replicaset_without_deployment_is_judged_itself() {
     fx.kube().replica_sets.push(controller("default", "rs", "rs-1", 1, vec![]));
     fx.kube().pods.push(pod("default", "rs-x", "worker00", vec![owner("ReplicaSet", "rs", "rs-1")], "rs"));
     let a = fx.online();
-    assert_eq!(a.findings[0].object.as_deref(), Some("ReplicaSet default/rs"));
+    assert_eq!(a.findings[0].object, "ReplicaSet default/rs");
 }
 
 fn pdb(min: Option<IntOrPercent>, allowed: i64, healthy: i64, expected: i64) -> PodDisruptionBudget {
@@ -729,7 +729,7 @@ mod skew_and_removed_apis {
             let found = cluster_findings(&a);
             assert_eq!(found.len(), 1, "{mode}: {found:?}");
             assert_eq!(found[0].code, Code::RemovedApi);
-            assert_eq!(found[0].object.as_deref(), Some("flowcontrol.apiserver.k8s.io/v1beta3 flowschemas"));
+            assert_eq!(found[0].object, "flowcontrol.apiserver.k8s.io/v1beta3 flowschemas");
             assert!(found[0].message.contains("master00") && found[0].message.contains("removed in v1.32"));
             assert!(found[0].message.contains("flowcontrol.apiserver.k8s.io/v1"), "{}", found[0].message);
         }
@@ -790,7 +790,7 @@ mod skew_and_removed_apis {
         let a = fx.online();
         let found = cluster_findings(&a);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].object.as_deref(), Some("Ingress default/legacy"));
+        assert_eq!(found[0].object, "Ingress default/legacy");
         assert!(found[0].message.contains("use networking.k8s.io/v1"));
     }
 

@@ -175,7 +175,7 @@ fn removed_api_and_transition_findings_block_even_partial_plans() {
     opts.partial_ok = true;
     let p = make(&fx, &opts);
     match &p.status {
-        PlanStatus::Blocked { reasons } => {
+        PlanStatus::Blocked { reasons, .. } => {
             assert!(reasons.iter().any(|r| r.contains("transitioning from release 1.0.0 to 1.2.0")), "{reasons:?}")
         }
         other => panic!("{other:?}"),
@@ -287,7 +287,7 @@ fn partial_ok_cannot_prune_master_or_etcd() {
     fx.kube().pods.push(synth::pod("default", "bare", "master01", vec![], "bare"));
     fx.facts.etcd[0].members[0].healthy = Some(false);
     let p = make(&fx, &PlanOptions { partial_ok: true, ..PlanOptions::new(Mode::Online) });
-    let PlanStatus::Blocked { reasons } = &p.status else { panic!("not blocked") };
+    let PlanStatus::Blocked { reasons, .. } = &p.status else { panic!("not blocked") };
     assert_eq!(reasons.len(), 4, "{reasons:?}");
     assert!(reasons[0].contains("etcd node etcd00") && reasons[0].contains("quorum"));
     assert!(reasons[3].contains("master node master01") && reasons[3].contains("version skew"));

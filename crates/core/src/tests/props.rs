@@ -186,26 +186,38 @@ proptest! {
         // Order: etcd < apiservers < master < worker < registry < services, each phase once.
         let kinds: Vec<PhaseKind> = p.phases.iter().map(|ph| ph.kind).collect();
         prop_assert!(kinds.windows(2).all(|w| w[0] < w[1]), "{kinds:?}");
-        // Every node once per phase at most, in the phase of its earliest role — except that when the masters are
-        // split, a master's API server goes in `apiservers` and its other Kubernetes components in `master`.
+        // Every node once per phase at most. A component goes in the phase of the node's earliest role, except:
+        // etcd members always in `etcd`; when the masters are split, a master's API server in `apiservers` and its
+        // other components in `master`; an etcd node's Kubernetes components in their own role's phase when another
+        // master's API server is still to be upgraded.
         let split = kinds.contains(&PhaseKind::ApiServers);
+        let api_hosts: HashSet<&str> = p
+            .node_plans()
+            .filter(|(_, np)| np.upgrades().any(|(c, _, _)| c == "kube-apiserver"))
+            .map(|(_, np)| np.host.as_str())
+            .collect();
         let mut seen = HashSet::new();
         let mut per_phase = HashSet::new();
         for (phase, np) in p.node_plans() {
             prop_assert!(per_phase.insert((phase.kind, np.host.clone())));
             seen.insert(np.host.clone());
             let node = inv.nodes.iter().find(|n| n.host == np.host).unwrap();
-            if split && node.has_role(Role::Master) {
-                for (comp, _, _) in np.upgrades() {
-                    let want = match comp {
-                        "etcd" | "etcd-networking" => crate::planner::node_phase(node),
-                        "kube-apiserver" => PhaseKind::ApiServers,
-                        _ => PhaseKind::Master,
-                    };
-                    prop_assert_eq!(phase.kind, want, "{} on {}", comp, np.host);
-                }
-            } else {
-                prop_assert_eq!(phase.kind, crate::planner::node_phase(node));
+            let earliest = crate::planner::node_phase(node);
+            let own = if node.has_role(Role::Master) { PhaseKind::Master } else { PhaseKind::Worker };
+            let other_api = api_hosts.iter().any(|h| *h != np.host);
+            for (comp, _, _) in np.upgrades() {
+                let want = if comp == "etcd" || comp == "etcd-networking" {
+                    earliest
+                } else if split && comp == "kube-apiserver" {
+                    PhaseKind::ApiServers
+                } else if split && node.has_role(Role::Master) {
+                    PhaseKind::Master
+                } else if earliest == PhaseKind::Etcd && other_api {
+                    own
+                } else {
+                    earliest
+                };
+                prop_assert_eq!(phase.kind, want, "{} on {}", comp, np.host);
             }
         }
         // The version-skew policy holds at every moment of a plan that is not blocked (checked here independently
@@ -324,4 +336,44 @@ fn skew_breaks(m: &std::collections::BTreeMap<(String, String), u64>) -> HashSet
         }
     }
     out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Every remedy a blocked plan offers works: rerunning with it (same facts) gives a plan that is not blocked,
+    /// and leaves out exactly the nodes the remedy said it would.
+    #[test]
+    fn offered_remedies_unblock(s in scenario()) {
+        use crate::planner::{Acceptance, PlanStatus, Remedy};
+        let fx = build(&s);
+        let mode = if s.online { Mode::Online } else { Mode::Offline };
+        let run = |mode: Mode, partial_ok: bool, accepted: Vec<Acceptance>| {
+            let analysis = crate::checks::analyze(&fx.facts, &fx.release, &CheckOptions::new(mode)).unwrap();
+            let opts = PlanOptions { mode, partial_ok, ignore_safety_checks: false, max_parallel_workers: 1, accepted };
+            plan(&fx.facts, &analysis, &fx.release, &opts)
+        };
+        let p = run(mode, s.partial_ok, Vec::new());
+        let PlanStatus::Blocked { remedies, blocking, .. } = &p.status else { return Ok(()) };
+        prop_assert!(!blocking.is_empty());
+        prop_assert_eq!(&remedies[0], &Remedy::Fix);
+        for r in &remedies[1..] {
+            let (again, left_out) = match r {
+                Remedy::Fix => unreachable!("only first"),
+                Remedy::PartialOk { left_out } => (run(mode, true, Vec::new()), left_out),
+                Remedy::Offline { partial_ok, left_out, accept } => {
+                    let accepted = accept.iter().map(|a| a.parse::<Acceptance>().unwrap()).collect();
+                    (run(Mode::Offline, *partial_ok, accepted), left_out)
+                }
+                Remedy::Accept { accept, partial_ok, left_out } => {
+                    let accepted = accept.iter().map(|a| a.parse::<Acceptance>().unwrap()).collect();
+                    (run(mode, *partial_ok, accepted), left_out)
+                }
+            };
+            prop_assert!(!again.is_blocked(), "{r:?} offered but the rerun is blocked: {:?}", again.status);
+            let pruned: Vec<&str> = again.pruned.iter().map(|p| p.host.as_str()).collect();
+            let said: Vec<&str> = left_out.iter().map(String::as_str).collect();
+            prop_assert_eq!(pruned, said, "{:?}", r);
+        }
+    }
 }

@@ -60,3 +60,56 @@ fn plan_json_round_trips() {
     let back: crate::planner::UpgradePlan = serde_json::from_str(&plan_json(&p)).unwrap();
     assert_eq!(back, p);
 }
+
+/// Three kinds of blocked plan, each with only the remedies that would work for it.
+#[test]
+fn snapshot_blocked_safety_findings_on_workers_only() {
+    // Every remedy works: --partial-ok, offline, or acknowledging each finding.
+    let mut fx = Fx::new();
+    fx.node("worker02").roles.push(Role::Ingress);
+    fx.kube().pods.push(synth::pod("default", "bare", "worker01", vec![], "bare"));
+    insta::assert_snapshot!(plan_text(&make(&fx, &PlanOptions::new(Mode::Online))));
+}
+
+#[test]
+fn snapshot_blocked_master_flagged_and_worker_unready() {
+    // --partial-ok cannot leave the master out; offline still stops at the disk; what works: offline leaving
+    // the worker out, or accepting the master's finding and leaving the worker out.
+    let mut fx = Fx::new();
+    fx.kube().pods.push(synth::pod("kube-system", "debug", "master01", vec![], "debug"));
+    fx.node_facts("worker00").disk_free.insert("/".into(), 999_999_000);
+    insta::assert_snapshot!(plan_text(&make(&fx, &PlanOptions::new(Mode::Online))));
+}
+
+#[test]
+fn snapshot_blocked_etcd_unready() {
+    // An etcd node that cannot take the upgrade: nothing but fixing it works.
+    let mut fx = Fx::new();
+    fx.node_facts("etcd01").disk_free.insert("/".into(), 200_000_000);
+    fx.kube().pods.push(synth::pod("default", "bare", "worker01", vec![], "bare"));
+    let p = make(&fx, &PlanOptions::new(Mode::Online));
+    insta::assert_snapshot!(plan_text(&p));
+    let crate::planner::PlanStatus::Blocked { remedies, .. } = &p.status else { panic!("blocked") };
+    assert_eq!(remedies, &vec![crate::planner::Remedy::Fix]);
+}
+
+#[test]
+fn snapshot_blocked_offline_worker_unready() {
+    let mut fx = Fx::new();
+    fx.node_facts("worker02").disk_free.insert("/".into(), 500_000_000);
+    insta::assert_snapshot!(plan_text(&make(&fx, &PlanOptions::new(Mode::Offline))));
+}
+
+#[test]
+fn snapshot_blocked_plan_json_lists_nodes_codes_and_remedies() {
+    let mut fx = Fx::new();
+    fx.kube().pods.push(synth::pod("kube-system", "debug", "master01", vec![], "debug"));
+    fx.node_facts("worker00").disk_free.insert("/".into(), 999_999_000);
+    let p = make(&fx, &PlanOptions::new(Mode::Online));
+    let v: serde_json::Value = serde_json::from_str(&plan_json(&p)).unwrap();
+    insta::assert_json_snapshot!(v["status"]);
+    // Exact sizes in JSON, human ones in the message.
+    let disk = p.findings.iter().find(|f| f.code == Code::DiskSpace).unwrap();
+    assert_eq!(disk.bytes, Some(crate::checks::ByteCounts { available: 999_999_000, required: 1_120_002_000 }));
+    assert!(disk.message.starts_with("/ has 1.00 GB available, needs 1.12 GB"), "{}", disk.message);
+}
