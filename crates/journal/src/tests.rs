@@ -298,6 +298,11 @@ mod view_tests {
             classify("master/m1/upgrade/kube-apiserver"),
             StepKind::Node { phase: "master", node: "m1", action: "upgrade/kube-apiserver" }
         );
+        assert_eq!(
+            classify("apiservers/m1/upgrade/kube-apiserver"),
+            StepKind::Node { phase: "apiservers", node: "m1", action: "upgrade/kube-apiserver" },
+            "the split master phase"
+        );
         assert_eq!(classify("registry/registry"), StepKind::Service { phase: "registry", component: "registry" });
         assert_eq!(classify("something/else/entirely/new"), StepKind::Other);
     }

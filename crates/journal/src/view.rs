@@ -58,7 +58,7 @@ pub fn classify(step: &str) -> StepKind<'_> {
         (Some("etcd"), Some("snapshot"), Some(cluster)) if cluster.starts_with("etcd") => {
             StepKind::Snapshot { cluster }
         }
-        (Some(phase @ ("etcd" | "master" | "worker")), Some(node), Some(action)) => {
+        (Some(phase @ ("etcd" | "apiservers" | "master" | "worker")), Some(node), Some(action)) => {
             StepKind::Node { phase, node, action }
         }
         (Some(phase @ ("registry" | "services")), Some(component), None) => StepKind::Service { phase, component },
