@@ -516,7 +516,17 @@ fn offline_killed_twice_resumes_and_keeps_data() {
     assert_eq!(before.0.lines().count(), DATA_KEYS * 2, "keys and values");
     assert_eq!(before.1.len(), DATA_OBJECTS);
 
-    let args = ["upgrade", "offline", "--max-parallel-workers", "2", "--node-timeout", "120"];
+    // The releases move the kubelet a minor (v1.33 → v1.34): offline, that is acknowledged in place.
+    let args = [
+        "upgrade",
+        "offline",
+        "--max-parallel-workers",
+        "2",
+        "--node-timeout",
+        "120",
+        "--accept",
+        "in-place-kubelet-minor",
+    ];
     let events = work.join("events.jsonl");
     kill_when_started(c.spawn_upgrade(&args, &events), &events, "etcd/etcd02/upgrade/etcd");
     kill_when_started(c.spawn_upgrade(&args, &events), &events, "worker/worker01/upgrade/kubelet");
@@ -598,7 +608,7 @@ fn broken_etcd_artifact_is_rolled_back() {
     // First, a node that cannot take its artifacts (its staging folder's parent is a file): the run stops before
     // that node with nothing changed on it; once fixed, the same command resumes.
     c.ssh("etcd01", &["sh", "-c", "rm -rf /var/cache/kismatic && touch /var/cache/kismatic"]);
-    let blocked = c.kismatic(&["upgrade", "offline", "--node-timeout", "20"]);
+    let blocked = c.kismatic(&["upgrade", "offline", "--node-timeout", "20", "--accept", "in-place-kubelet-minor"]);
     assert_eq!(blocked.status.code(), Some(1), "{}", text(&blocked));
     assert!(
         text(&blocked).contains("staging artifacts on etcd01 failed, so the run stops before etcd01")
@@ -613,7 +623,7 @@ fn broken_etcd_artifact_is_rolled_back() {
     }
     c.ssh("etcd01", &["rm", "-f", "/var/cache/kismatic"]);
 
-    let out = c.kismatic(&["upgrade", "offline", "--node-timeout", "20"]);
+    let out = c.kismatic(&["upgrade", "offline", "--node-timeout", "20", "--accept", "in-place-kubelet-minor"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let t = text(&out);
     assert!(t.contains("resuming run"), "{t}");
