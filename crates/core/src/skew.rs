@@ -537,4 +537,58 @@ mod tests {
         assert!(m.violations().is_empty());
         assert!(walk(&m, &[change("e1", "etcd", "9.0.0")]).is_empty());
     }
+
+    /// The walk as first written: every rule re-judged after every change.
+    fn walk_everything(initial: &Moment, changes: &[Change]) -> Vec<StepViolation> {
+        let mut worst: BTreeMap<(SkewRule, Option<(String, String)>), u64> =
+            initial.violations().into_iter().map(|v| (v.key(), v.gap)).collect();
+        let mut reported = BTreeSet::new();
+        let mut out = Vec::new();
+        let mut m = initial.clone();
+        for (i, c) in changes.iter().enumerate() {
+            if role_of(&c.component).is_none() {
+                continue;
+            }
+            m.set(&c.host, &c.component, c.to.clone());
+            for violation in m.violations() {
+                let key = violation.key();
+                if worst.get(&key).is_none_or(|g| violation.gap > *g) && !reported.contains(&key) {
+                    worst.insert(key.clone(), violation.gap);
+                    reported.insert(key);
+                    out.push(StepViolation { after: i, violation });
+                }
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// The incremental walk finds exactly what re-judging everything after every change finds.
+        #[test]
+        fn incremental_walk_equals_the_full_one(
+            initial in proptest::collection::vec((0usize..4, 0usize..5, 20u64..30, proptest::bool::ANY), 0..14),
+            changes in proptest::collection::vec((0usize..4, 0usize..5, 20u64..32), 0..20),
+        ) {
+            const COMPONENTS: [&str; 5] =
+                ["kube-apiserver", "kubelet", "kube-proxy", "kube-controller-manager", "kube-scheduler"];
+            let mut m = Moment::default();
+            for (h, c, minor, local) in &initial {
+                let host = format!("n{h}");
+                m.set(&host, COMPONENTS[*c], Version::new(1, *minor, 0));
+                if *local {
+                    m.set_upstream(&host, COMPONENTS[*c], Upstream::Local);
+                }
+            }
+            let changes: Vec<Change> = changes
+                .iter()
+                .map(|(h, c, minor)| Change {
+                    host: format!("n{h}"),
+                    component: COMPONENTS[*c].to_string(),
+                    to: Version::new(1, *minor, 0),
+                })
+                .collect();
+            proptest::prop_assert_eq!(walk(&m, &changes), walk_everything(&m, &changes));
+        }
+    }
 }
