@@ -49,7 +49,7 @@ pub struct OfflineArgs {
     #[command(flatten)]
     common: CommonArgs,
     /// Workers upgraded at the same time (etcd nodes and masters always go one at a time).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = 1, value_parser = common::parallel_workers)]
     max_parallel_workers: u32,
     /// Acknowledge a finding that stops offline upgrades too but is not a readiness problem: removed-api (an API
     /// the upgrade removes is still in use) or in-place-kubelet-minor (a kubelet changes minor version without a
@@ -91,7 +91,8 @@ struct CommonArgs {
     #[arg(long, value_name = "FILE")]
     facts: Option<PathBuf>,
     /// Bytes that must stay free on / after the release's artifacts are placed.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MIN_FREE_BYTES)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MIN_FREE_BYTES,
+        value_parser = common::min_free_bytes)]
     min_free_bytes: u64,
     /// kubeconfig for the cluster's API (default: generated/kubeconfig next to the plan file).
     #[arg(long, value_name = "FILE")]
@@ -100,10 +101,10 @@ struct CommonArgs {
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
     /// How long a drain retries evictions refused by a PodDisruptionBudget before the run stops, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = common::timeout_secs)]
     drain_timeout: u64,
     /// Deadline for each component to come back at its target version (and each node to turn Ready), in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = common::timeout_secs)]
     node_timeout: u64,
     /// Restart every upgraded component's service even when nothing changed on the node.
     #[arg(long)]
@@ -112,7 +113,7 @@ struct CommonArgs {
     #[arg(long)]
     discard_journal: bool,
     /// Port of the API server on each master, for the health gate after upgrading it.
-    #[arg(long, value_name = "PORT", default_value_t = 6443)]
+    #[arg(long, value_name = "PORT", default_value_t = 6443, value_parser = common::port)]
     apiserver_port: u16,
     #[command(flatten)]
     ssh: SshArgs,
