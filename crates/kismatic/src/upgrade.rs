@@ -151,7 +151,7 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
     let runtime = common::runtime()?;
     let gathered = runtime.block_on(kismatic_exec::gather::gather(&fleet, &inventory, &release, Some(&kubeconfig)));
     for w in &gathered.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", kismatic_plan::text::terminal(&w.to_string()));
     }
     let plan = analyse_and_plan(&gathered.facts, &release, &common, mode, &safety)?;
     if plan.is_blocked() {
@@ -163,8 +163,8 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
     if plan.phases.is_empty() {
         let message = format!("Nothing to do: every node is at release {}.", release.version);
         match common.output {
-            Output::Simple => println!("{message}"),
-            Output::Json => println!(
+            Output::Simple => crate::outln!("{message}"),
+            Output::Json => crate::outln!(
                 "{}",
                 serde_json::json!({"result": {"completed": true, "release": release.version.to_string(), "nodes": [], "left_out": [], "message": message}})
             ),
@@ -226,20 +226,20 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
     let timeline = keep_result_and_timeline(&outcome.run_dir, &result["result"]);
     match common.output {
         Output::Simple => {
-            println!("\nSummary:");
+            crate::outln_lossy!("\nSummary:");
             for n in &nodes {
-                println!("  {:<16} {:>7.1}s  {} → {}  {}", n.host, n.seconds, n.from, n.to, n.outcome);
+                crate::outln_lossy!("  {:<16} {:>7.1}s  {} → {}  {}", n.host, n.seconds, n.from, n.to, n.outcome);
             }
             for p in &plan.pruned {
                 let codes: Vec<&str> = p.codes.iter().map(|c| c.as_str()).collect();
-                println!("  {:<16} {:>8}  left out ({})", p.host, "-", codes.join(", "));
+                crate::outln_lossy!("  {:<16} {:>8}  left out ({})", p.host, "-", codes.join(", "));
             }
-            println!("\n{}", outcome.message);
+            crate::outln_lossy!("\n{}", outcome.message);
             if let Some(t) = timeline {
-                println!("Timeline: {}", t.display());
+                crate::outln_lossy!("Timeline: {}", t.display());
             }
         }
-        Output::Json => println!("{result}"),
+        Output::Json => crate::outln_lossy!("{result}"),
     }
     Ok(if outcome.completed { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -300,8 +300,8 @@ fn analyse_and_plan(
     };
     let plan = plan(facts, &analysis, release, &plan_opts);
     match common.output {
-        Output::Simple => print!("{}", render::plan_text(&plan)),
-        Output::Json => println!("{}", render::plan_json(&plan)),
+        Output::Simple => crate::out!("{}", render::plan_text(&plan)),
+        Output::Json => crate::outln!("{}", render::plan_json(&plan)),
     }
     Ok(plan)
 }

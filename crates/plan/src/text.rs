@@ -18,6 +18,37 @@ fn hostile(c: char) -> bool {
         || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
+/// Lines longer than this many characters are shortened by [`terminal`].
+pub const MAX_LINE: usize = 4096;
+
+/// Whole output on its way to a terminal (what `kismatic` writes to standard output and standard error): hostile
+/// characters escaped except newlines and tabs, each line longer than [`MAX_LINE`] characters shortened to
+/// [`MAX_SHOWN`] characters and its length. Borrows when nothing needs changing (JSON output always).
+pub fn terminal(s: &str) -> Cow<'_, str> {
+    let ok = |l: &str| !l.chars().any(|c| c != '\t' && hostile(c)) && l.chars().nth(MAX_LINE).is_none();
+    if s.split('\n').all(ok) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len().min(1 << 16));
+    for (i, line) in s.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let long = line.chars().nth(MAX_LINE).is_some();
+        for c in line.chars().take(if long { MAX_SHOWN } else { MAX_LINE }) {
+            if c != '\t' && hostile(c) {
+                out.extend(c.escape_debug());
+            } else {
+                out.push(c);
+            }
+        }
+        if long {
+            let _ = write!(out, "… (line of {} bytes shortened)", line.len());
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// `s` for a terminal, unquoted: hostile characters escaped (`\n`, `\u{1b}`), shortened past [`MAX_SHOWN`]
 /// characters as `first…` plus ` (N bytes)`. Borrows when nothing needs changing.
 pub fn shown(s: &str) -> Cow<'_, str> {
@@ -73,6 +104,16 @@ mod tests {
         assert!(matches!(shown("plain ünïcode"), Cow::Borrowed(_)));
         assert_eq!(quoted("a\"b\u{7}"), "\"a\\\"b\\u{7}\"");
         assert_eq!(quoted("x\u{2066}"), "\"x\\u{2066}\"");
+    }
+
+    #[test]
+    fn terminal_text_keeps_lines_and_escapes_the_rest() {
+        assert!(matches!(terminal("a\tb\nc\n"), Cow::Borrowed(_)));
+        assert_eq!(terminal("ok\n\u{1b}]0;pwned\u{7}\r\n"), "ok\n\\u{1b}]0;pwned\\u{7}\\r\n");
+        let name = "c".repeat(20 << 20);
+        let text = format!("Cluster: {name}\nnext\n");
+        let shown = terminal(&text);
+        assert_eq!(shown, format!("Cluster: {}… (line of 20971529 bytes shortened)\nnext\n", &name[..MAX_SHOWN - 9]));
     }
 
     #[test]
