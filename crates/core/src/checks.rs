@@ -23,6 +23,8 @@ use std::fmt;
 
 /// Default minimum free space on `/` after the artifacts are placed: Kismatic's 1 GB.
 pub const DEFAULT_MIN_FREE_BYTES: u64 = 1_000_000_000;
+/// Largest `--min-free-bytes` accepted: 1 PiB, far beyond any node's disk, far from u64 overflow.
+pub const MAX_MIN_FREE_BYTES: u64 = 1 << 50;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -350,21 +352,22 @@ fn disk_space(out: &mut Out, nf: &NodeFacts, need: &NodeNeed, release: &Release,
         .changes
         .iter()
         .filter_map(|c| release.component(&c.component))
-        .map(|c| c.artifact.size + c.unit.as_ref().map_or(0, |u| u.size))
-        .sum();
+        .map(|c| c.artifact.size.saturating_add(c.unit.as_ref().map_or(0, |u| u.size)))
+        .fold(0, u64::saturating_add);
     let Some(&root) = nf.disk_free.get("/") else {
         out.push(Code::DiskSpace, "free space on / is unknown".into(), Some("/".into()));
         return;
     };
     let opt = nf.disk_free.get("/opt/kismatic").copied();
-    let root_needed = if opt.is_some() { min_free } else { min_free + artifacts };
+    // Saturating: `--min-free-bytes` and artifact sizes are bounded, but a sum past u64 means "more than any disk".
+    let root_needed = if opt.is_some() { min_free } else { min_free.saturating_add(artifacts) };
     if root < root_needed {
         let (has, needs) = human::bytes_pair(root, root_needed);
         out.push_sized(
             format!(
                 "/ has {has} available, needs {needs} ({} minimum + {} of artifacts)",
                 human::bytes(min_free),
-                human::bytes(root_needed - min_free)
+                human::bytes(root_needed.saturating_sub(min_free))
             ),
             "/",
             root,
@@ -1190,10 +1193,13 @@ impl<'a> Online<'a> {
             }
             let required = match (&pdb.min_available, &pdb.max_unavailable) {
                 (Some(min), _) => min.resolve(pdb.expected_pods),
-                (None, Some(max)) => max.resolve(pdb.expected_pods).map(|m| pdb.expected_pods - m),
+                (None, Some(max)) => max.resolve(pdb.expected_pods).map(|m| pdb.expected_pods.saturating_sub(m)),
                 (None, None) => None,
             };
-            let remain = pdb.current_healthy - i64::from(healthy_here) + i64::from(replaceable_here);
+            // Saturating: the counts come from a facts file (validated to 0..=i32::MAX, but analysis is also
+            // reached by hand-built facts).
+            let remain =
+                pdb.current_healthy.saturating_sub(i64::from(healthy_here)).saturating_add(i64::from(replaceable_here));
             if let Some(required) = required
                 && required > remain
             {

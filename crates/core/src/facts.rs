@@ -416,14 +416,25 @@ pub enum IntOrPercent {
 }
 
 impl IntOrPercent {
-    /// Resolves against `total` like Kubernetes does for PDBs (percentages round up). `None` for garbage.
+    /// Resolves against `total` like Kubernetes does for PDBs (percentages round up). `None` for garbage and for
+    /// percentages outside 0..=100 (facts validation refuses those with their JSON path).
     pub fn resolve(&self, total: i64) -> Option<i64> {
         match self {
             IntOrPercent::Int(i) => Some(*i),
-            IntOrPercent::Str(s) => {
-                let pct: i64 = s.strip_suffix('%')?.trim().parse().ok()?;
-                Some((pct * total + 99) / 100)
+            IntOrPercent::Str(_) => {
+                let pct = self.percent()?;
+                // Computed in i128: `total` comes from a facts file and may be anything an i64 holds.
+                let r = (i128::from(pct) * i128::from(total) + 99).div_euclid(100);
+                i64::try_from(r).ok()
             }
+        }
+    }
+
+    /// The percentage of a `"N%"` value, when it is one within 0..=100.
+    pub fn percent(&self) -> Option<i64> {
+        match self {
+            IntOrPercent::Int(_) => None,
+            IntOrPercent::Str(s) => s.strip_suffix('%')?.trim().parse().ok().filter(|p| (0..=100).contains(p)),
         }
     }
 }
@@ -701,6 +712,10 @@ mod tests {
         assert_eq!(IntOrPercent::Str("50%".into()).resolve(3), Some(2));
         assert_eq!(IntOrPercent::Int(2).resolve(10), Some(2));
         assert_eq!(IntOrPercent::Str("x".into()).resolve(3), None);
+        // Issue 12: used to overflow multiplying.
+        assert_eq!(IntOrPercent::Str("9223372036854775807%".into()).resolve(3), None);
+        assert_eq!(IntOrPercent::Str("100%".into()).resolve(i64::MAX), Some(i64::MAX));
+        assert_eq!(IntOrPercent::Str("50%".into()).resolve(i64::MIN), Some(i64::MIN / 2));
         let v: IntOrPercent = serde_json::from_str("\"25%\"").expect("parses");
         assert_eq!(v, IntOrPercent::Str("25%".into()));
     }

@@ -50,7 +50,9 @@ pub fn same(a: &str, b: &str) -> bool {
 
 /// `(major, minor)` distance from `from` to `to` in minors, when the major is the same; `None` across majors.
 pub fn minor_step(from: &Version, to: &Version) -> Option<i64> {
-    (from.major == to.major).then(|| to.minor as i64 - from.minor as i64)
+    // Versions from outside are bounded when parsed, but a `Version` can be built by hand: never wrap, saturate.
+    let step = i128::from(to.minor) - i128::from(from.minor);
+    (from.major == to.major).then(|| i64::try_from(step).unwrap_or(if step < 0 { i64::MIN } else { i64::MAX }))
 }
 
 /// Displays a version with a leading `v`, as Kismatic's output does.
@@ -89,5 +91,15 @@ mod tests {
     fn minor_steps() {
         assert_eq!(minor_step(&Version::new(1, 33, 0), &Version::new(1, 35, 2)), Some(2));
         assert_eq!(minor_step(&Version::new(1, 33, 0), &Version::new(2, 0, 0)), None);
+        // Issue 12: minor 2^63 used to overflow (debug) or wrap to a small step (release).
+        assert_eq!(minor_step(&Version::new(1, 33, 5), &Version::new(1, u64::MAX, 0)), Some(i64::MAX));
+        assert_eq!(minor_step(&Version::new(1, 1 << 63, 0), &Version::new(1, 0, 0)), Some(-(1i64 << 62) * 2));
+    }
+
+    #[test]
+    fn huge_numbers_are_not_versions() {
+        assert_eq!(parse("v1.9223372036854775808.0"), None);
+        assert_eq!(parse("v1.18446744073709551616.0"), None);
+        assert_eq!(parse(&format!("1.2.3-{}", "a".repeat(200_000))), None);
     }
 }

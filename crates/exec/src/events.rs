@@ -123,11 +123,16 @@ impl Reporter {
 
     /// Human progress line: elapsed, phase, node, step, what happened.
     pub fn line(&mut self, text: &str) {
+        // Progress lines carry node output: sanitized here, the one way they reach a terminal.
+        let text = kismatic_plan::text::terminal(text);
         let line = format!("[{:>7.1}s] {text}", self.started.elapsed().as_secs_f64());
         match &self.bar {
             // Printed above the bar, which stays at the bottom.
             Some(bar) => bar.println(&line),
-            None if !self.quiet => println!("{line}"),
+            // A closed standard output (`| head`) must not stop a running upgrade: progress is dropped then.
+            None if !self.quiet => {
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
+            }
             None => {}
         }
         if let Some(f) = &mut self.log {

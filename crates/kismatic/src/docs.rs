@@ -71,6 +71,6 @@ pub fn man(args: ManArgs) -> anyhow::Result<ExitCode> {
         .filter(|n| n.starts_with("kismatic") && n.ends_with(".1"))
         .collect();
     pages.sort();
-    println!("wrote {} man page(s) to {}: {}", pages.len(), args.dir.display(), pages.join(" "));
+    crate::outln!("wrote {} man page(s) to {}: {}", pages.len(), args.dir.display(), pages.join(" "));
     Ok(ExitCode::SUCCESS)
 }

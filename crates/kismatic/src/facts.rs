@@ -36,7 +36,7 @@ pub fn run(args: FactsArgs) -> anyhow::Result<ExitCode> {
     let gathered =
         common::runtime()?.block_on(kismatic_exec::gather::gather(&fleet, &inventory, &release, Some(&kubeconfig)));
     for w in &gathered.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", kismatic_plan::text::terminal(&w.to_string()));
     }
     let mut json = serde_json::to_string_pretty(&gathered.facts).context("rendering facts")?;
     json.push('\n');

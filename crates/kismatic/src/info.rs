@@ -81,7 +81,7 @@ pub fn run(args: InfoArgs) -> anyhow::Result<ExitCode> {
             s
         }
     };
-    print!("{text}");
+    crate::out!("{text}");
     if report.nodes_unreadable > 0 {
         eprintln!("error: {} of {} nodes could not be read", report.nodes_unreadable, report.nodes.len());
         return Ok(ExitCode::from(1));

@@ -38,12 +38,64 @@ enum Command {
     Man(docs::ManArgs),
 }
 
-/// Writes to standard output; a closed pipe (`| head`) is an error, not a panic.
+/// Writes to standard output. A closed pipe (`kismatic info | head -1`) ends the command the conventional way: killed
+/// by SIGPIPE, nothing printed (Rust ignores SIGPIPE, so without this `print!` would panic with exit 101).
 pub(crate) fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
+    let text = String::from_utf8_lossy(bytes);
+    let text = kismatic_plan::text::terminal(&text);
     let mut out = std::io::stdout().lock();
-    out.write_all(bytes).and_then(|()| out.flush()).map_err(|e| anyhow::anyhow!("writing to standard output: {e}"))
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => stdout_closed(),
+        r => r.map_err(|e| anyhow::anyhow!("writing to standard output: {e}")),
+    }
 }
+
+/// Like [`write_stdout`] for text that is only a courtesy (progress, a summary after the run finished): a closed or
+/// failing standard output must not stop or spoil a running upgrade, so errors are dropped.
+pub(crate) fn write_stdout_lossy(text: &str) {
+    use std::io::Write;
+    let text = kismatic_plan::text::terminal(text);
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// Standard output is a closed pipe: die of SIGPIPE, as `cat` and `grep` do, so the shell sees status 141.
+fn stdout_closed() -> ! {
+    // SAFETY: resetting SIGPIPE to its default disposition and raising it on this thread has no memory effects;
+    // the process ends there.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    std::process::exit(128 + libc::SIGPIPE)
+}
+
+/// `print!` that ends quietly on a closed pipe (see [`write_stdout`]); other write errors end with status 2.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        if let Err(e) = $crate::write_stdout(format!($($arg)*).as_bytes()) {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    };
+}
+/// `println!` counterpart of [`out!`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        if let Err(e) = $crate::write_stdout(format!("{}\n", format_args!($($arg)*)).as_bytes()) {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    };
+}
+/// `println!` that never fails (see [`write_stdout_lossy`]).
+macro_rules! outln_lossy {
+    ($($arg:tt)*) => {
+        $crate::write_stdout_lossy(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use {out, outln, outln_lossy};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -59,7 +111,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", kismatic_plan::text::terminal(&format!("{err:#}")));
             ExitCode::from(2)
         }
     }

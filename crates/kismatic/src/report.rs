@@ -36,7 +36,7 @@ pub struct ReportArgs {
 pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let out = args.output.unwrap_or_else(|| args.run_dir.join(TIMELINE_FILE));
     write_report(&args.run_dir, &out)?;
-    println!("{}", out.display());
+    crate::outln!("{}", out.display());
     Ok(ExitCode::SUCCESS)
 }
 

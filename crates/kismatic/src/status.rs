@@ -86,7 +86,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         crate::info::OutputFormat::Simple => render_text(&v, &run.dir),
         crate::info::OutputFormat::Json => render_json(&v, &run.dir),
     };
-    print!("{out}");
+    crate::out!("{out}");
     Ok(ExitCode::SUCCESS)
 }
 

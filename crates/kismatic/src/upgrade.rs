@@ -60,7 +60,7 @@ pub struct OfflineArgs {
     #[command(flatten)]
     common: CommonArgs,
     /// Workers upgraded at the same time (etcd nodes and masters always go one at a time).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = 1, value_parser = common::parallel_workers)]
     max_parallel_workers: u32,
     /// Acknowledge a finding that stops offline upgrades too but is not a readiness problem: removed-api (an API
     /// the upgrade removes is still in use) or in-place-kubelet-minor (a kubelet changes minor version without a
@@ -102,7 +102,8 @@ struct CommonArgs {
     #[arg(long, value_name = "FILE")]
     facts: Option<PathBuf>,
     /// Bytes that must stay free on / after the release's artifacts are placed.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MIN_FREE_BYTES)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MIN_FREE_BYTES,
+        value_parser = common::min_free_bytes)]
     min_free_bytes: u64,
     /// kubeconfig for the cluster's API (default: generated/kubeconfig next to the plan file).
     #[arg(long, value_name = "FILE")]
@@ -111,10 +112,10 @@ struct CommonArgs {
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
     /// How long a drain retries evictions refused by a PodDisruptionBudget before the run stops, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = common::timeout_secs)]
     drain_timeout: u64,
     /// Deadline for each component to come back at its target version (and each node to turn Ready), in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = common::timeout_secs)]
     node_timeout: u64,
     /// Restart every upgraded component's service even when nothing changed on the node.
     #[arg(long)]
@@ -123,7 +124,7 @@ struct CommonArgs {
     #[arg(long)]
     discard_journal: bool,
     /// Port of the API server on each master, for the health gate after upgrading it.
-    #[arg(long, value_name = "PORT", default_value_t = 6443)]
+    #[arg(long, value_name = "PORT", default_value_t = 6443, value_parser = common::port)]
     apiserver_port: u16,
     #[command(flatten)]
     ssh: SshArgs,
@@ -175,7 +176,7 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
     let runtime = common::runtime()?;
     let gathered = runtime.block_on(kismatic_exec::gather::gather(&fleet, &inventory, &release, Some(&kubeconfig)));
     for w in &gathered.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", kismatic_plan::text::terminal(&w.to_string()));
     }
     let plan = analyse_and_plan(&gathered.facts, &release, &common, mode, &safety)?;
     if plan.is_blocked() {
@@ -187,8 +188,8 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
     if plan.phases.is_empty() {
         let message = format!("Nothing to do: every node is at release {}.", release.version);
         match common.output {
-            Output::Simple => println!("{message}"),
-            Output::Json => println!(
+            Output::Simple => crate::outln!("{message}"),
+            Output::Json => crate::outln!(
                 "{}",
                 serde_json::json!({"result": {"completed": true, "release": release.version.to_string(), "nodes": [], "left_out": [], "message": message}})
             ),
@@ -250,20 +251,20 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
     let timeline = keep_result_and_timeline(&outcome.run_dir, &result["result"]);
     match common.output {
         Output::Simple => {
-            println!("\nSummary:");
+            crate::outln_lossy!("\nSummary:");
             for n in &nodes {
-                println!("  {:<16} {:>7.1}s  {} → {}  {}", n.host, n.seconds, n.from, n.to, n.outcome);
+                crate::outln_lossy!("  {:<16} {:>7.1}s  {} → {}  {}", n.host, n.seconds, n.from, n.to, n.outcome);
             }
             for p in &plan.pruned {
                 let codes: Vec<&str> = p.codes.iter().map(|c| c.as_str()).collect();
-                println!("  {:<16} {:>8}  left out ({})", p.host, "-", codes.join(", "));
+                crate::outln_lossy!("  {:<16} {:>8}  left out ({})", p.host, "-", codes.join(", "));
             }
-            println!("\n{}", outcome.message);
+            crate::outln_lossy!("\n{}", outcome.message);
             if let Some(t) = timeline {
-                println!("Timeline: {}", t.display());
+                crate::outln_lossy!("Timeline: {}", t.display());
             }
         }
-        Output::Json => println!("{result}"),
+        Output::Json => crate::outln_lossy!("{result}"),
     }
     Ok(if outcome.completed { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -328,8 +329,8 @@ fn analyse_and_plan(
     };
     let plan = plan(facts, &analysis, release, &plan_opts);
     match common.output {
-        Output::Simple => print!("{}", render::plan_text(&plan)),
-        Output::Json => println!("{}", render::plan_json(&plan)),
+        Output::Simple => crate::out!("{}", render::plan_text(&plan)),
+        Output::Json => crate::outln!("{}", render::plan_json(&plan)),
     }
     Ok(plan)
 }

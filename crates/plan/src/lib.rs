@@ -11,6 +11,7 @@ mod migrate;
 pub mod model;
 pub mod names;
 mod parse;
+pub mod text;
 mod validate;
 
 pub use diag::{Diagnostic, PlanError};

@@ -307,7 +307,7 @@ fn legacy_hint(parent: &str, key: &str) -> Option<&'static str> {
 
 /// Control characters and the like must not reach a terminal verbatim.
 pub(crate) fn sanitize(s: &str) -> String {
-    s.chars().flat_map(char::escape_debug).collect()
+    crate::text::shown(s).into_owned()
 }
 
 /// The closest known key, if it is close enough to be a plausible typo.

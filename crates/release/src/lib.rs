@@ -47,7 +47,9 @@ impl Release {
 
     /// Sum of the artifact sizes a node with these roles receives (for the disk-space check).
     pub fn artifact_bytes_for_roles(&self, roles: &[Role]) -> u64 {
-        self.components_for_roles(roles).map(|c| c.artifact.size + c.unit.as_ref().map_or(0, |u| u.size)).sum()
+        self.components_for_roles(roles)
+            .map(|c| c.artifact.size.saturating_add(c.unit.as_ref().map_or(0, |u| u.size)))
+            .fold(0, u64::saturating_add)
     }
 }
 
@@ -107,8 +109,49 @@ pub struct Artifact {
 }
 
 /// Parses a version the way the tool compares them: a leading `v` is stripped, then strict semver.
-pub fn parse_version(s: &str) -> Result<semver::Version, semver::Error> {
-    semver::Version::parse(s.strip_prefix('v').unwrap_or(s))
+pub fn parse_version(s: &str) -> Result<semver::Version, VersionError> {
+    parse_bounded(s.strip_prefix('v').unwrap_or(s))
+}
+
+/// Longest version string accepted (in bytes), anywhere: release files, facts, node output.
+pub const MAX_VERSION_LEN: usize = 128;
+/// Largest major, minor or patch number accepted. Real versions are far below; the bound keeps every difference and
+/// sum of version numbers far from overflow.
+pub const MAX_VERSION_NUMBER: u64 = 999_999;
+
+/// Why a version string was refused. One line, no parser-internal advice.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    #[error("is {0} bytes long (at most {MAX_VERSION_LEN})")]
+    TooLong(usize),
+    #[error("is not semver: {0}")]
+    Syntax(String),
+    #[error("has {part} {value}, out of range 0..={MAX_VERSION_NUMBER}")]
+    OutOfRange { part: &'static str, value: String },
+}
+
+/// Strict semver (no leading `v`) within [`MAX_VERSION_LEN`] and [`MAX_VERSION_NUMBER`].
+fn parse_bounded(s: &str) -> Result<semver::Version, VersionError> {
+    if s.len() > MAX_VERSION_LEN {
+        return Err(VersionError::TooLong(s.len()));
+    }
+    // semver reports a number past u64 as "value out of range"; say which range we accept instead.
+    let v = semver::Version::parse(s).map_err(|e| {
+        let core = s.split(['-', '+']).next().unwrap_or_default();
+        let parts: Vec<&str> = core.split('.').collect();
+        let names = ["major", "minor", "patch"];
+        let too_big = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u64>().is_err();
+        match parts.iter().zip(names).find(|(p, _)| too_big(p)) {
+            Some((p, part)) => VersionError::OutOfRange { part, value: kismatic_plan::text::shown(p).into_owned() },
+            None => VersionError::Syntax(e.to_string()),
+        }
+    })?;
+    for (part, value) in [("major", v.major), ("minor", v.minor), ("patch", v.patch)] {
+        if value > MAX_VERSION_NUMBER {
+            return Err(VersionError::OutOfRange { part, value: value.to_string() });
+        }
+    }
+    Ok(v)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -232,6 +275,11 @@ pub fn parse(dir: &Path, path: &Path, text: &str) -> Result<Release, ReleaseErro
     }
 }
 
+/// A value from release.yaml as messages show it: quoted, escaped, shortened.
+fn shown(s: &str) -> String {
+    kismatic_plan::text::quoted(s)
+}
+
 fn first_line(s: &str) -> String {
     // serde-saphyr renders a snippet after the message; the location is reported separately.
     s.lines().next().unwrap_or_default().to_string()
@@ -261,14 +309,14 @@ impl Validator<'_> {
         let version = if raw.version.value.starts_with('v') {
             self.problem(
                 &raw.version,
-                format!("version {:?} must be written without a leading \"v\"", raw.version.value),
+                format!("version {} must be written without a leading \"v\"", shown(&raw.version.value)),
             );
             semver::Version::new(0, 0, 0)
         } else {
-            match semver::Version::parse(&raw.version.value) {
+            match parse_bounded(&raw.version.value) {
                 Ok(v) => v,
                 Err(e) => {
-                    self.problem(&raw.version, format!("version {:?} is not semver: {e}", raw.version.value));
+                    self.problem(&raw.version, format!("version {} {e}", shown(&raw.version.value)));
                     semver::Version::new(0, 0, 0)
                 }
             }
@@ -276,11 +324,11 @@ impl Validator<'_> {
         match raw.kubernetes.value.strip_prefix('v') {
             None => self.problem(
                 &raw.kubernetes,
-                format!("kubernetes {:?} must start with \"v\" (e.g. v1.34.1)", raw.kubernetes.value),
+                format!("kubernetes {} must start with \"v\" (e.g. v1.34.1)", shown(&raw.kubernetes.value)),
             ),
             Some(rest) => {
-                if let Err(e) = semver::Version::parse(rest) {
-                    self.problem(&raw.kubernetes, format!("kubernetes {:?} is not semver: {e}", raw.kubernetes.value));
+                if let Err(e) = parse_bounded(rest) {
+                    self.problem(&raw.kubernetes, format!("kubernetes {} {e}", shown(&raw.kubernetes.value)));
                 }
             }
         }
@@ -292,7 +340,7 @@ impl Validator<'_> {
         let mut components = Vec::new();
         for c in raw.components.value {
             if !names.insert(c.name.value.clone()) {
-                self.problem(&c.name, format!("component {:?} is listed twice", c.name.value));
+                self.problem(&c.name, format!("component {} is listed twice", shown(&c.name.value)));
             }
             let comp = self.component(c, &mut files);
             components.push(comp);
@@ -301,15 +349,19 @@ impl Validator<'_> {
     }
 
     fn component(&mut self, c: RawComponent, files: &mut BTreeSet<PathBuf>) -> Component {
-        let name = c.name.value.clone();
-        if !valid_name(&name) {
+        // Messages start with the name: escaped and shortened when it is not a valid one.
+        let name = kismatic_plan::text::shown(&c.name.value).into_owned();
+        if !valid_name(&c.name.value) {
             self.problem(
                 &c.name,
-                format!("component name {name:?} must be lower-case letters, digits and '-', starting with a letter"),
+                format!(
+                    "component name {} must be lower-case letters, digits and '-', starting with a letter",
+                    shown(&c.name.value)
+                ),
             );
         }
         if let Err(e) = parse_version(&c.version.value) {
-            self.problem(&c.version, format!("{name}: version {:?} is not semver: {e}", c.version.value));
+            self.problem(&c.version, format!("{name}: version {} {e}", shown(&c.version.value)));
         }
         let delivery = c.delivery.value;
         let roles = match (&c.roles, delivery) {
@@ -342,7 +394,7 @@ impl Validator<'_> {
             }
             (Some(s), _) => {
                 if !valid_unit_name(&s.value) {
-                    self.problem(s, format!("{name}: service {:?} is not a valid systemd unit name", s.value));
+                    self.problem(s, format!("{name}: service {} is not a valid systemd unit name", shown(&s.value)));
                 }
                 if s.value.ends_with(".service") {
                     self.problem(s, format!("{name}: write the service without the \".service\" suffix"));
@@ -367,7 +419,7 @@ impl Validator<'_> {
         let package = match (&c.package, delivery) {
             (Some(p), Delivery::Package) => {
                 if !valid_package_name(&p.value) {
-                    self.problem(p, format!("{name}: package {:?} is not a valid package name", p.value));
+                    self.problem(p, format!("{name}: package {} is not a valid package name", shown(&p.value)));
                 }
                 Some(p.value.clone())
             }
@@ -391,27 +443,37 @@ impl Validator<'_> {
             (None, _) => None,
         };
         let artifact = self.artifact(&name, c.artifact, files);
-        Component { name, version: c.version.value, delivery, roles, service, artifact, unit, package, phase }
+        Component {
+            name: c.name.value,
+            version: c.version.value,
+            delivery,
+            roles,
+            service,
+            artifact,
+            unit,
+            package,
+            phase,
+        }
     }
 
     fn artifact(&mut self, comp: &str, a: Spanned<RawArtifact>, files: &mut BTreeSet<PathBuf>) -> Artifact {
         let RawArtifact { file, sha256 } = a.value;
         let sha = sha256.value.to_ascii_lowercase();
         if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-            self.problem(&sha256, format!("{comp}: sha256 {:?} must be 64 hexadecimal digits", sha256.value));
+            self.problem(&sha256, format!("{comp}: sha256 {} must be 64 hexadecimal digits", shown(&sha256.value)));
         }
         let rel = PathBuf::from(&file.value);
         let mut size = 0;
         if let Some(msg) = unsafe_relative_path(&file.value) {
-            self.problem(&file, format!("{comp}: file {:?} {msg}", file.value));
+            self.problem(&file, format!("{comp}: file {} {msg}", shown(&file.value)));
         } else {
             if !files.insert(rel.clone()) {
                 // Two components sharing a file is legal but almost always a copy-paste slip; refuse it.
-                self.problem(&file, format!("{comp}: file {:?} is already used by another entry", file.value));
+                self.problem(&file, format!("{comp}: file {} is already used by another entry", shown(&file.value)));
             }
             match self.check_inside(&rel) {
                 Ok(s) => size = s,
-                Err(msg) => self.problem(&file, format!("{comp}: file {:?} {msg}", file.value)),
+                Err(msg) => self.problem(&file, format!("{comp}: file {} {msg}", shown(&file.value))),
             }
         }
         Artifact { file: rel, sha256: sha, size }

@@ -368,3 +368,31 @@ fn parse_version_strips_v() {
     assert_eq!(parse_version("v1.2.3").expect("ok"), semver::Version::new(1, 2, 3));
     assert!(parse_version("1.2").is_err());
 }
+
+#[test]
+fn version_numbers_past_the_bound_are_refused_with_the_range() {
+    // Issue 12: a kube-apiserver minor of 2^63 panicked later (minor distance); u64::MAX passed the one-minor rule.
+    assert_err(
+        "version: 2.8.3",
+        "version: 1.9223372036854775808.0",
+        "registry: version \"1.9223372036854775808.0\" has minor 9223372036854775808, out of range 0..=999999",
+    );
+    assert_err(
+        "version: 2.8.3",
+        "version: 1.18446744073709551616.0",
+        "registry: version \"1.18446744073709551616.0\" has minor 18446744073709551616, out of range 0..=999999",
+    );
+    assert_err("kubernetes: v1.34.1", "kubernetes: v1.1000000.0", "has minor 1000000, out of range 0..=999999");
+    assert!(parse_version("v999999.999999.999999").is_ok());
+}
+
+#[test]
+fn long_and_hostile_values_are_shortened_and_escaped() {
+    let long = format!("1.2.3-{}", "a".repeat(200_000));
+    let msg = err_after("version: 2.8.3", &format!("version: {long}"));
+    assert!(msg.contains("is 200006 bytes long (at most 128)"), "{msg}");
+    assert!(msg.len() < 1000, "message not shortened: {} bytes", msg.len());
+    let msg = err_after("name: registry", "name: \"reg\\e[31mistry\"");
+    assert!(msg.contains("component name \"reg\\u{1b}[31mistry\" must be"), "{msg}");
+    assert!(!msg.contains('\u{1b}'), "{msg}");
+}

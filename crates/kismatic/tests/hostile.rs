@@ -1,0 +1,42 @@
+//! Hostile use of the built binary (issue 12): a closed standard output, out-of-range flags.
+//!
+//! Flag cases live in `tests/hostile/flags.txt`: one case per block, `args: …` (split on spaces) then the exact
+//! last line of standard error as `expect: …`; each exits with status 2.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+
+fn kismatic() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kismatic"))
+}
+
+/// Output into a pipe nobody reads: killed by SIGPIPE like `cat`, nothing on standard error, never a panic (101).
+#[test]
+fn closed_stdout_ends_quietly_with_sigpipe() {
+    for args in [&["completions", "bash"][..], &["completions", "zsh"][..]] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = kismatic().args(args).stdout(writer).stderr(Stdio::piped()).output().expect("runs");
+        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{args:?}: {:?}", out.status);
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}");
+    }
+}
+
+#[test]
+fn out_of_range_flags_state_the_range() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hostile/flags.txt")).expect("read");
+    let mut cases = 0;
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty() && !b.starts_with('#')) {
+        let field = |name: &str| {
+            block.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_else(|| panic!("{name} missing in {block}"))
+        };
+        let args: Vec<&str> = field("args: ").split(' ').collect();
+        let out = kismatic().args(&args).output().expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        let first = stderr.lines().next().unwrap_or_default();
+        assert_eq!(first, field("expect: "), "{args:?}");
+        cases += 1;
+    }
+    assert!(cases >= 10, "only {cases} flag cases");
+}
