@@ -339,3 +339,73 @@ async fn facts_cordon_and_drains_against_kubernetes_1_20() {
 
     kismatic_kube::ops::uncordon(&client, "w1").await.unwrap();
 }
+
+/// Measurement, not an assertion on time (run with `--run-ignored only --no-capture` under the loopback lock): the
+/// Kubernetes part of `kismatic facts` (connect + [`kismatic_kube::gather`]) against kubectl v1.20.2 reading the same
+/// lists as JSON, on the real API server holding 10,000 pods, alternating, in the same run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run explicitly"]
+async fn gather_10000_pods_against_kubectl() {
+    use futures::StreamExt;
+    let bin = control_plane();
+    let cp = ControlPlane::start(&bin);
+    let client = until(&cp, "the API server's /readyz", Duration::from_secs(60), || async {
+        let c = kismatic_kube::connect_without_retry(&cp.kubeconfig).await.ok()?;
+        kismatic_kube::ready_version(&c).await.ok().map(|_| c)
+    })
+    .await;
+    let sa: ServiceAccount = obj(serde_json::json!({"metadata": {"name": "default"}}));
+    Api::<ServiceAccount>::namespaced(client.clone(), "default").create(&PostParams::default(), &sa).await.unwrap();
+    for i in 0..4 {
+        let n: Node = obj(serde_json::json!({"metadata": {"name": format!("node{i}")}}));
+        Api::<Node>::all(client.clone()).create(&PostParams::default(), &n).await.unwrap();
+    }
+    let total = 10_000usize;
+    let t = Instant::now();
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    futures::stream::iter(0..total)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                let pod: Pod = obj(serde_json::json!({"metadata": {"name": format!("p-{i:05}"),
+                    "labels": {"app": "bulk", "n": (i % 10).to_string()}},
+                    "spec": {"nodeName": format!("node{}", i % 4), "automountServiceAccountToken": false,
+                        "containers": [{"name": "c", "image": "busybox"}]}}));
+                api.create(&PostParams::default(), &pod).await.unwrap();
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+    eprintln!("created {total} pods in {:.1} s", t.elapsed().as_secs_f64());
+    let lists = "nodes,pods,replicasets,deployments,statefulsets,daemonsets,jobs,replicationcontrollers,pvc,pv,pdb";
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let t = Instant::now();
+        let c = kismatic_kube::connect(&cp.kubeconfig).await.unwrap();
+        let f = kismatic_kube::gather(&c, "bench").await.unwrap();
+        ours.push(t.elapsed().as_secs_f64());
+        assert_eq!(f.pods.len(), total);
+        assert!(f.list_errors.is_empty(), "{:?}", f.list_errors);
+        let t = Instant::now();
+        let out = Command::new(bin.join("kubectl"))
+            .arg(format!("--kubeconfig={}", cp.kubeconfig.display()))
+            .args(["get", lists, "-A", "-o", "json"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        theirs.push(t.elapsed().as_secs_f64());
+        assert!(out.success());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let (o, k) = (median(&mut ours), median(&mut theirs));
+    eprintln!(
+        "10,000 pods, median of 5: kismatic gather {:.0} ms, kubectl v1.20.2 get {lists} -A -o json {:.0} ms: {:.2}x",
+        o * 1000.0,
+        k * 1000.0,
+        o / k
+    );
+}
