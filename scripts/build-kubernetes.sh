@@ -9,8 +9,12 @@
 # The unpacked tree (with the build's own Go cache, ~1.4 GB) is kept per source digest, so a rebuild after a recipe
 # change relinks in a minute or two instead of compiling for twelve.
 #
-# Usage: bash scripts/build-kubernetes.sh [--print-dir]
+# Also builds kubectl once (v1.20.2, within skew of both releases) for the `kubectl drain` cross-check.
+#
+# Usage: bash scripts/build-kubernetes.sh [--print-dir | --cached]
 #   --print-dir   print the output folder (building first if needed) and nothing else on stdout
+#   --cached      print the output folder if it is built, else say how to build it and exit 3 (never builds: for
+#                 tests, which must not start a twelve-minute build)
 # Environment: KISMATIC_TESTBED_DIR (default /var/lib/kismatic-testbed), as for the testbed.
 set -euo pipefail
 
@@ -18,11 +22,18 @@ readonly ORIG_SHA256=b83c0780efb182d928dc63d46488a847f161f04e40a94b96bf5247dd671
 readonly UPSTREAM=1.20.2
 readonly VERSIONS=(v1.20.2 v1.20.3)
 readonly BINARIES=(kube-apiserver kube-controller-manager kube-scheduler)
+readonly KUBECTL_VERSION=v1.20.2
 readonly GO=/usr/lib/go-1.19/bin
 readonly REFLECT2_SRC=/usr/share/gocode/src/github.com/modern-go/reflect2
 
 print_dir=false
-[ "${1-}" = "--print-dir" ] && print_dir=true
+cached_only=false
+case "${1-}" in
+  --print-dir) print_dir=true ;;
+  --cached) print_dir=true cached_only=true ;;
+  "") ;;
+  *) echo "usage: bash scripts/build-kubernetes.sh [--print-dir | --cached]" >&2; exit 2 ;;
+esac
 say() { if $print_dir; then echo "build-kubernetes: $*" >&2; else echo "build-kubernetes: $*"; fi; }
 
 state=${KISMATIC_TESTBED_DIR:-/var/lib/kismatic-testbed}
@@ -39,6 +50,11 @@ verify_out() {
 if verify_out; then
   $print_dir && echo "$out" || say "cached: $out (recipe $recipe)"
   exit 0
+fi
+if $cached_only; then
+  say "the control plane of this recipe ($recipe) is not built in $out: run bash scripts/setup.sh" \
+      "(or bash scripts/build-kubernetes.sh; about 13 min cold, 2 min after a recipe change)"
+  exit 3
 fi
 
 exec 9>"$kdir/.lock"
@@ -137,6 +153,8 @@ rm -rf "$out.partial"
 mkdir -p "$out.partial" "$kdir/home"
 for version in "${VERSIONS[@]}"; do
   begin "build $version"
+  what="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler"
+  [ "$version" = "$KUBECTL_VERSION" ] && what="$what cmd/kubectl"
   minor=${version#v1.}
   minor=${minor%%.*}
   # KUBE_GIT_VERSION is overridden by the archive's baked-in tag; a version file is honoured.
@@ -149,7 +167,7 @@ KUBE_GIT_MINOR='$minor'
 EOF
   (cd "$tree" && env GOPATH="$tree/.go" PATH="$GO:$PATH" CGO_ENABLED=0 HOME="$kdir/home" GOPROXY=off GOFLAGS=-mod=vendor \
      KUBE_GIT_VERSION_FILE="$kdir/version-$version" \
-     make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler" >>"$log" 2>&1)
+     make WHAT="$what" >>"$log" 2>&1)
   mkdir -p "$out.partial/$version"
   for b in "${BINARIES[@]}"; do
     cp "$tree/_output/bin/$b" "$out.partial/$version/$b"
@@ -159,6 +177,14 @@ EOF
       false
     fi
   done
+  if [ "$version" = "$KUBECTL_VERSION" ]; then
+    cp "$tree/_output/bin/kubectl" "$out.partial/kubectl"
+    reported=$("$out.partial/kubectl" version --client --short 2>&1 | awk '{print $3}')
+    if [ "$reported" != "$version" ]; then
+      say "kubectl built for $version reports '$reported'" >&2
+      false
+    fi
+  fi
 done
 
 begin "record"
@@ -168,10 +194,8 @@ echo "source $(basename "$dsc") sha256 $(sha256sum "$dsc" | cut -d' ' -f1); orig
 (cd "$out.partial" && sha256sum SOURCE >>manifest.sha256)
 rm -rf "$out"
 mv "$out.partial" "$out"
-# Outputs of older recipes are of no further use (the unpacked trees are kept for their build caches).
-for old in "$kdir"/bin-*; do
-  [ "$old" = "$out" ] || rm -rf "$old"
-done
+# Outputs of other recipes are kept: another checkout of another commit may use one (and would otherwise relink
+# it). Each is ~0.5 GB; remove stale ones by hand.
 step=done
 say "built in $((SECONDS - started)) s: $out"
 $print_dir && echo "$out"

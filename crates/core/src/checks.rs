@@ -246,6 +246,11 @@ pub enum AnalysisError {
          gather them with the API reachable, or use `kismatic upgrade offline`"
     )]
     KubeFactsMissing,
+    #[error(
+        "online checks need every Kubernetes list, but {0} could not be read; fix the cause (the facts' \
+         kube.list_errors) and gather again, or use `kismatic upgrade offline`"
+    )]
+    KubeListsFailed(String),
 }
 
 /// Runs every check the mode calls for on every node that needs an upgrade.
@@ -257,7 +262,12 @@ pub fn analyze(facts: &Facts, release: &Release, opts: &CheckOptions) -> Result<
 
     let online = match opts.mode {
         Mode::Online => {
-            Some(Online::new(facts.kube.as_ref().ok_or(AnalysisError::KubeFactsMissing)?, inv, release, &needs))
+            let kube = facts.kube.as_ref().ok_or(AnalysisError::KubeFactsMissing)?;
+            if !kube.list_errors.is_empty() {
+                let failed: Vec<String> = kube.list_errors.iter().map(|e| format!("{}: {}", e.list, e.error)).collect();
+                return Err(AnalysisError::KubeListsFailed(failed.join("; ")));
+            }
+            Some(Online::new(kube, inv, release, &needs))
         }
         Mode::Offline => None,
     };

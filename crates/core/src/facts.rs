@@ -165,6 +165,22 @@ pub struct KubeFacts {
     /// Kubernetes minor removes (the `removed-api` gate; only such objects are kept).
     #[serde(deserialize_with = "shrunk")]
     pub api_object_uses: Vec<ApiObjectUse>,
+    /// The group/version each list was read in, by resource (e.g. `poddisruptionbudgets: policy/v1beta1` on a
+    /// server that serves no `policy/v1`): chosen from what the server's discovery serves.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub api_versions: BTreeMap<String, String>,
+    /// Lists that failed, each with its reason. The other lists are still gathered; an online analysis refuses
+    /// to judge availability from incomplete facts and names these.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub list_errors: Vec<ListError>,
+}
+
+/// A Kubernetes list that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListError {
+    /// The resource, with the group/version asked, e.g. `poddisruptionbudgets (policy/v1beta1)`.
+    pub list: String,
+    pub error: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

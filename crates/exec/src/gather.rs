@@ -24,7 +24,12 @@ pub async fn gather(fleet: &Fleet, inventory: &Inventory, release: &Release, kub
     );
     let mut warnings = Vec::new();
     let kube = match kube {
-        Ok(k) => k,
+        Ok(k) => {
+            for e in k.iter().flat_map(|k| &k.list_errors) {
+                warnings.push(format!("Kubernetes list {}: {}", e.list, e.error));
+            }
+            k
+        }
         Err(e) => {
             warnings.push(e);
             None

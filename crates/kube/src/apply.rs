@@ -1,6 +1,7 @@
 //! Applying an on-cluster service's manifest through the API and waiting for its rollout.
 //! Apply is create-or-replace (not server-side apply) so it needs nothing beyond plain CRUD from the API server.
 
+use crate::served::Served;
 use crate::{KubeError, ops::POLL};
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
@@ -46,11 +47,58 @@ pub fn parse_manifest(source: &str, text: &str) -> Result<Vec<DynamicObject>, Ku
         .collect()
 }
 
+/// A PodDisruptionBudget written in a policy version the server does not serve, rewritten to the one it serves
+/// (`policy/v1` ↔ `policy/v1beta1`: the same fields) so one manifest applies from Kubernetes 1.20 to current
+/// releases. An empty selector means all pods in v1 and none in v1beta1, so such a budget is refused instead.
+/// Returns whether the object was rewritten. Pure.
+pub fn adapt_pdb_version(obj: &mut DynamicObject, served: &Served, source: &str) -> Result<bool, KubeError> {
+    let Some(types) = obj.types.as_mut() else { return Ok(false) };
+    if types.kind != "PodDisruptionBudget" {
+        return Ok(false);
+    }
+    let (group, version) = types.api_version.split_once('/').unwrap_or(("", types.api_version.as_str()));
+    if group != "policy" || served.serves(group, version) {
+        return Ok(false);
+    }
+    let target = served.policy()?.api_version();
+    let selector = obj.data.pointer("/spec/selector");
+    let empty = |p: &str| {
+        selector.and_then(|s| s.get(p)).is_none_or(|v| {
+            v.as_object().is_some_and(|o| o.is_empty()) || v.as_array().is_some_and(|a| a.is_empty()) || v.is_null()
+        })
+    };
+    if selector.is_some_and(|s| s.is_object()) && empty("matchLabels") && empty("matchExpressions") {
+        return Err(KubeError::Other(format!(
+            "manifest {source}: PodDisruptionBudget {}: the server serves {target}, not {}, and an empty selector \
+             means all pods in policy/v1 but none in policy/v1beta1; write it in {target} with an explicit selector",
+            obj.metadata.name.as_deref().unwrap_or("?"),
+            types.api_version
+        )));
+    }
+    types.api_version = target.to_string();
+    Ok(true)
+}
+
 /// Creates each object, or replaces it when it exists (keeping its resourceVersion so a concurrent change is a
 /// conflict rather than lost).
 pub async fn apply(client: &Client, source: &str, text: &str) -> Result<Vec<Applied>, KubeError> {
     let mut applied = Vec::new();
+    let mut served: Option<Served> = None;
     for mut obj in parse_manifest(source, text)? {
+        if obj.types.as_ref().is_some_and(|t| t.kind == "PodDisruptionBudget") {
+            if served.is_none() {
+                served = Some(crate::served::discover(client).await?);
+            }
+            if let Some(s) = &served
+                && adapt_pdb_version(&mut obj, s, source)?
+            {
+                tracing::info!(
+                    "manifest {source}: PodDisruptionBudget {} applied as {} (the version this server serves)",
+                    obj.name_any(),
+                    obj.types.as_ref().map(|t| t.api_version.as_str()).unwrap_or("")
+                );
+            }
+        }
         let Some(types) = obj.types.clone() else { continue };
         let gvk =
             GroupVersionKind::try_from(&types).map_err(|e| KubeError::Other(format!("manifest {source}: {e}")))?;
@@ -163,5 +211,34 @@ mod tests {
             "desiredNumberScheduled": 3, "updatedNumberScheduled": 3, "numberReady": 2}});
         assert_eq!(rollout_pending("DaemonSet", &ds).as_deref(), Some("3 updated, 2 ready of 3"));
         assert_eq!(rollout_pending("Service", &json!({})), None);
+    }
+
+    #[test]
+    fn budgets_are_applied_in_the_served_policy_version() {
+        let doc = |v: &str, sel: &str| {
+            parse_manifest(
+                "pdb.yaml",
+                &format!("apiVersion: {v}\nkind: PodDisruptionBudget\nmetadata: {{name: b, namespace: shop}}\nspec: {{minAvailable: 1{sel}}}\n"),
+            )
+            .unwrap()
+            .remove(0)
+        };
+        let k120 = Served::from_groups([("policy", vec!["v1beta1"])]);
+        let k133 = Served::from_groups([("policy", vec!["v1"])]);
+        let mut o = doc("policy/v1", ", selector: {matchLabels: {app: web}}");
+        assert!(adapt_pdb_version(&mut o, &k120, "pdb.yaml").unwrap());
+        assert_eq!(o.types.as_ref().unwrap().api_version, "policy/v1beta1");
+        let mut o = doc("policy/v1beta1", ", selector: {matchLabels: {app: web}}");
+        assert!(adapt_pdb_version(&mut o, &k133, "pdb.yaml").unwrap());
+        assert_eq!(o.types.as_ref().unwrap().api_version, "policy/v1");
+        let mut o = doc("policy/v1beta1", ", selector: {matchLabels: {app: web}}");
+        assert!(!adapt_pdb_version(&mut o, &k120, "pdb.yaml").unwrap(), "served as written");
+        let mut o = doc("policy/v1", ", selector: {}");
+        let err = adapt_pdb_version(&mut o, &k120, "pdb.yaml").unwrap_err().to_string();
+        assert!(err.contains("pdb.yaml: PodDisruptionBudget b") && err.contains("empty selector"), "{err}");
+        let mut o = doc("policy/v1", "");
+        assert!(adapt_pdb_version(&mut o, &k120, "pdb.yaml").unwrap(), "no selector matches nothing in both");
+        let neither = Served::from_groups([("apps", vec!["v1"])]);
+        assert!(adapt_pdb_version(&mut doc("policy/v1", ""), &neither, "pdb.yaml").is_err());
     }
 }

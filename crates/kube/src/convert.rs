@@ -335,6 +335,36 @@ pub fn pdb(p: &PodDisruptionBudget) -> facts::PodDisruptionBudget {
     }
 }
 
+/// A `policy/v1beta1` PodDisruptionBudget (as JSON) as the `policy/v1` type, keeping what it means: in v1beta1 an
+/// empty selector (`{}`) matches no pods, in v1 every pod of the namespace, so an empty v1beta1 selector becomes
+/// no selector (which matches nothing in both). The other fields are the same in both versions.
+pub fn pdb_from_v1beta1(mut v: serde_json::Value) -> Result<PodDisruptionBudget, serde_json::Error> {
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("apiVersion".into(), "policy/v1".into());
+        obj.insert("kind".into(), "PodDisruptionBudget".into());
+    }
+    if let Some(spec) = v.get_mut("spec").and_then(|s| s.as_object_mut()) {
+        let empty = |x: Option<&serde_json::Value>| {
+            x.is_none_or(|x| {
+                x.is_null() || x.as_object().is_some_and(|o| o.is_empty()) || x.as_array().is_some_and(|a| a.is_empty())
+            })
+        };
+        let selects_nothing = spec
+            .get("selector")
+            .is_some_and(|s| s.is_object() && empty(s.get("matchLabels")) && empty(s.get("matchExpressions")));
+        if selects_nothing {
+            spec.remove("selector");
+        }
+    }
+    // 1.20 always writes these counters, but an object without them must still read (as 0, the default).
+    if let Some(status) = v.get_mut("status").and_then(|s| s.as_object_mut()) {
+        for k in ["currentHealthy", "desiredHealthy", "disruptionsAllowed", "expectedPods"] {
+            status.entry(k).or_insert(0.into());
+        }
+    }
+    serde_json::from_value(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,5 +464,30 @@ mod tests {
         assert_eq!(f.min_available, Some(facts::IntOrPercent::Str("50%".into())));
         assert_eq!(f.expected_pods, 2);
         assert_eq!(f.selector.unwrap().match_expressions[0].values, vec!["x".to_string()]);
+    }
+
+    #[test]
+    fn v1beta1_budgets_keep_their_meaning() {
+        // An empty selector: every pod in policy/v1, none in policy/v1beta1.
+        let v1: PodDisruptionBudget = from(json!({"metadata": {"name": "all", "namespace": "n"},
+            "spec": {"minAvailable": 1, "selector": {}}}));
+        let all = pdb(&v1).selector.unwrap();
+        assert!(all.matches(&facts::Labels::default()));
+        let beta = pdb_from_v1beta1(json!({"apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "none", "namespace": "n"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {}}},
+            "status": {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}}))
+        .unwrap();
+        assert_eq!(pdb(&beta).selector, None, "matches nothing, as in v1beta1");
+        assert_eq!(pdb(&beta).min_available, Some(facts::IntOrPercent::Int(1)));
+        // A real selector and the status carry over; missing counters read as 0; no apiVersion is fine (list items).
+        let sel = pdb_from_v1beta1(json!({"metadata": {"name": "web", "namespace": "n"},
+            "spec": {"maxUnavailable": "25%", "selector": {"matchLabels": {"app": "web"}}},
+            "status": {"disruptionsAllowed": 2, "currentHealthy": 3, "expectedPods": 3}}))
+        .unwrap();
+        let f = pdb(&sel);
+        assert_eq!(f.selector.unwrap().match_labels["app"], "web");
+        assert_eq!((f.disruptions_allowed, f.current_healthy, f.desired_healthy, f.expected_pods), (2, 3, 0, 3));
+        assert!(pdb_from_v1beta1(json!({"metadata": {"name": 3}})).is_err());
     }
 }

@@ -10,6 +10,7 @@ pub mod convert;
 pub mod deprecated;
 mod gather;
 pub mod ops;
+pub mod served;
 
 pub use gather::gather;
 

@@ -4,7 +4,6 @@
 use crate::{KubeError, convert};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kismatic_core::facts;
 use kube::api::{Api, EvictParams, ListParams};
 use kube::{Client, ResourceExt};
@@ -120,11 +119,11 @@ pub async fn drain(
     Ok(moved)
 }
 
-/// The PodDisruptionBudget in the pod's namespace whose selector matches it, named for the error message.
+/// The PodDisruptionBudget in the pod's namespace whose selector matches it, named for the error message (in the
+/// policy version the server serves, with that version's selector meaning).
 async fn blocking_budget(client: &Client, pod: &facts::Pod) -> Option<String> {
-    let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &pod.namespace);
-    let list = api.list(&ListParams::default()).await.ok()?;
-    list.items.iter().map(convert::pdb).find(|b| b.selector.as_ref().is_some_and(|s| s.matches(&pod.labels))).map(|b| {
+    let list = crate::served::list_pdbs_served(client, Some(&pod.namespace)).await.ok()?;
+    list.iter().map(convert::pdb).find(|b| b.selector.as_ref().is_some_and(|s| s.matches(&pod.labels))).map(|b| {
         format!(
             "PodDisruptionBudget {}/{} (disruptions allowed {}, healthy {}/{})",
             b.namespace, b.name, b.disruptions_allowed, b.current_healthy, b.expected_pods
