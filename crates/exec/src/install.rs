@@ -4,7 +4,7 @@
 //! into shell text.
 
 use crate::poll::{self, PollError, Seen};
-use kismatic_fleet::{NodeError, NodeSession};
+use kismatic_fleet::{NodeError, NodeSession, OpKind};
 use kismatic_release::{Artifact, Component, Delivery, Release};
 use std::time::Duration;
 
@@ -291,7 +291,7 @@ pub async fn stage(
             args.extend(["deb".into(), staged_package_path(package_name(cs[0]), &cs[0].version)]);
         }
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = session.output("sh", &argv, Some(&bytes)).await?;
+        let out = session.output_within(OpKind::Transfer, "sh", &argv, Some(&bytes)).await?;
         if !out.success() {
             return Err(step_err(session, cs[0], String::from_utf8_lossy(&out.stderr).trim().to_string()));
         }
@@ -355,10 +355,10 @@ pub async fn install_package(
     }
     let deb = staged_package_path(pkg, &c.version);
     let args = ["-c", PACKAGE_INSTALL, "kismatic-package", pkg, &c.version, &c.artifact.sha256, &deb];
-    let mut out = session.output("sh", &args, None).await?;
+    let mut out = session.output_within(OpKind::Install, "sh", &args, None).await?;
     if out.code == Some(NOT_STAGED) {
         stage(session, release, &ArtifactCache::default(), &[c], false).await?;
-        out = session.output("sh", &args, None).await?;
+        out = session.output_within(OpKind::Install, "sh", &args, None).await?;
     }
     if !out.success() {
         return Err(step_err(session, c, String::from_utf8_lossy(&out.stderr).trim().to_string()));
@@ -374,7 +374,7 @@ pub async fn installed_package_version(session: &NodeSession, pkg: &str) -> Resu
 
 /// Restarts the component's service.
 pub async fn restart(session: &NodeSession, c: &Component) -> Result<(), InstallError> {
-    session.run("systemctl", &["restart", "--", service(c)], None).await?;
+    session.run_within(OpKind::Restart, "systemctl", &["restart", "--", service(c)], None).await?;
     Ok(())
 }
 
@@ -472,7 +472,8 @@ pub async fn wait_healthz(
 
 /// Switches a binary component back to its previous version and restarts it; returns that version.
 pub async fn rollback_binary(session: &NodeSession, c: &Component) -> Result<String, InstallError> {
-    let out = session.run("sh", &["-c", BINARY_ROLLBACK, "kismatic-rollback", &c.name, service(c)], None).await?;
+    let args = ["-c", BINARY_ROLLBACK, "kismatic-rollback", &c.name, service(c)];
+    let out = session.run_within(OpKind::Restart, "sh", &args, None).await?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 

@@ -47,6 +47,8 @@ pub struct ExecConfig {
     pub quiet: bool,
     /// The command line, recorded in the journal so that `kismatic status` can print the command that resumes.
     pub command: Vec<String>,
+    /// A local folder to copy each etcd snapshot into (0700 folder, 0600 files), off the cluster.
+    pub snapshot_dir: Option<PathBuf>,
 }
 
 /// The upgrade plan (JSON, with its findings) as the run started it, in the run folder.
@@ -263,11 +265,34 @@ pub async fn execute(
         ctx.line(&format!("run {} (journal {})", ctx.run_id, run_dir.display()));
     }
     let mut nodes = Vec::new();
+    let mut signals = crate::signals::Signals::new().map_err(|e| ExecError::Step(format!("signal handlers: {e}")))?;
     let result = tokio::select! {
         r = ctx.walk(&mut nodes) => r,
-        _ = tokio::signal::ctrl_c() => Err(ExecError::Step("interrupted (Ctrl-C)".into())),
+        sig = signals.next() => Err(ExecError::Step(format!("interrupted ({sig})"))),
     };
-    ctx.close_sessions().await;
+    // Clean-up (commands left running on nodes are stopped, nodes uncordoned) unless a second signal asks to exit
+    // at once; the journal is consistent at every record, so it then only lacks what the clean-up would have done.
+    let cleanup = async {
+        ctx.close_sessions().await;
+        match &result {
+            Ok(()) => String::new(),
+            Err(_) => ctx.uncordon_all().await,
+        }
+    };
+    let uncordoned = tokio::select! {
+        u = cleanup => u,
+        sig = signals.next() => {
+            ctx.progress(|r| r.finish());
+            let message = format!(
+                "The upgrade stopped: {}; a second {sig} stopped the clean-up: nodes this run cordoned may still be \
+                 cordoned and commands may still run on nodes. Rerun the same command to resume (journal: {}).",
+                match &result { Ok(()) => "finished".to_string(), Err(e) => e.to_string() },
+                run_dir.join(kismatic_journal::store::JOURNAL_FILE).display()
+            );
+            let _ = ctx.record(Event::Ended { completed: false, message: format!("second {sig} during clean-up") });
+            return Ok(Outcome { run_dir, completed: false, nodes, message, resumed });
+        }
+    };
     ctx.progress(|r| r.finish());
     match result {
         Ok(()) => {
@@ -282,7 +307,6 @@ pub async fn execute(
             Ok(Outcome { run_dir, completed: true, nodes, message, resumed })
         }
         Err(e) => {
-            let uncordoned = ctx.uncordon_all().await;
             let message = format!(
                 "The upgrade stopped: {e}\n{}{}Rerun the same command to resume at the first unfinished step \
                  (journal: {}).",
@@ -589,6 +613,7 @@ impl Ctx<'_> {
         let path = format!("{SNAPSHOT_DIR}/{cluster}-{}.db", self.run_id);
         let Some(first) = self.inventory.nodes_with_role(Role::Etcd).next() else { return Ok(()) };
         self.snapshots.lock().map(|mut s| s.insert(cluster.to_string(), format!("{}:{path}", first.host))).ok();
+        let run_id = self.run_id.as_str();
         let session = self.session(first).await?;
         let hosts = self.etcd_hosts();
         let label = format!("snapshot {cluster}");
@@ -602,13 +627,31 @@ impl Ctx<'_> {
             if let Some(p) = etcd::quorum_problem(&facts) {
                 return Err(format!("not taking a snapshot of an unhealthy cluster: {p}"));
             }
-            let info =
-                w.on(WaitKind::Snapshot, etcd::snapshot(&session, &access, &path)).await.map_err(|e| e.to_string())?;
+            let (path, info) = w
+                .on(WaitKind::Snapshot, etcd::snapshot(&session, &access, SNAPSHOT_DIR, run_id))
+                .await
+                .map_err(|e| e.to_string())?;
             let location =
                 Event::Snapshot { cluster: cluster.to_string(), node: first.host.clone(), path: path.clone() };
             self.record(location).map_err(|e| e.to_string())?;
+            let copied = match &self.cfg.snapshot_dir {
+                Some(dir) => {
+                    let local = w
+                        .on(WaitKind::Snapshot, etcd::copy_snapshot(&session, &path, dir))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    self.snapshots
+                        .lock()
+                        .map(|mut s| {
+                            s.insert(cluster.to_string(), format!("{}:{path} (copy: {})", first.host, local.display()))
+                        })
+                        .ok();
+                    format!(", copied to {}", local.display())
+                }
+                None => String::new(),
+            };
             Ok(format!(
-                "{}:{path}, {} keys, revision {}, {} bytes, verified",
+                "{}:{path}, {} keys, revision {}, {} bytes, verified{copied}",
                 first.host, info.total_key, info.revision, info.total_size
             ))
         })
