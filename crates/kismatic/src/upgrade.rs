@@ -172,17 +172,6 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
     if common.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
-    if plan.phases.is_empty() {
-        let message = format!("Nothing to do: every node is at release {}.", release.version);
-        match common.output {
-            Output::Simple => println!("{message}"),
-            Output::Json => println!(
-                "{}",
-                serde_json::json!({"result": {"completed": true, "release": release.version.to_string(), "nodes": [], "left_out": [], "message": message}})
-            ),
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
     let cfg = kismatic_exec::run::ExecConfig {
         kubeconfig,
         runs_dir: common::default_runs_dir(&common.plan_file),
@@ -199,7 +188,21 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
         quiet: matches!(common.output, Output::Json),
         command: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect(),
         snapshot_dir: common.snapshot_dir.clone(),
+        kube_names: kismatic_exec::run::kube_names(&gathered.facts),
     };
+    if plan.phases.is_empty() {
+        // A run that was interrupted after its last node reached the release may have left nodes cordoned.
+        let tidied = runtime.block_on(kismatic_exec::run::close_previous(&release, &cfg))?;
+        let message = format!("{tidied}Nothing to do: every node is at release {}.", release.version);
+        match common.output {
+            Output::Simple => println!("{message}"),
+            Output::Json => println!(
+                "{}",
+                serde_json::json!({"result": {"completed": true, "release": release.version.to_string(), "nodes": [], "left_out": [], "message": message}})
+            ),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let outcome = runtime.block_on(kismatic_exec::run::execute(&plan, &inventory, &release, &fleet, &cfg))?;
     let from_version = |host: &str| {
         gathered
