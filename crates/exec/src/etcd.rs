@@ -4,7 +4,7 @@
 //! `/etc/kismatic/C/etcd.conf.yml` and client TLS material in `/etc/kismatic/C/tls/{ca.crt,client.crt,client.key}`.
 
 use kismatic_core::facts::{EtcdClusterFacts, EtcdMember};
-use kismatic_fleet::{NodeError, NodeSession};
+use kismatic_fleet::{NodeError, NodeSession, OpKind};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -30,6 +30,8 @@ pub enum EtcdError {
     Node(#[from] NodeError),
     #[error("{node}: {component}: {message}")]
     Parse { node: String, component: String, message: String },
+    #[error("{path}: {error}")]
+    Local { path: String, error: String },
 }
 
 /// Reads the member's own client URL from its configuration.
@@ -208,11 +210,43 @@ pub fn quorum_problem(f: &EtcdClusterFacts) -> Option<String> {
     None
 }
 
-/// Takes a snapshot on the node and verifies it with `snapshot status`; returns the path and the status line.
-pub async fn snapshot(session: &NodeSession, access: &EtcdAccess, path: &str) -> Result<SnapshotInfo, EtcdError> {
-    session.run("mkdir", &["-p", "--", parent(path)], None).await?;
-    etcdctl(session, access, &["snapshot", "save", path]).await?;
-    let out = etcdctl(session, access, &["snapshot", "status", path, "-w", "json"]).await?;
+/// Snapshots of one cluster kept on its node: this run's and the ones before it (each upgrade takes one; older
+/// ones are removed so that the folder does not grow without bound).
+pub const SNAPSHOTS_KEPT: usize = 3;
+
+// Saves a snapshot into a private folder (0700; the file 0600: it holds every secret of the cluster), then removes
+// all but the `$3` most recent of this cluster's snapshots. `$1` folder, `$2` file, `$3` keep, `$4` the cluster's
+// file prefix; the rest is the etcdctl command line (`snapshot save FILE` is appended).
+const SNAPSHOT_SAVE: &str = r#"set -eu
+dir=$1 file=$2 keep=$3 prefix=$4
+shift 4
+umask 077
+mkdir -p -- "$dir"
+chmod 700 -- "$dir"
+"$@" snapshot save "$file" >/dev/null
+chmod 600 -- "$file"
+ls -1t -- "$dir" | grep -E "^$prefix-[0-9TZ]+\.db$" | tail -n "+$((keep + 1))" | while read -r old; do
+  rm -f -- "$dir/$old"
+done
+"#;
+
+/// Takes a snapshot on the node and verifies it with `snapshot status`; returns the status. The snapshot is named
+/// `<cluster>-<run id>.db` in `dir`; only the [`SNAPSHOTS_KEPT`] most recent of the cluster are kept.
+pub async fn snapshot(
+    session: &NodeSession,
+    access: &EtcdAccess,
+    dir: &str,
+    run_id: &str,
+) -> Result<(String, SnapshotInfo), EtcdError> {
+    let path = format!("{dir}/{}-{run_id}.db", access.component);
+    let keep = SNAPSHOTS_KEPT.to_string();
+    let mut argv: Vec<String> =
+        ["-c", SNAPSHOT_SAVE, "kismatic-snapshot", dir, &path, &keep, &access.component].map(String::from).to_vec();
+    argv.push("env".into());
+    argv.extend(etcdctl_argv(access, &[]));
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    session.run_within(OpKind::Snapshot, "sh", &argv, None).await?;
+    let out = etcdctl(session, access, &["snapshot", "status", &path, "-w", "json"]).await?;
     let status: SnapshotInfo = serde_json::from_slice(&out).map_err(|e| EtcdError::Parse {
         node: session.node().to_string(),
         component: access.component.clone(),
@@ -225,7 +259,39 @@ pub async fn snapshot(session: &NodeSession, access: &EtcdAccess, path: &str) ->
             message: format!("snapshot {path} verified empty (0 keys)"),
         });
     }
-    Ok(status)
+    Ok((path, status))
+}
+
+/// Copies a snapshot off the node into `local_dir` (created 0700; the file 0600, written beside and renamed).
+pub async fn copy_snapshot(
+    session: &NodeSession,
+    path: &str,
+    local_dir: &std::path::Path,
+) -> Result<std::path::PathBuf, EtcdError> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let bytes = session.run_within(OpKind::Transfer, "cat", &["--", path], None).await?.stdout;
+    let local_err = |e: std::io::Error, p: &std::path::Path| EtcdError::Local {
+        path: p.display().to_string(),
+        error: e.to_string(),
+    };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(local_dir).map_err(|e| local_err(e, local_dir))?;
+    let name = path.rsplit('/').next().unwrap_or("etcd-snapshot.db");
+    let target = local_dir.join(format!("{}-{name}", session.node()));
+    let tmp = local_dir.join(format!(".{}-{name}.tmp", session.node()));
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| local_err(e, &tmp))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(|e| local_err(e, &tmp))?;
+        f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(|e| local_err(e, &tmp))?;
+    }
+    std::fs::rename(&tmp, &target).map_err(|e| local_err(e, &target))?;
+    Ok(target)
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -236,10 +302,6 @@ pub struct SnapshotInfo {
     pub total_key: u64,
     #[serde(rename = "totalSize")]
     pub total_size: u64,
-}
-
-fn parent(path: &str) -> &str {
-    path.rsplit_once('/').map(|(p, _)| if p.is_empty() { "/" } else { p }).unwrap_or(".")
 }
 
 #[cfg(test)]
@@ -284,6 +346,5 @@ mod tests {
     fn url_hosts() {
         assert_eq!(url_host("https://127.0.0.1:2379"), Some("127.0.0.1"));
         assert_eq!(url_host("http://h"), Some("h"));
-        assert_eq!(parent("/var/lib/x/s.db"), "/var/lib/x");
     }
 }

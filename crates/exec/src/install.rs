@@ -4,7 +4,7 @@
 //! into shell text.
 
 use crate::poll::{self, PollError, Seen};
-use kismatic_fleet::{NodeError, NodeSession};
+use kismatic_fleet::{NodeError, NodeSession, OpKind};
 use kismatic_release::{Artifact, Component, Delivery, Release};
 use std::time::Duration;
 
@@ -59,15 +59,19 @@ fn running_from(c: &Component, stdout: &[u8]) -> Option<String> {
         .and_then(|exe| kismatic_ops::probe::version_from_exe(&c.name, exe))
 }
 
-// Reports, for each (kind, name, version) triple, what is already in place: `ready NAME` when the binary's
-// versioned directory exists or the package is installed at the version, `staged NAME` when the package file is
-// waiting in the staging folder.
+/// The file inside each staged version directory naming the sha256 of the artifact it was unpacked from; a
+/// directory whose marker does not name the release's digest is not staged (it is replaced).
+pub const DIGEST_MARKER: &str = ".kismatic-sha256";
+
+// Reports, for each (kind, name, version, sha256) quadruple, what is already in place: `ready NAME` when the
+// binary's versioned directory exists with the artifact's digest in its marker, or the package is installed at the
+// version; `staged NAME` when the package file is waiting in the staging folder.
 const STAGE_STATE: &str = r#"
-while [ $# -ge 3 ]; do
-  kind=$1 name=$2 version=$3
-  shift 3
+while [ $# -ge 4 ]; do
+  kind=$1 name=$2 version=$3 sha=$4
+  shift 4
   case $kind in
-    binary) [ -d "/opt/kismatic/$name/$version" ] && printf 'ready %s\n' "$name" ;;
+    binary) [ "$(cat "/opt/kismatic/$name/$version/.kismatic-sha256" 2>/dev/null)" = "$sha" ] && printf 'ready %s\n' "$name" ;;
     package)
       s=$(dpkg-query -W -f '${db:Status-Status} ${Version}' -- "$name" 2>/dev/null || true)
       [ "$s" = "installed $version" ] && printf 'ready %s\n' "$name"
@@ -78,8 +82,9 @@ true
 "#;
 
 // Receives one artifact on stdin, checks its digest, then either unpacks it into each listed component's versioned
-// directory (`tar NAME VERSION ...`; hidden folder + rename, so a directory that exists is complete) or keeps it as
-// a package file (`deb PATH`). Exit 3: digest mismatch.
+// directory (`tar NAME VERSION ...`; hidden folder + rename, so a directory that exists is complete; the digest is
+// recorded inside it, and a directory with another digest is replaced) or keeps it as a package file
+// (`deb PATH`). Exit 3: digest mismatch.
 const STAGE: &str = r#"
 set -eu
 sha=$1 kind=$2
@@ -99,24 +104,28 @@ case $kind in
     while [ $# -ge 2 ]; do
       base=/opt/kismatic/$1 version=$2
       shift 2
-      [ -d "$base/$version" ] && continue
-      rm -rf "$base/.$version.tmp"
+      [ "$(cat "$base/$version/.kismatic-sha256" 2>/dev/null)" = "$sha" ] && continue
+      rm -rf "$base/.$version.tmp" "$base/.$version.old"
       mkdir -p "$base/.$version.tmp"
       tar -xzf "$tmp" -C "$base/.$version.tmp"
+      printf '%s\n' "$sha" > "$base/.$version.tmp/.kismatic-sha256"
+      if [ -e "$base/$version" ]; then mv -T "$base/$version" "$base/.$version.old"; fi
       mv -T "$base/.$version.tmp" "$base/$version"
+      rm -rf "$base/.$version.old"
     done ;;
   deb) chmod 644 "$tmp" && mv -f "$tmp" "$1" ;;
 esac
 "#;
 
 // Makes a staged binary component current: switches `current` atomically keeping `previous`, writes the unit from
-// its text. Prints `changed` when anything changed, then what the service runs. Exit 4: the version is not staged.
+// its text. Prints `changed` when anything changed, then what the service runs. Exit 4: the version is not staged
+// (or its directory's digest marker does not name `$6`).
 const ACTIVATE_BINARY: &str = concat!(
     r#"
 set -eu
-name=$1 version=$2 service=$3 has_unit=$4 unit_text=$5
+name=$1 version=$2 service=$3 has_unit=$4 unit_text=$5 sha=$6
 base=/opt/kismatic/$name
-[ -d "$base/$version" ] || exit 4
+[ "$(cat "$base/$version/.kismatic-sha256" 2>/dev/null)" = "$sha" ] || exit 4
 changed=0
 cur=$(readlink "$base/current" 2>/dev/null || true)
 if [ "$cur" != "$version" ]; then
@@ -258,8 +267,8 @@ pub async fn stage(
     let mut args: Vec<&str> = vec!["-c", STAGE_STATE, "kismatic-stage-state"];
     for c in &wanted {
         match c.delivery {
-            Delivery::Binary => args.extend(["binary", c.name.as_str(), c.version.as_str()]),
-            _ => args.extend(["package", package_name(c), c.version.as_str()]),
+            Delivery::Binary => args.extend(["binary", c.name.as_str(), c.version.as_str(), &c.artifact.sha256]),
+            _ => args.extend(["package", package_name(c), c.version.as_str(), &c.artifact.sha256]),
         }
     }
     let state = session.run("sh", &args, None).await?;
@@ -291,7 +300,7 @@ pub async fn stage(
             args.extend(["deb".into(), staged_package_path(package_name(cs[0]), &cs[0].version)]);
         }
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = session.output("sh", &argv, Some(&bytes)).await?;
+        let out = session.output_within(OpKind::Transfer, "sh", &argv, Some(&bytes)).await?;
         if !out.success() {
             return Err(step_err(session, cs[0], String::from_utf8_lossy(&out.stderr).trim().to_string()));
         }
@@ -313,7 +322,17 @@ pub async fn install_binary(session: &NodeSession, release: &Release, c: &Compon
         None => String::new(),
     };
     let has_unit = if c.unit.is_some() { "1" } else { "0" };
-    let args = ["-c", ACTIVATE_BINARY, "kismatic-activate", &c.name, &c.version, service(c), has_unit, &unit];
+    let args = [
+        "-c",
+        ACTIVATE_BINARY,
+        "kismatic-activate",
+        &c.name,
+        &c.version,
+        service(c),
+        has_unit,
+        &unit,
+        &c.artifact.sha256,
+    ];
     let mut out = session.output("sh", &args, None).await?;
     if out.code == Some(NOT_STAGED) {
         stage(session, release, &ArtifactCache::default(), &[c], false).await?;
@@ -355,10 +374,10 @@ pub async fn install_package(
     }
     let deb = staged_package_path(pkg, &c.version);
     let args = ["-c", PACKAGE_INSTALL, "kismatic-package", pkg, &c.version, &c.artifact.sha256, &deb];
-    let mut out = session.output("sh", &args, None).await?;
+    let mut out = session.output_within(OpKind::Install, "sh", &args, None).await?;
     if out.code == Some(NOT_STAGED) {
         stage(session, release, &ArtifactCache::default(), &[c], false).await?;
-        out = session.output("sh", &args, None).await?;
+        out = session.output_within(OpKind::Install, "sh", &args, None).await?;
     }
     if !out.success() {
         return Err(step_err(session, c, String::from_utf8_lossy(&out.stderr).trim().to_string()));
@@ -374,7 +393,7 @@ pub async fn installed_package_version(session: &NodeSession, pkg: &str) -> Resu
 
 /// Restarts the component's service.
 pub async fn restart(session: &NodeSession, c: &Component) -> Result<(), InstallError> {
-    session.run("systemctl", &["restart", "--", service(c)], None).await?;
+    session.run_within(OpKind::Restart, "systemctl", &["restart", "--", service(c)], None).await?;
     Ok(())
 }
 
@@ -472,7 +491,8 @@ pub async fn wait_healthz(
 
 /// Switches a binary component back to its previous version and restarts it; returns that version.
 pub async fn rollback_binary(session: &NodeSession, c: &Component) -> Result<String, InstallError> {
-    let out = session.run("sh", &["-c", BINARY_ROLLBACK, "kismatic-rollback", &c.name, service(c)], None).await?;
+    let args = ["-c", BINARY_ROLLBACK, "kismatic-rollback", &c.name, service(c)];
+    let out = session.run_within(OpKind::Restart, "sh", &args, None).await?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 

@@ -7,4 +7,5 @@ pub mod gather;
 pub mod install;
 pub mod poll;
 pub mod run;
+pub mod signals;
 pub mod time;

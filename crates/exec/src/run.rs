@@ -8,7 +8,7 @@ use crate::install::{self, InstallError};
 use crate::poll::{self, PollError, Seen};
 use kismatic_core::planner::{Action, NodePlan, PhaseKind, ServiceStep, UpgradePlan};
 use kismatic_fleet::{Fleet, NodeError, NodeSession, Target};
-use kismatic_journal::store::{JournalWriter, RunsDir, StoreError};
+use kismatic_journal::store::{self, JournalWriter, RunsDir, StoreError};
 use kismatic_journal::{Event, Header, MovedWorkload, Record, ResumeDecision, RunIdentity};
 use kismatic_kube::ops::Workload;
 use kismatic_plan::{Inventory, Node, Role};
@@ -47,6 +47,27 @@ pub struct ExecConfig {
     pub quiet: bool,
     /// The command line, recorded in the journal so that `kismatic status` can print the command that resumes.
     pub command: Vec<String>,
+    /// A local folder to copy each etcd snapshot into (0700 folder, 0600 files), off the cluster.
+    pub snapshot_dir: Option<PathBuf>,
+    /// Plan host → Kubernetes Node name, where they are spelled differently (see [`kube_names`]).
+    pub kube_names: BTreeMap<String, String>,
+}
+
+/// Plan host → Kubernetes Node name for the hosts whose Node is spelled differently (host names are
+/// case-insensitive; the API is not).
+pub fn kube_names(facts: &kismatic_core::facts::Facts) -> BTreeMap<String, String> {
+    let Some(kube) = &facts.kube else { return BTreeMap::new() };
+    let nodes: Vec<&str> = kube.nodes.iter().map(|k| k.name.as_str()).collect();
+    differently_spelled(facts.nodes.iter().map(|n| n.host.as_str()), &nodes)
+}
+
+fn differently_spelled<'a>(hosts: impl Iterator<Item = &'a str>, nodes: &[&str]) -> BTreeMap<String, String> {
+    hosts
+        .filter_map(|host| {
+            let name = nodes.iter().find(|k| k.eq_ignore_ascii_case(host))?;
+            (*name != host).then(|| (host.to_string(), name.to_string()))
+        })
+        .collect()
 }
 
 /// The upgrade plan (JSON, with its findings) as the run started it, in the run folder.
@@ -157,6 +178,59 @@ fn snapshot_clusters(plan: &UpgradePlan) -> Vec<String> {
     out
 }
 
+/// When the plan has nothing to do: the latest run's journal may still hold nodes cordoned (an interrupted run
+/// whose nodes reached their target before their uncordon). They are uncordoned, and an unfinished run of this
+/// release is recorded as ended. Returns a sentence for the message (empty when there was nothing to tidy).
+pub async fn close_previous(release: &Release, cfg: &ExecConfig) -> Result<String, ExecError> {
+    let runs = RunsDir::new(&cfg.runs_dir);
+    if runs.latest_run()?.is_none() {
+        return Ok(String::new());
+    }
+    let _lock = runs.lock()?;
+    // An unreadable journal is left alone here: the next run that has work says so.
+    let Ok(Some((dir, state))) = runs.latest_journal() else { return Ok(String::new()) };
+    let same_release = state.header.identity.release_version == release.version.to_string();
+    let unfinished = state.ended != Some(true) && same_release;
+    if state.cordoned.is_empty() && !unfinished {
+        return Ok(String::new());
+    }
+    let (mut writer, _) = JournalWriter::open(dir)?;
+    let mut record = |event| writer.append(&Record { at_ms: crate::time::now_ms(), event });
+    record(Event::Attached {
+        pid: std::process::id(),
+        host: kismatic_journal::store::local_host(),
+        command: cfg.command.clone(),
+        cwd: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })?;
+    let mut note = String::new();
+    if !state.cordoned.is_empty() {
+        let kube =
+            kismatic_kube::connect_without_retry(&cfg.kubeconfig).await.map_err(|e| ExecError::Step(e.to_string()))?;
+        let mut ok = Vec::new();
+        for n in &state.cordoned {
+            match kismatic_kube::ops::uncordon(&kube, n).await {
+                Ok(()) => {
+                    record(Event::Uncordoned { node: n.clone() })?;
+                    ok.push(n.as_str());
+                }
+                Err(e) => note.push_str(&format!("Could NOT uncordon {n} ({e}): run `kubectl uncordon {n}`.\n")),
+            }
+        }
+        if !ok.is_empty() {
+            note.push_str(&format!("Uncordoned {} (left cordoned by run {}).\n", ok.join(", "), state.header.run_id));
+        }
+    }
+    let completed = unfinished || state.ended == Some(true);
+    let message = if completed {
+        format!("nothing left to do: every node is at release {}", release.version)
+    } else {
+        format!("its cordoned nodes were uncordoned by a run for release {} that had nothing to do", release.version)
+    };
+    record(Event::Ended { completed, message })?;
+    Ok(note)
+}
+
 /// Executes the plan. The caller has checked that it is not blocked.
 pub async fn execute(
     plan: &UpgradePlan,
@@ -175,11 +249,20 @@ pub async fn execute(
         release_digest,
         partial_ok: cfg.partial_ok,
     };
-    let previous = runs.latest_journal()?;
-    let decision = match &previous {
-        Some(_) if cfg.discard_previous => ResumeDecision::Fresh,
-        other => kismatic_journal::resume_point(other.as_ref().map(|(_, s)| s), &identity),
+    // With --discard-journal the previous journal is not even read: it may be the unreadable one being discarded.
+    let previous = if cfg.discard_previous {
+        None
+    } else {
+        runs.latest_journal().map_err(|e| match e {
+            StoreError::Parse(p) => ExecError::Conflict(format!(
+                "the previous run's journal cannot be read: {p}; pass --discard-journal to start afresh (its \
+                 cordoned nodes are then yours to uncordon)"
+            )),
+            other => ExecError::Store(other),
+        })?
     };
+    let decision = kismatic_journal::resume_point(previous.as_ref().map(|(_, s)| s), &identity);
+    let mut torn = 0;
     let (writer, done, cordoned, moved, run_id, resumed) = match decision {
         ResumeDecision::Conflict { reason } => {
             return Err(ExecError::Conflict(format!(
@@ -194,7 +277,9 @@ pub async fn execute(
                 .iter()
                 .map(|(node, ws)| (node.clone(), ws.iter().map(workload_from_journal).collect()))
                 .collect();
-            (JournalWriter::open(dir)?, done, state.cordoned.clone(), moved, state.header.run_id.clone(), true)
+            let (writer, cut) = JournalWriter::open(dir)?;
+            torn = cut;
+            (writer, done, state.cordoned.clone(), moved, state.header.run_id.clone(), true)
         }
         ResumeDecision::Fresh => {
             let run_id = crate::time::compact_now();
@@ -208,8 +293,14 @@ pub async fn execute(
             let writer = runs.create_run(&header)?;
             // A copy of the plan file beside the journal, and the upgrade plan with its findings: what this run
             // was asked to do (the run's report reads both).
-            let _ = std::fs::copy(&inventory.plan_path, writer.dir().join("plan.yaml"));
-            let _ = std::fs::write(writer.dir().join(UPGRADE_PLAN_FILE), kismatic_core::render::plan_json(plan));
+            // Private (0600): the plan names every node and the SSH key's path.
+            if let Ok(text) = std::fs::read(&inventory.plan_path) {
+                let _ = store::write_private(&writer.dir().join("plan.yaml"), &text);
+            }
+            let _ = store::write_private(
+                &writer.dir().join(UPGRADE_PLAN_FILE),
+                kismatic_core::render::plan_json(plan).as_bytes(),
+            );
             (writer, HashSet::new(), BTreeSet::new(), BTreeMap::new(), run_id, false)
         }
     };
@@ -248,7 +339,7 @@ pub async fn execute(
         journal: Mutex::new(writer),
         reporter: Mutex::new(Reporter::new(
             events,
-            std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join("run.log")).ok(),
+            store::append_private(&run_dir.join("run.log")).ok(),
             cfg.quiet,
             journal_steps(plan).len(),
         )),
@@ -260,17 +351,44 @@ pub async fn execute(
         sessions: Mutex::new(HashMap::new()),
         artifacts: install::ArtifactCache::default(),
     };
+    if torn > 0 {
+        ctx.line(&format!(
+            "the journal's last line was torn (a write that never completed): cut off {torn} byte(s) before resuming"
+        ));
+    }
     if resumed {
         ctx.line(&format!("resuming run {} (journal {})", ctx.run_id, run_dir.display()));
     } else {
         ctx.line(&format!("run {} (journal {})", ctx.run_id, run_dir.display()));
     }
     let mut nodes = Vec::new();
+    let mut signals = crate::signals::Signals::new().map_err(|e| ExecError::Step(format!("signal handlers: {e}")))?;
     let result = tokio::select! {
         r = ctx.walk(&mut nodes) => r,
-        _ = tokio::signal::ctrl_c() => Err(ExecError::Step("interrupted (Ctrl-C)".into())),
+        sig = signals.next() => Err(ExecError::Step(format!("interrupted ({sig})"))),
     };
-    ctx.close_sessions().await;
+    // Clean-up (commands left running on nodes are stopped, nodes uncordoned) unless a second signal asks to exit
+    // at once; the journal is consistent at every record, so it then only lacks what the clean-up would have done.
+    let cleanup = async {
+        ctx.close_sessions().await;
+        // Also after a successful run: a node an earlier, interrupted run cordoned may have reached its target
+        // before its uncordon, and then no step of this plan uncordons it.
+        ctx.uncordon_all().await
+    };
+    let uncordoned = tokio::select! {
+        u = cleanup => u,
+        sig = signals.next() => {
+            ctx.progress(|r| r.finish());
+            let message = format!(
+                "The upgrade stopped: {}; a second {sig} stopped the clean-up: nodes this run cordoned may still be \
+                 cordoned and commands may still run on nodes. Rerun the same command to resume (journal: {}).",
+                match &result { Ok(()) => "finished".to_string(), Err(e) => e.to_string() },
+                run_dir.join(kismatic_journal::store::JOURNAL_FILE).display()
+            );
+            let _ = ctx.record(Event::Ended { completed: false, message: format!("second {sig} during clean-up") });
+            return Ok(Outcome { run_dir, completed: false, nodes, message, resumed });
+        }
+    };
     ctx.progress(|r| r.finish());
     match result {
         Ok(()) => {
@@ -282,10 +400,10 @@ pub async fn execute(
                 format!("The cluster was upgraded successfully to release {}.", release.version)
             };
             ctx.record(Event::Ended { completed: true, message: message.clone() })?;
+            let message = format!("{uncordoned}{message}");
             Ok(Outcome { run_dir, completed: true, nodes, message, resumed })
         }
         Err(e) => {
-            let uncordoned = ctx.uncordon_all().await;
             let message = format!(
                 "The upgrade stopped: {e}\n{}{}Rerun the same command to resume at the first unfinished step \
                  (journal: {}).",
@@ -500,6 +618,12 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// The Kubernetes Node name of a plan host: the plan may spell it differently (`WORKER02` for `worker02`);
+    /// the facts matched them, and the API wants the Node's own spelling.
+    fn kube_name<'h>(&'h self, host: &'h str) -> &'h str {
+        self.cfg.kube_names.get(host).map_or(host, String::as_str)
+    }
+
     fn node(&self, host: &str) -> Result<&Node, ExecError> {
         self.inventory
             .nodes
@@ -602,6 +726,7 @@ impl Ctx<'_> {
         let path = format!("{SNAPSHOT_DIR}/{cluster}-{}.db", self.run_id);
         let Some(first) = self.inventory.nodes_with_role(Role::Etcd).next() else { return Ok(()) };
         self.snapshots.lock().map(|mut s| s.insert(cluster.to_string(), format!("{}:{path}", first.host))).ok();
+        let run_id = self.run_id.as_str();
         let session = self.session(first).await?;
         let hosts = self.etcd_hosts();
         let label = format!("snapshot {cluster}");
@@ -615,13 +740,31 @@ impl Ctx<'_> {
             if let Some(p) = etcd::quorum_problem(&facts) {
                 return Err(format!("not taking a snapshot of an unhealthy cluster: {p}"));
             }
-            let info =
-                w.on(WaitKind::Snapshot, etcd::snapshot(&session, &access, &path)).await.map_err(|e| e.to_string())?;
+            let (path, info) = w
+                .on(WaitKind::Snapshot, etcd::snapshot(&session, &access, SNAPSHOT_DIR, run_id))
+                .await
+                .map_err(|e| e.to_string())?;
             let location =
                 Event::Snapshot { cluster: cluster.to_string(), node: first.host.clone(), path: path.clone() };
             self.record(location).map_err(|e| e.to_string())?;
+            let copied = match &self.cfg.snapshot_dir {
+                Some(dir) => {
+                    let local = w
+                        .on(WaitKind::Snapshot, etcd::copy_snapshot(&session, &path, dir))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    self.snapshots
+                        .lock()
+                        .map(|mut s| {
+                            s.insert(cluster.to_string(), format!("{}:{path} (copy: {})", first.host, local.display()))
+                        })
+                        .ok();
+                    format!(", copied to {}", local.display())
+                }
+                None => String::new(),
+            };
             Ok(format!(
-                "{}:{path}, {} keys, revision {}, {} bytes, verified",
+                "{}:{path}, {} keys, revision {}, {} bytes, verified{copied}",
                 first.host, info.total_key, info.revision, info.total_size
             ))
         })
@@ -630,9 +773,10 @@ impl Ctx<'_> {
 
     async fn cordon(&self, ph: &str, host: &str, id: &str) -> Result<(), ExecError> {
         self.step(ph, Some(host), id, "cordon", async |_: &mut Waited| {
-            kismatic_kube::ops::cordon(&self.kube, host).await.map_err(|e| e.to_string())?;
-            self.cordoned.lock().map(|mut c| c.insert(host.to_string())).ok();
-            self.record(Event::Cordoned { node: host.to_string() }).map_err(|e| e.to_string())?;
+            let name = self.kube_name(host);
+            kismatic_kube::ops::cordon(&self.kube, name).await.map_err(|e| e.to_string())?;
+            self.cordoned.lock().map(|mut c| c.insert(name.to_string())).ok();
+            self.record(Event::Cordoned { node: name.to_string() }).map_err(|e| e.to_string())?;
             Ok(String::new())
         })
         .await
@@ -672,7 +816,12 @@ impl Ctx<'_> {
                         let moved = w
                             .on(
                                 WaitKind::Drain,
-                                kismatic_kube::ops::drain(&self.kube, host, self.cfg.drain_timeout, record_moved),
+                                kismatic_kube::ops::drain(
+                                    &self.kube,
+                                    self.kube_name(host),
+                                    self.cfg.drain_timeout,
+                                    record_moved,
+                                ),
                             )
                             .await
                             .map_err(|e| e.to_string())?;
@@ -705,9 +854,10 @@ impl Ctx<'_> {
                 }
                 Action::Uncordon => {
                     self.step(ph, Some(host), &step.id, "uncordon and wait for workloads", async |w: &mut Waited| {
-                        kismatic_kube::ops::uncordon(&self.kube, host).await.map_err(|e| e.to_string())?;
-                        self.cordoned.lock().map(|mut c| c.remove(host)).ok();
-                        self.record(Event::Uncordoned { node: host.to_string() }).map_err(|e| e.to_string())?;
+                        let name = self.kube_name(host);
+                        kismatic_kube::ops::uncordon(&self.kube, name).await.map_err(|e| e.to_string())?;
+                        self.cordoned.lock().map(|mut c| c.remove(name)).ok();
+                        self.record(Event::Uncordoned { node: name.to_string() }).map_err(|e| e.to_string())?;
                         let moved = self.moved.lock().ok().and_then(|m| m.get(host).cloned()).unwrap_or_default();
                         w.on(
                             WaitKind::Rollout,
@@ -782,7 +932,12 @@ impl Ctx<'_> {
             "kubelet" => {
                 w.on(
                     WaitKind::Health,
-                    kismatic_kube::ops::wait_node_ready(&self.kube, &node.host, &c.version, self.cfg.node_timeout),
+                    kismatic_kube::ops::wait_node_ready(
+                        &self.kube,
+                        self.kube_name(&node.host),
+                        &c.version,
+                        self.cfg.node_timeout,
+                    ),
                 )
                 .await
                 .map_err(|e| e.to_string())?;
@@ -1003,5 +1158,16 @@ fn workload_from_journal(w: &MovedWorkload) -> Workload {
 impl From<InstallError> for ExecError {
     fn from(e: InstallError) -> Self {
         ExecError::Step(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_hosts_map_to_the_node_names_kubernetes_spells() {
+        let names = differently_spelled(["WORKER02", "worker01", "gone"].into_iter(), &["worker01", "worker02"]);
+        assert_eq!(names, BTreeMap::from([("WORKER02".to_string(), "worker02".to_string())]));
     }
 }

@@ -88,6 +88,22 @@ fn staging_and_install_are_idempotent_and_upload_each_artifact_once() {
             install::stage(&s, &rel, &install::ArtifactCache::default(), &all, false).await.expect("stage again");
         assert_eq!((again.uploads, again.bytes, again.already), (0, 0, 3), "nothing travels twice");
 
+        // A version directory whose digest marker does not name the release's artifact (changed by hand, or left
+        // by something else) is not staged: it is replaced, and nothing is left beside it.
+        sh(&s, "echo other > /opt/kismatic/proxy/v1.34.1/.kismatic-sha256; echo bad > /opt/kismatic/proxy/v1.34.1/bin/tool")
+            .await;
+        let redo = install::stage(&s, &rel, &install::ArtifactCache::default(), &all, false).await.expect("restage");
+        assert_eq!((redo.uploads, redo.already), (1, 2), "{redo:?}");
+        assert_eq!(sh(&s, "cat /opt/kismatic/proxy/v1.34.1/bin/tool").await, "proxy binary");
+        assert_eq!(sh(&s, "ls -A /opt/kismatic/proxy").await, "v1.34.1");
+        // Re-checked before use too: activation refuses a directory with another digest and stages it again.
+        sh(&s, "echo bad > /opt/kismatic/proxy/v1.34.1/bin/tool; echo other > /opt/kismatic/proxy/v1.34.1/.kismatic-sha256")
+            .await;
+        let proxy = rel.component("proxy").expect("proxy");
+        assert!(install::install_binary(&s, &rel, proxy).await.expect("install re-staged").changed);
+        assert_eq!(sh(&s, "cat /opt/kismatic/proxy/current/bin/tool").await, "proxy binary");
+        sh(&s, "rm /opt/kismatic/proxy/current").await;
+
         let api = rel.component("api").expect("api");
         assert!(install::install_binary(&s, &rel, api).await.expect("install").changed);
         assert_eq!(sh(&s, "readlink /opt/kismatic/api/current").await, "v1.34.1");

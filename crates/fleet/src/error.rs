@@ -44,6 +44,10 @@ pub enum NodeError {
     #[error("{node}: `{program}` failed ({status}): {stderr}")]
     CommandFailed { node: String, program: String, status: String, stderr: String },
 
+    /// The command did not end within the deadline of its kind; it was stopped on the node (whole process group).
+    #[error("{node}: `{command}` did not finish within {after}s (the deadline of {kind} commands); {stopped}")]
+    TimedOut { node: String, command: String, kind: &'static str, after: u64, stopped: String },
+
     /// The connection broke while a command ran, or the local ssh client failed in another way.
     #[error("{node}: SSH session error: {reason}")]
     Session { node: String, reason: String },
@@ -58,6 +62,7 @@ impl NodeError {
             | NodeError::Auth { node, .. }
             | NodeError::Sudo { node, .. }
             | NodeError::CommandFailed { node, .. }
+            | NodeError::TimedOut { node, .. }
             | NodeError::Session { node, .. } => node,
         }
     }
@@ -65,6 +70,13 @@ impl NodeError {
     /// Worth retrying the connection: only transient network failures are.
     pub fn is_retryable(&self) -> bool {
         matches!(self, NodeError::Unreachable { .. })
+    }
+
+    /// Whether running the same thing again can help without a human changing something first: a network or
+    /// session failure, or a command that hung (the rerun resumes), may pass; a refused key, credentials or sudo,
+    /// or a command that failed, will fail the same way.
+    pub fn retry_may_help(&self) -> bool {
+        matches!(self, NodeError::Unreachable { .. } | NodeError::Session { .. } | NodeError::TimedOut { .. })
     }
 
     /// A short, stable status word for tables and JSON (`unreachable`, `host-key-changed`, ...).
@@ -76,6 +88,7 @@ impl NodeError {
             NodeError::Auth { .. } => "auth-failed",
             NodeError::Sudo { .. } => "sudo-failed",
             NodeError::CommandFailed { .. } => "command-failed",
+            NodeError::TimedOut { .. } => "timed-out",
             NodeError::Session { .. } => "session-error",
         }
     }

@@ -9,7 +9,10 @@
 mod error;
 pub mod hostkey;
 
+pub use deadline::{Deadlines, OpKind};
 pub use error::{FleetError, NodeError};
+
+mod deadline;
 
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 use std::num::NonZeroUsize;
@@ -67,6 +70,8 @@ pub struct FleetConfig {
     pub ssh_config: Option<PathBuf>,
     /// Idle time after which a master connection exits by itself, so a crashed run leaves nothing behind for long.
     pub control_persist: Duration,
+    /// How long one node command of each kind may run before it is stopped on the node.
+    pub deadlines: Deadlines,
 }
 
 impl FleetConfig {
@@ -84,6 +89,7 @@ impl FleetConfig {
             max_sessions: 256,
             ssh_config: None,
             control_persist: Duration::from_secs(600),
+            deadlines: Deadlines::default(),
         }
     }
 
@@ -151,8 +157,10 @@ impl Fleet {
         }
         // Control sockets must fit sun_path (108 bytes): a short folder under /tmp, private to us.
         let tmp = Path::new("/tmp");
+        // tempfile creates it 0700; the mode is set again so that a changed default can never widen it.
         let control_dir = tempfile::Builder::new()
             .prefix("kf-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir_in(tmp)
             .map_err(|source| FleetError::ControlDir { dir: tmp.to_path_buf(), source })?;
         Ok(Fleet {
@@ -178,7 +186,7 @@ impl Fleet {
         b.user(self.config.user.clone())
             .port(self.config.port)
             .known_hosts_check(if self.config.trust_new_hosts { KnownHosts::Add } else { KnownHosts::Strict })
-            .user_known_hosts_file(&self.known_hosts)
+            .user_known_hosts_file(ssh_option_path(&self.known_hosts))
             .connect_timeout(self.config.connect_timeout)
             .server_alive_interval(Duration::from_secs(15))
             .control_directory(self.control_dir.path())
@@ -218,6 +226,8 @@ impl Fleet {
                         name: target.name.clone(),
                         user: self.config.user.clone(),
                         sudo: self.config.user != "root",
+                        deadlines: self.config.deadlines.clone(),
+                        inflight: std::sync::Mutex::new(std::collections::HashMap::new()),
                     });
                 }
                 Err(err) => {
@@ -297,6 +307,77 @@ pub struct NodeSession {
     name: String,
     user: String,
     sudo: bool,
+    deadlines: Deadlines,
+    /// Commands started and not seen to end (their future was dropped: interrupted), by process-group file; they
+    /// are stopped on the node when the session closes.
+    inflight: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+/// Every node command runs as the leader of a process group of its own (`setsid`), whose id it records in `$1`, so
+/// that a command that overran its deadline or was interrupted can be stopped with everything it started. The
+/// record is removed when the command ends.
+const GROUP_SCRIPT: &str = r#"f=$1
+shift
+echo "$$" > "$f" 2>/dev/null || true
+"$@"
+rc=$?
+rm -f -- "$f"
+exit "$rc"
+"#;
+
+/// Stops the process group recorded in `$1`: SIGTERM, then SIGKILL for what is left after 5 s. Prints `stopped`
+/// when a group was found.
+const KILL_SCRIPT: &str = r#"f=$1
+pg=$(cat -- "$f" 2>/dev/null) || exit 0
+rm -f -- "$f"
+case $pg in ''|*[!0-9]*) exit 0 ;; esac
+kill -s TERM -- "-$pg" 2>/dev/null || exit 0
+echo stopped
+i=0
+while kill -s 0 -- "-$pg" 2>/dev/null; do
+  i=$((i+1))
+  if [ "$i" -ge 50 ]; then kill -s KILL -- "-$pg" 2>/dev/null; exit 0; fi
+  sleep 0.1
+done
+"#;
+
+/// Where process-group records live on the node (tmpfs: a reboot clears them).
+const GROUP_DIR: &str = "/run";
+
+/// A name for one command's process-group record, unique across runs and commands.
+fn group_file() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("{GROUP_DIR}/kismatic-cmd.{}.{nanos}.{n}", std::process::id())
+}
+
+/// What a command is called in messages: the script's name for `sh -c SCRIPT NAME ...` (the scripts are long and
+/// their arguments may be secrets), else the program.
+pub fn command_label(program: &str, args: &[&str]) -> String {
+    match (program, args) {
+        ("sh" | "bash", ["-c", _, name, ..]) => (*name).to_string(),
+        ("sh" | "bash", ["-c", ..]) => format!("{program} -c"),
+        ("env", rest) => rest.iter().find(|a| !a.contains('=')).map_or("env", |p| p).to_string(),
+        _ => program.to_string(),
+    }
+}
+
+/// Removes a command from the in-flight table when it ended (whatever its result), not when its future was dropped.
+struct Inflight<'a> {
+    table: &'a std::sync::Mutex<std::collections::HashMap<String, String>>,
+    file: String,
+    ended: bool,
+}
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        if self.ended
+            && let Ok(mut t) = self.table.lock()
+        {
+            t.remove(&self.file);
+        }
+    }
 }
 
 /// Atomic write: a temporary file in the same folder, then rename. `$1` path, `$2` octal mode; data on stdin.
@@ -327,23 +408,104 @@ impl NodeSession {
     }
 
     /// Runs `program args...` (each argument shell-quoted; never interpolated) and returns its output whatever
-    /// the exit status. Errors only when the command could not be run or the connection broke.
+    /// the exit status, within the deadline of [`OpKind::Command`]. Errors only when the command could not be run,
+    /// the connection broke, or the deadline passed (the command is then stopped on the node).
     pub async fn output(&self, program: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<Output, NodeError> {
+        self.output_within(OpKind::Command, program, args, stdin).await
+    }
+
+    /// [`output`](Self::output) within the deadline of `kind`.
+    pub async fn output_within(
+        &self,
+        kind: OpKind,
+        program: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<Output, NodeError> {
         let started = std::time::Instant::now();
-        let out = self.output_untallied(program, args, stdin).await;
+        let out = self.bounded(kind, program, args, stdin).await;
         let _ = REMOTE_NANOS.try_with(|c| c.set(c.get().saturating_add(started.elapsed().as_nanos() as u64)));
         out
     }
 
-    async fn output_untallied(&self, program: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<Output, NodeError> {
-        let mut cmd = if self.sudo {
-            let mut c = self.session.command("sudo");
-            c.arg("-n").arg("--").arg(program);
-            c
-        } else {
-            self.session.command(program)
-        };
-        cmd.args(args);
+    async fn bounded(
+        &self,
+        kind: OpKind,
+        program: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<Output, NodeError> {
+        let limit = self.deadlines.get(kind);
+        let label = command_label(program, args);
+        let file = group_file();
+        if let Ok(mut t) = self.inflight.lock() {
+            t.insert(file.clone(), label.clone());
+        }
+        let mut inflight = Inflight { table: &self.inflight, file: file.clone(), ended: false };
+        let result = tokio::time::timeout(limit, self.output_untallied(Some(&file), program, args, stdin)).await;
+        inflight.ended = true;
+        match result {
+            Ok(out) => out,
+            Err(_) => {
+                tracing::debug!(node = %self.name, command = %label, "deadline passed; stopping it");
+                let stopped = self.stop_group(&file).await;
+                Err(NodeError::TimedOut {
+                    node: self.name.clone(),
+                    command: label,
+                    kind: kind.as_str(),
+                    after: limit.as_secs(),
+                    stopped: match stopped {
+                        Ok(()) => "it was stopped on the node".to_string(),
+                        Err(e) => format!("stopping it on the node failed ({e}); it may still run there"),
+                    },
+                })
+            }
+        }
+    }
+
+    /// Stops a command's process group on the node (see [`KILL_SCRIPT`]).
+    async fn stop_group(&self, file: &str) -> Result<(), NodeError> {
+        let args = ["-c", KILL_SCRIPT, "kismatic-stop", file];
+        match tokio::time::timeout(Duration::from_secs(15), self.output_untallied(None, "sh", &args, None)).await {
+            Ok(out) => out.map(|_| ()),
+            Err(_) => {
+                Err(NodeError::Session { node: self.name.clone(), reason: "kismatic-stop did not answer".into() })
+            }
+        }
+    }
+
+    /// Stops, on the node, every command whose future was dropped before it ended (an interrupted run); returns
+    /// their names. [`close`](Self::close) does this too.
+    pub async fn stop_abandoned(&self) -> Vec<String> {
+        let left: Vec<(String, String)> = self.inflight.lock().map(|mut t| t.drain().collect()).unwrap_or_default();
+        let mut stopped = Vec::new();
+        for (file, label) in left {
+            match self.stop_group(&file).await {
+                Ok(()) => stopped.push(label),
+                Err(e) => tracing::warn!(node = %self.name, command = %label, error = %e, "could not stop"),
+            }
+        }
+        stopped
+    }
+
+    async fn output_untallied(
+        &self,
+        group: Option<&str>,
+        program: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<Output, NodeError> {
+        let mut argv: Vec<&str> = Vec::with_capacity(args.len() + 10);
+        if self.sudo {
+            argv.extend(["sudo", "-n", "--"]);
+        }
+        if let Some(file) = group {
+            argv.extend(["setsid", "-w", "sh", "-c", GROUP_SCRIPT, "kismatic-cmd", file]);
+        }
+        argv.push(program);
+        argv.extend(args);
+        let mut cmd = self.session.command(argv[0]);
+        cmd.args(&argv[1..]);
         // Arguments may carry secrets (tokens, passwords in files being written): log only the program.
         tracing::debug!(node = %self.name, program, "run");
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -371,7 +533,18 @@ impl NodeSession {
     /// Like [`output`](Self::output) but a non-zero exit is an error (`CommandFailed`, or `Sudo` when sudo itself
     /// refused).
     pub async fn run(&self, program: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<Output, NodeError> {
-        let out = self.output(program, args, stdin).await?;
+        self.run_within(OpKind::Command, program, args, stdin).await
+    }
+
+    /// [`run`](Self::run) within the deadline of `kind`.
+    pub async fn run_within(
+        &self,
+        kind: OpKind,
+        program: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<Output, NodeError> {
+        let out = self.output_within(kind, program, args, stdin).await?;
         if out.success() {
             return Ok(out);
         }
@@ -404,6 +577,10 @@ impl NodeSession {
 
     /// Ends the master connection. Errors are ignored: the node's result is already decided.
     pub async fn close(self) {
+        let stopped = self.stop_abandoned().await;
+        if !stopped.is_empty() {
+            tracing::info!(node = %self.name, commands = ?stopped, "stopped interrupted commands on the node");
+        }
         if let Err(e) = self.session.close().await {
             tracing::debug!(node = %self.name, error = %e, "closing the SSH master");
         }
@@ -412,6 +589,28 @@ impl NodeSession {
     fn session_error(&self, e: openssh::Error) -> NodeError {
         NodeError::Session { node: self.name.clone(), reason: format!("{e}{}", source_text(&e)) }
     }
+}
+
+/// A path as the value of an `ssh -o` option: ssh splits option values at spaces (unless quoted), expands `%`
+/// tokens and a leading `~`, so the path is quoted with `"`, `\` and `"` escaped, `%` doubled, and a leading `~`
+/// kept literal.
+fn ssh_option_path(path: &Path) -> PathBuf {
+    let text = path.to_string_lossy();
+    let text = if text.starts_with('~') { format!("./{text}") } else { text.into_owned() };
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for ch in text.chars() {
+        match ch {
+            '\\' | '"' => {
+                quoted.push('\\');
+                quoted.push(ch);
+            }
+            '%' => quoted.push_str("%%"),
+            _ => quoted.push(ch),
+        }
+    }
+    quoted.push('"');
+    PathBuf::from(quoted)
 }
 
 fn source_text(e: &dyn std::error::Error) -> String {
@@ -442,6 +641,12 @@ mod tests {
         assert!(is_sudo_refusal("sudo: a password is required"));
         assert!(is_sudo_refusal("sudo: bob is not in the sudoers file.  This incident will be reported."));
         assert!(!is_sudo_refusal("cat: /x: No such file or directory"));
+    }
+
+    #[test]
+    fn known_hosts_paths_are_quoted_for_ssh() {
+        assert_eq!(ssh_option_path(Path::new("/a b/%h/k\"x")), PathBuf::from(r#""/a b/%%h/k\"x""#));
+        assert_eq!(ssh_option_path(Path::new("~k")), PathBuf::from(r#""./~k""#));
     }
 
     #[test]

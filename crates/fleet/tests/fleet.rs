@@ -221,3 +221,103 @@ fn node_command_time_is_tallied_per_future() {
         s.close().await;
     });
 }
+
+/// Processes on this machine whose command line holds `needle` (the harness's nodes share the PID namespace).
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains(needle) {
+            found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+fn wait_gone(needle: &str) -> Vec<String> {
+    for _ in 0..100 {
+        let left = processes_with(needle);
+        if left.is_empty() {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    processes_with(needle)
+}
+
+#[test]
+fn hung_command_is_stopped_on_the_node_at_its_deadline() {
+    let Some(mut c) = cluster() else { return };
+    c.add_node("n1", 71, NodeOptions::default().with_sudo_user("kismatic-op")).expect("n1");
+    c.write_known_hosts().expect("known_hosts");
+    for user in ["root", "kismatic-op"] {
+        let mut cfg = config(&c, user);
+        cfg.deadlines.command = Duration::from_secs(1);
+        let fleet = Fleet::new(cfg).expect("fleet");
+        // A child of the command too: the whole process group must go.
+        let marker = format!("98765{}", user.len());
+        let script = format!("sleep {marker}1 & sleep {marker}2; wait");
+        let results =
+            rt().block_on(fleet.on_each(&targets(&c), async |s| {
+                s.run("sh", &["-c", &script, "kismatic-hang"], None).await.map(|_| ())
+            }));
+        match &results[0] {
+            Err(e @ NodeError::TimedOut { node, command, .. }) => {
+                assert_eq!(node, "n1");
+                assert_eq!(command, "kismatic-hang");
+                let text = e.to_string();
+                assert!(text.contains("within 1s") && text.contains("stopped on the node"), "{text}");
+                assert!(e.retry_may_help());
+            }
+            other => panic!("{user}: expected a timeout, got {other:?}"),
+        }
+        let left = wait_gone(&marker);
+        assert!(left.is_empty(), "{user}: left on the node: {left:?}");
+    }
+}
+
+#[test]
+fn interrupted_command_is_stopped_on_the_node_when_the_session_closes() {
+    let Some(mut c) = cluster() else { return };
+    c.add_node("n1", 72, NodeOptions::default()).expect("n1");
+    c.write_known_hosts().expect("known_hosts");
+    let fleet = Fleet::new(config(&c, "root")).expect("fleet");
+    let target = Target::new("n1", c.address(72));
+    rt().block_on(async {
+        let s = fleet.connect(&target).await.expect("connect");
+        // The local future is dropped (as on Ctrl-C): the remote command goes on until the session closes.
+        let interrupted = tokio::time::timeout(Duration::from_millis(700), s.run("sleep", &["876543"], None)).await;
+        assert!(interrupted.is_err(), "sleep ended by itself?");
+        assert!(!processes_with("876543").is_empty(), "the command should still run on the node");
+        let stopped = s.stop_abandoned().await;
+        assert_eq!(stopped, vec!["sleep".to_string()]);
+        s.close().await;
+    });
+    let left = wait_gone("876543");
+    assert!(left.is_empty(), "left on the node: {left:?}");
+}
+
+#[test]
+fn command_labels_name_scripts_not_their_text() {
+    use kismatic_fleet::command_label;
+    assert_eq!(command_label("sh", &["-c", "long script", "kismatic-stage", "secret"]), "kismatic-stage");
+    assert_eq!(command_label("env", &["ETCDCTL_API=3", "etcdctl", "get"]), "etcdctl");
+    assert_eq!(command_label("systemctl", &["restart", "--", "etcd"]), "systemctl");
+}
+
+#[test]
+fn known_hosts_path_with_space_and_percent_is_used_as_is() {
+    let Some(mut c) = cluster() else { return };
+    c.add_node("n1", 73, NodeOptions::default().with_file("kismatic-version", "1.0.0")).expect("n1");
+    c.write_known_hosts().expect("known_hosts");
+    let odd = c.dir().join("known hosts %h");
+    std::fs::create_dir_all(&odd).expect("dir");
+    let path = odd.join("kh");
+    std::fs::copy(&c.known_hosts, &path).expect("copy");
+    let mut cfg = config(&c, "root");
+    cfg.known_hosts = Some(path);
+    let fleet = Fleet::new(cfg).expect("fleet");
+    let results = rt().block_on(fleet.on_each(&targets(&c), async |s| s.read_file("/etc/kismatic-version").await));
+    assert_eq!(results[0].as_deref().expect("strict check against the odd path passes"), b"1.0.0");
+}

@@ -4,7 +4,7 @@
 use crate::{Header, JournalState, ParseError, Record};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -51,9 +51,10 @@ impl RunsDir {
 
     /// Takes the cluster's run lock without waiting.
     pub fn lock(&self) -> Result<RunLock, StoreError> {
-        fs::create_dir_all(&self.root).map_err(io_err(&self.root))?;
+        create_private_dir(&self.root)?;
         let path = self.root.join(LOCK_FILE);
         let mut file = OpenOptions::new()
+            .mode(0o600)
             .create(true)
             .truncate(false)
             .read(true)
@@ -113,21 +114,22 @@ impl RunsDir {
     /// that a journal, once visible, always has a complete header.
     pub fn create_run(&self, header: &Header) -> Result<JournalWriter, StoreError> {
         let dir = self.root.join(&header.run_id);
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        create_private_dir(&self.root)?;
+        create_private_dir(&dir)?;
         let path = dir.join(JOURNAL_FILE);
         let tmp = dir.join(".journal.tmp");
         let mut line = serde_json::to_string(header)
             .map_err(|e| StoreError::Encode { path: path.clone(), error: e.to_string() })?;
         line.push('\n');
         {
-            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            let mut f = private_file(&tmp)?;
             f.write_all(line.as_bytes()).map_err(io_err(&tmp))?;
             f.sync_all().map_err(io_err(&tmp))?;
         }
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
         sync_dir(&dir)?;
         sync_dir(&self.root)?;
-        JournalWriter::open(dir)
+        Ok(JournalWriter::open(dir)?.0)
     }
 }
 
@@ -169,8 +171,46 @@ pub fn local_host() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+/// Creates a folder (and its parents) readable only by its owner: run folders hold the plan, the cluster's node
+/// list and the run's log. An existing folder is narrowed to 0700 too.
+pub fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err(dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))
+}
+
+/// Creates (or truncates) a file readable only by its owner.
+pub fn private_file(path: &Path) -> Result<File, StoreError> {
+    let f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(io_err(path))?;
+    f.set_permissions(fs::Permissions::from_mode(0o600)).map_err(io_err(path))?;
+    Ok(f)
+}
+
+/// Writes a whole file readable only by its owner.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), StoreError> {
+    private_file(path)?.write_all(contents).map_err(io_err(path))
+}
+
+/// Opens a file for appending, created readable only by its owner.
+pub fn append_private(path: &Path) -> Result<File, StoreError> {
+    let f = OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(io_err(path))?;
+    f.set_permissions(fs::Permissions::from_mode(0o600)).map_err(io_err(path))?;
+    Ok(f)
+}
+
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+}
+
+/// Truncates the file after its last newline; returns the bytes removed.
+fn cut_torn_tail(path: &Path) -> Result<u64, StoreError> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(0);
+    }
+    let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let f = OpenOptions::new().write(true).open(path).map_err(io_err(path))?;
+    f.set_len(keep as u64).and_then(|()| f.sync_all()).map_err(io_err(path))?;
+    Ok((bytes.len() - keep) as u64)
 }
 
 /// Appends records to a run's journal, each made durable before `append` returns.
@@ -182,11 +222,14 @@ pub struct JournalWriter {
 }
 
 impl JournalWriter {
-    /// Opens an existing run's journal for appending (used when resuming).
-    pub fn open(dir: PathBuf) -> Result<Self, StoreError> {
+    /// Opens an existing run's journal for appending (used when resuming). A torn last line (a write that never
+    /// completed: no newline) is cut off first, so that the next record starts on a line of its own instead of
+    /// joining the fragment into a corrupt line; the bytes cut are returned (0 when the journal was whole).
+    pub fn open(dir: PathBuf) -> Result<(Self, u64), StoreError> {
         let path = dir.join(JOURNAL_FILE);
+        let cut = cut_torn_tail(&path)?;
         let file = OpenOptions::new().append(true).open(&path).map_err(io_err(&path))?;
-        Ok(JournalWriter { dir, path, file })
+        Ok((JournalWriter { dir, path, file }, cut))
     }
 
     pub fn dir(&self) -> &Path {
@@ -206,6 +249,48 @@ impl JournalWriter {
 #[cfg(test)]
 mod lock_tests {
     use super::*;
+
+    #[test]
+    fn a_torn_tail_is_cut_off_before_appending() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = dir.path().join("r1");
+        fs::create_dir_all(&run).expect("run dir");
+        let path = run.join(JOURNAL_FILE);
+        fs::write(&path, "{\"a\":1}\n{\"b\":2}\n{\"at_ms\":1,\"event\":\"sta").expect("write");
+        let (mut w, cut) = JournalWriter::open(run.clone()).expect("open");
+        assert_eq!(cut, 23);
+        w.file.write_all(b"{\"c\":3}\n").expect("append");
+        assert_eq!(fs::read_to_string(&path).expect("read"), "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");
+        let (_, cut) = JournalWriter::open(run).expect("whole journal");
+        assert_eq!(cut, 0);
+    }
+
+    #[test]
+    fn run_folders_and_journals_are_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runs = RunsDir::new(dir.path().join("runs"));
+        let _lock = runs.lock().expect("lock");
+        let header = crate::Header {
+            format: crate::FORMAT,
+            run_id: "20260101T000000Z".into(),
+            started_at_ms: 1,
+            identity: crate::RunIdentity {
+                mode: "online".into(),
+                release_version: "1.0.0".into(),
+                release_digest: "x".into(),
+                partial_ok: false,
+            },
+            steps: vec![],
+        };
+        let w = runs.create_run(&header).expect("run");
+        let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(runs.root()), 0o700);
+        assert_eq!(mode(w.dir()), 0o700);
+        assert_eq!(mode(&w.dir().join(JOURNAL_FILE)), 0o600);
+        assert_eq!(mode(&runs.root().join(LOCK_FILE)), 0o600);
+        write_private(&w.dir().join("plan.yaml"), b"x").expect("write");
+        assert_eq!(mode(&w.dir().join("plan.yaml")), 0o600);
+    }
 
     #[test]
     fn lock_holder_is_read_without_taking_the_lock() {

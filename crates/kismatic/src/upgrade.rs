@@ -123,6 +123,15 @@ struct CommonArgs {
     /// Start afresh even though the previous run on this cluster is unfinished (its journal is kept).
     #[arg(long)]
     discard_journal: bool,
+    /// Copy each etcd snapshot taken before the upgrade into DIR on this machine (created 0700; files 0600), as
+    /// well as keeping it on the etcd node.
+    #[arg(long, value_name = "DIR")]
+    snapshot_dir: Option<PathBuf>,
+    /// Deadline of one kind of node command, past which it is stopped on the node and the run stops (the rerun
+    /// resumes). Kinds and defaults: command=60 (reads, marker writes, health probes), transfer=900 (artifact
+    /// uploads), install=600 (apt-get), restart=300 (systemctl restart), snapshot=600 (etcd snapshot). Repeatable.
+    #[arg(long, value_name = "KIND=SECONDS")]
+    command_timeout: Vec<String>,
     /// Port of the API server on each master, for the health gate after upgrading it.
     #[arg(long, value_name = "PORT", default_value_t = 6443, value_parser = common::port)]
     apiserver_port: u16,
@@ -172,7 +181,11 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
     let inventory = kismatic_plan::load(&common.plan_file)
         .with_context(|| format!("reading plan file {}", common.plan_file.display()))?;
     let kubeconfig = common.kubeconfig.clone().unwrap_or_else(|| common::default_kubeconfig(&common.plan_file));
-    let fleet = kismatic_fleet::Fleet::new(common.ssh.fleet_config(&inventory)).context("setting up SSH")?;
+    let mut fleet_config = common.ssh.fleet_config(&inventory);
+    for spec in &common.command_timeout {
+        fleet_config.deadlines.apply(spec).map_err(|e| anyhow::anyhow!("--command-timeout {e}"))?;
+    }
+    let fleet = kismatic_fleet::Fleet::new(fleet_config).context("setting up SSH")?;
     let runtime = common::runtime()?;
     let gathered = runtime.block_on(kismatic_exec::gather::gather(&fleet, &inventory, &release, Some(&kubeconfig)));
     for w in &gathered.warnings {
@@ -183,17 +196,6 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     if common.dry_run {
-        return Ok(ExitCode::SUCCESS);
-    }
-    if plan.phases.is_empty() {
-        let message = format!("Nothing to do: every node is at release {}.", release.version);
-        match common.output {
-            Output::Simple => crate::outln!("{message}"),
-            Output::Json => crate::outln!(
-                "{}",
-                serde_json::json!({"result": {"completed": true, "release": release.version.to_string(), "nodes": [], "left_out": [], "message": message}})
-            ),
-        }
         return Ok(ExitCode::SUCCESS);
     }
     let cfg = kismatic_exec::run::ExecConfig {
@@ -211,7 +213,22 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
         discard_previous: common.discard_journal,
         quiet: matches!(common.output, Output::Json),
         command: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect(),
+        snapshot_dir: common.snapshot_dir.clone(),
+        kube_names: kismatic_exec::run::kube_names(&gathered.facts),
     };
+    if plan.phases.is_empty() {
+        // A run that was interrupted after its last node reached the release may have left nodes cordoned.
+        let tidied = runtime.block_on(kismatic_exec::run::close_previous(&release, &cfg))?;
+        let message = format!("{tidied}Nothing to do: every node is at release {}.", release.version);
+        match common.output {
+            Output::Simple => println!("{message}"),
+            Output::Json => println!(
+                "{}",
+                serde_json::json!({"result": {"completed": true, "release": release.version.to_string(), "nodes": [], "left_out": [], "message": message}})
+            ),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let outcome = runtime.block_on(kismatic_exec::run::execute(&plan, &inventory, &release, &fleet, &cfg))?;
     let from_version = |host: &str| {
         gathered

@@ -217,6 +217,11 @@ pub async fn wait_workloads_ready(
     }
 }
 
+/// Whether a Node is Ready with its kubelet at `version` (`v1.34.1` and `1.34.1` are the same version).
+pub fn ready_at(node: &facts::KubeNode, version: &str) -> bool {
+    node.ready && kismatic_core::version::same(&node.kubelet_version, version)
+}
+
 /// Waits until the Node is Ready and its kubelet reports `version`.
 pub async fn wait_node_ready(client: &Client, node: &str, version: &str, timeout: Duration) -> Result<(), KubeError> {
     let api: Api<Node> = Api::all(client.clone());
@@ -225,7 +230,7 @@ pub async fn wait_node_ready(client: &Client, node: &str, version: &str, timeout
         let last = match api.get_opt(node).await {
             Ok(Some(n)) => {
                 let f = convert::node(&n);
-                if f.ready && f.kubelet_version == version {
+                if ready_at(&f, version) {
                     return Ok(());
                 }
                 format!("ready={} kubelet {}", f.ready, f.kubelet_version)
@@ -240,5 +245,23 @@ pub async fn wait_node_ready(client: &Client, node: &str, version: &str, timeout
             )));
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod ready_tests {
+    use super::*;
+
+    fn node(ready: bool, kubelet: &str) -> facts::KubeNode {
+        serde_json::from_value(serde_json::json!({"name": "w1", "ready": ready, "kubelet_version": kubelet}))
+            .expect("node")
+    }
+
+    #[test]
+    fn kubelet_versions_compare_with_or_without_v() {
+        assert!(ready_at(&node(true, "v1.34.1"), "1.34.1"));
+        assert!(ready_at(&node(true, "v1.34.1"), "v1.34.1"));
+        assert!(!ready_at(&node(true, "v1.34.0"), "1.34.1"));
+        assert!(!ready_at(&node(false, "v1.34.1"), "1.34.1"));
     }
 }
