@@ -610,7 +610,18 @@ fn removed_apis(out: &mut Out, facts: &Facts, release: &Release) {
         return;
     };
     let mut push = |u: RemovedUse| out.push(Code::RemovedApi, format!("{moving}: {}", u.message), Some(u.object));
-    for server in &kube.api_servers {
+    // Servers whose metric was asked (each master directly); a facts document from before this was gathered has
+    // none, and then nothing is known about calls.
+    let asked: Vec<&crate::facts::ApiServerFacts> =
+        kube.api_servers.iter().filter(|s| s.deprecated_api_requests.is_some() || s.metrics_error.is_some()).collect();
+    if asked.is_empty() {
+        push(RemovedUse {
+            api: &removed_api::REMOVED_APIS[0],
+            object: "API servers".into(),
+            message: unknown("the facts hold no API server's deprecated-API metric".into()),
+        });
+    }
+    for server in asked {
         match (&server.deprecated_api_requests, &server.metrics_error) {
             (Some(requests), _) => {
                 removed_api::from_requests(from.minor, to.minor, &server.endpoint, requests).for_each(&mut push)
@@ -621,10 +632,17 @@ fn removed_apis(out: &mut Out, facts: &Facts, release: &Release) {
                 message: unknown(format!(
                     "the deprecated-API metrics of API server {} were not read ({})",
                     server.endpoint,
-                    error.as_deref().unwrap_or("facts gathered without them")
+                    error.as_deref().unwrap_or("no reason recorded")
                 )),
             }),
         }
+    }
+    for e in &kube.object_use_errors {
+        push(RemovedUse {
+            api: &removed_api::REMOVED_APIS[0],
+            object: e.list.clone(),
+            message: unknown(format!("the stored objects could not be listed ({}: {})", e.list, e.error)),
+        });
     }
     // Objects named one by one up to a bound per removed API, then counted.
     let mut named: FxHashMap<(&str, &str, &str), usize> = FxHashMap::default();

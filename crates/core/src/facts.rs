@@ -165,6 +165,10 @@ pub struct KubeFacts {
     /// Kubernetes minor removes (the `removed-api` gate; only such objects are kept).
     #[serde(deserialize_with = "shrunk")]
     pub api_object_uses: Vec<ApiObjectUse>,
+    /// The lists of removed kinds that failed while looking for `api_object_uses` (the gate then says it cannot
+    /// tell).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub object_use_errors: Vec<ListError>,
     /// The group/version each list was read in, by resource (e.g. `poddisruptionbudgets: policy/v1beta1` on a
     /// server that serves no `policy/v1`): chosen from what the server's discovery serves.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]

@@ -23,6 +23,9 @@ pub struct FactsArgs {
     /// Write the document here instead of standard output.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Port of the API server on each master: each is asked directly for its version and deprecated-API metric.
+    #[arg(long, value_name = "PORT", default_value_t = 6443, value_parser = common::port)]
+    apiserver_port: u16,
     #[command(flatten)]
     ssh: SshArgs,
 }
@@ -33,8 +36,13 @@ pub fn run(args: FactsArgs) -> anyhow::Result<ExitCode> {
     let release = common::load_release(args.release.as_deref())?;
     let kubeconfig = args.kubeconfig.clone().unwrap_or_else(|| common::default_kubeconfig(&args.plan_file));
     let fleet = Fleet::new(args.ssh.fleet_config(&inventory)).context("setting up SSH")?;
-    let gathered =
-        common::runtime()?.block_on(kismatic_exec::gather::gather(&fleet, &inventory, &release, Some(&kubeconfig)));
+    let gathered = common::runtime()?.block_on(kismatic_exec::gather::gather(
+        &fleet,
+        &inventory,
+        &release,
+        Some(&kubeconfig),
+        args.apiserver_port,
+    ));
     for w in &gathered.warnings {
         eprintln!("warning: {}", kismatic_plan::text::terminal(&w.to_string()));
     }

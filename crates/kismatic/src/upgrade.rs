@@ -132,7 +132,8 @@ struct CommonArgs {
     /// uploads), install=600 (apt-get), restart=300 (systemctl restart), snapshot=600 (etcd snapshot). Repeatable.
     #[arg(long, value_name = "KIND=SECONDS")]
     command_timeout: Vec<String>,
-    /// Port of the API server on each master, for the health gate after upgrading it.
+    /// Port of the API server on each master: asked directly for its version and deprecated-API metric before the
+    /// upgrade, and for the health gate after upgrading it.
     #[arg(long, value_name = "PORT", default_value_t = 6443, value_parser = common::port)]
     apiserver_port: u16,
     #[command(flatten)]
@@ -187,7 +188,13 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
     }
     let fleet = kismatic_fleet::Fleet::new(fleet_config).context("setting up SSH")?;
     let runtime = common::runtime()?;
-    let gathered = runtime.block_on(kismatic_exec::gather::gather(&fleet, &inventory, &release, Some(&kubeconfig)));
+    let gathered = runtime.block_on(kismatic_exec::gather::gather(
+        &fleet,
+        &inventory,
+        &release,
+        Some(&kubeconfig),
+        common.apiserver_port,
+    ));
     for w in &gathered.warnings {
         eprintln!("warning: {}", kismatic_plan::text::terminal(&w.to_string()));
     }

@@ -88,6 +88,9 @@ pub fn object_uses(kind: &str, obj: &serde_json::Value) -> Vec<ApiObjectUse> {
     for entry in meta["managedFields"].as_array().into_iter().flatten() {
         if let Some(av) = entry["apiVersion"].as_str() {
             let manager = entry["manager"].as_str().unwrap_or("an unnamed manager").to_string();
+            if control_plane_manager(&manager) {
+                continue;
+            }
             found.push((av.to_string(), UseSource::ManagedFields { manager }));
         }
     }
@@ -110,6 +113,14 @@ pub fn object_uses(kind: &str, obj: &serde_json::Value) -> Vec<ApiObjectUse> {
         }
     }
     out
+}
+
+/// Field managers that are the control plane itself (the API server's own priority-and-fairness configuration,
+/// the controller-manager, the scheduler): they are upgraded with the cluster and write in the new version from
+/// then on, so an old version in their entry is not a client that will break.
+fn control_plane_manager(manager: &str) -> bool {
+    manager.starts_with("api-priority-and-fairness-config-")
+        || ["kube-apiserver", "kube-controller-manager", "kube-scheduler"].contains(&manager)
 }
 
 /// The (group, kind) pairs worth listing: stored kinds the table lists with a removed version. Review kinds

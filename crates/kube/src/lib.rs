@@ -11,6 +11,7 @@ pub mod deprecated;
 mod gather;
 pub mod ops;
 pub mod served;
+pub mod usage;
 
 pub use gather::gather;
 

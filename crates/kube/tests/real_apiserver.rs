@@ -409,3 +409,75 @@ async fn gather_10000_pods_against_kubectl() {
         o / k
     );
 }
+
+/// The live part of the `removed-api` gate on 1.20: an Ingress applied by kubectl in `networking.k8s.io/v1beta1`
+/// (removed in 1.22) and a client listing `extensions/v1beta1` Ingresses are both found — the object by its
+/// last-applied configuration and managed fields, the calls by the API server's own
+/// `apiserver_requested_deprecated_apis` metric — and the gate's rules name both for a move to 1.22.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_api_uses_against_kubernetes_1_20() {
+    use kismatic_core::removed_api;
+    let bin = control_plane();
+    let cp = ControlPlane::start(&bin);
+    let client = until(&cp, "the API server's /readyz", Duration::from_secs(60), || async {
+        let c = kismatic_kube::connect_without_retry(&cp.kubeconfig).await.ok()?;
+        kismatic_kube::ready_version(&c).await.ok().map(|_| c)
+    })
+    .await;
+    let served = kismatic_kube::served::discover(&client).await.unwrap();
+    let later: Vec<&removed_api::RemovedApi> = removed_api::crossed(20, u64::MAX).collect();
+    // Nothing uses a removed API yet: no object, and no removed-API call in the metric.
+    let (uses, errors) = kismatic_kube::usage::object_uses(&client, &served, &later).await;
+    assert_eq!((uses.len(), errors), (0, vec![]), "{uses:?}");
+
+    let ns: Namespace = obj(serde_json::json!({"metadata": {"name": "shop"}}));
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    let manifest = write(
+        cp.dir.path(),
+        "ingress.yaml",
+        "apiVersion: networking.k8s.io/v1beta1\nkind: Ingress\nmetadata: {name: web, namespace: shop}\n\
+         spec: {backend: {serviceName: web, servicePort: 80}}\n",
+    );
+    let kubectl = Command::new(bin.join("kubectl"))
+        .arg(format!("--kubeconfig={}", cp.kubeconfig.display()))
+        .args(["apply", "-f", &manifest])
+        .output()
+        .unwrap();
+    assert!(kubectl.status.success(), "{}", String::from_utf8_lossy(&kubectl.stderr));
+    // Another client still calls the extensions/v1beta1 API.
+    let req = http::Request::get("/apis/extensions/v1beta1/ingresses").body(Vec::new()).unwrap();
+    client.request_text(req).await.unwrap();
+
+    let requests = kismatic_kube::usage::deprecated_requests(&client).await.unwrap();
+    let called: Vec<(String, String, String)> =
+        requests.iter().map(|r| (r.group.clone(), r.version.clone(), r.resource.clone())).collect();
+    eprintln!("deprecated APIs requested: {called:?}");
+    for group in ["networking.k8s.io", "extensions"] {
+        assert!(
+            requests.iter().any(|r| r.group == group
+                && r.version == "v1beta1"
+                && r.resource == "ingresses"
+                && r.removed_release == "1.22"),
+            "{group}/v1beta1 ingresses in the metric: {called:?}"
+        );
+    }
+    let (uses, errors) = kismatic_kube::usage::object_uses(&client, &served, &later).await;
+    assert_eq!(errors, vec![], "every removed kind lists on 1.20");
+    eprintln!("object uses: {uses:?}");
+    assert!(
+        uses.iter().any(|u| u.kind == "Ingress"
+            && u.group == "networking.k8s.io"
+            && u.version == "v1beta1"
+            && u.namespace.as_deref() == Some("shop")
+            && u.name == "web"),
+        "{uses:?}"
+    );
+
+    // The gate's rules for 1.20 → 1.22 name the calls (per API server) and the object; for 1.20 → 1.21, nothing.
+    let calls: Vec<String> = removed_api::from_requests(20, 22, "master01", &requests).map(|u| u.message).collect();
+    assert!(calls.iter().any(|m| m.contains("ingresses") && m.contains("networking.k8s.io/v1")), "{calls:?}");
+    let objects: Vec<String> = removed_api::from_objects(20, 22, &uses).map(|u| u.object).collect();
+    assert!(objects.contains(&"Ingress shop/web".to_string()), "{objects:?}");
+    assert_eq!(removed_api::from_requests(20, 21, "master01", &requests).count(), 0);
+    assert_eq!(removed_api::from_objects(20, 21, &uses).count(), 0);
+}
