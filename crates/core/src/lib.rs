@@ -7,6 +7,7 @@
 pub mod batching;
 pub mod checks;
 pub mod facts;
+pub mod facts_check;
 pub mod human;
 pub mod need;
 pub mod planner;

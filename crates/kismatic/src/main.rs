@@ -97,6 +97,23 @@ macro_rules! outln_lossy {
 }
 pub(crate) use {out, outln, outln_lossy};
 
+/// The error and its causes, `: `-separated like `{:#}`, each cause once: many errors show their source in their
+/// own message too ("cannot read X: No such file or directory"), and `{:#}` would then repeat it.
+fn error_text(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -111,7 +128,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", kismatic_plan::text::terminal(&format!("{err:#}")));
+            eprintln!("error: {}", kismatic_plan::text::terminal(&error_text(&err)));
             ExitCode::from(2)
         }
     }

@@ -361,8 +361,15 @@ fn analyse_and_plan(
 
 fn read_facts(path: &Path) -> anyhow::Result<Facts> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot read facts {}", path.display()))?;
-    let facts: Facts = serde_json::from_reader(std::io::BufReader::new(file))
-        .map_err(|e| anyhow::anyhow!("{}:{}:{}: not a facts document: {e}", path.display(), e.line(), e.column()))?;
+    let facts = kismatic_core::facts_check::read(std::io::BufReader::new(file)).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(|p| format!("  {}:{p}", path.display())).collect();
+        anyhow::anyhow!(
+            "{} is not a valid facts document ({} problem(s)):\n{}",
+            path.display(),
+            problems.len(),
+            lines.join("\n")
+        )
+    })?;
     if facts.format != kismatic_core::facts::FACTS_FORMAT {
         bail!(
             "{}: facts format {} is not supported (this kismatic reads format {})",

@@ -40,3 +40,21 @@ fn out_of_range_flags_state_the_range() {
     }
     assert!(cases >= 10, "only {cases} flag cases");
 }
+
+/// Issue 12: "No such file or directory (os error 2): No such file or directory (os error 2)".
+#[test]
+fn a_cause_is_shown_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing");
+    let m = missing.to_str().expect("utf-8");
+    for args in [
+        vec!["upgrade", "online", "--dry-run", "--facts", m, "--release", m],
+        vec!["upgrade", "online", "--dry-run", "-f", m, "--release", m],
+        vec!["upgrade", "online", "--dry-run", "--facts", m],
+    ] {
+        let out = kismatic().args(&args).output().expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.matches("(os error 2)").count(), 1, "{args:?}: {stderr}");
+    }
+}

@@ -255,9 +255,11 @@ fn release_components_installed_and_package_versions() {
     let plan = write_plan(&c, "root", Some(&c.known_hosts));
     let rel = c.dir().join("release");
     std::fs::create_dir_all(rel.join("a")).expect("release dir");
-    for f in ["etcd.tar.gz", "etcd.service", "runtime.deb"] {
+    for f in ["etcd.tar.gz", "runtime.deb"] {
         std::fs::write(rel.join("a").join(f), f).expect("artifact");
     }
+    // Release loading checks unit files (issue 12): a real unit.
+    std::fs::write(rel.join("a/etcd.service"), "[Service]\nExecStart=/opt/kismatic/etcd/current/etcd\n").expect("unit");
     let zero = "0".repeat(64);
     let ssh_version = String::from_utf8_lossy(
         &std::process::Command::new("dpkg-query")

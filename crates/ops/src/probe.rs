@@ -326,9 +326,10 @@ pub fn parse_kismatic_version(bytes: &[u8]) -> Marker<semver::Version> {
         Ok(t) => t.trim(),
         Err(_) => return Marker::Invalid { error: format!("invalid version {raw:?}: not UTF-8"), raw },
     };
-    match semver::Version::parse(text) {
-        Ok(v) => Marker::Present { value: v },
-        Err(_) => Marker::Invalid { error: format!("invalid version {:?}", truncate(text, 200)), raw },
+    // The release's bounded parser (no leading `v` here): a minor of 2^63 on a node is garbage, not a version.
+    match kismatic_release::parse_version(text).ok().filter(|_| !text.starts_with('v')) {
+        Some(v) => Marker::Present { value: v },
+        None => Marker::Invalid { error: format!("invalid version {:?}", truncate(text, 200)), raw },
     }
 }
 
@@ -403,6 +404,9 @@ mod tests {
         );
         assert_eq!(parse_kismatic_version(b"1.2.0\n"), Marker::Present { value: semver::Version::new(1, 2, 0) });
         assert!(matches!(parse_kismatic_version(&[0xff, 0xfe]), Marker::Invalid { .. }));
+        // Issue 12: a minor past the bound is garbage on a node too (it overflowed the minor distance).
+        assert!(matches!(parse_kismatic_version(b"1.9223372036854775808.0"), Marker::Invalid { .. }));
+        assert!(matches!(parse_kismatic_version(b"v1.2.0"), Marker::Invalid { .. }));
         assert!(matches!(parse_component_versions(b"- a\n- b\n"), Marker::Invalid { .. }));
         assert!(matches!(parse_component_versions(b"   \n"), Marker::Invalid { .. }));
         assert!(matches!(parse_component_versions(b"a: [1, 2]\n"), Marker::Invalid { .. }));

@@ -3,7 +3,7 @@
 use crate::model::{LocMap, Plan, PlanNode, s};
 use crate::validate::{node_key, resolve_path};
 use crate::{ExpectedCounts, Inventory, LoadBalancer, Node, Role, SshSettings, Taint, groups, names};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Kismatic's precedence when a node's labels or taints differ between groups: later wins in
 /// etcd, master, worker, ingress, storage order.
@@ -13,18 +13,20 @@ pub(crate) fn inventory(plan: &Plan) -> Inventory {
     let gs = groups(plan);
     // Unique nodes in first-occurrence order over the groups in Role order; first occurrence wins.
     let mut nodes: Vec<Node> = Vec::new();
-    let mut keys: Vec<(String, String, String)> = Vec::new();
+    // Node identity → index in `nodes`: a map, so a 20,000-node plan is derived in linear time (a list searched per
+    // node made it quadratic, seconds at that size; issue 12).
+    let mut keys: HashMap<(String, String, String), usize> = HashMap::new();
     for g in &gs {
         for n in g.nodes.iter().flat_map(|n| n.value.iter()) {
             let key = node_key(&n.value);
-            match keys.iter().position(|k| *k == key) {
+            match keys.get(&key).copied() {
                 Some(i) => {
                     if !nodes[i].roles.contains(&g.role) {
                         nodes[i].roles.push(g.role);
                     }
                 }
                 None => {
-                    keys.push(key);
+                    keys.insert(key, nodes.len());
                     nodes.push(Node {
                         host: s(&n.value.host).to_string(),
                         ip: s(&n.value.ip).to_string(),
@@ -41,7 +43,7 @@ pub(crate) fn inventory(plan: &Plan) -> Inventory {
         let Some(g) = gs.iter().find(|g| g.role == role) else { continue };
         for n in g.nodes.iter().flat_map(|n| n.value.iter()) {
             let key = node_key(&n.value);
-            if let Some(i) = keys.iter().position(|k| *k == key) {
+            if let Some(&i) = keys.get(&key) {
                 merge(&mut nodes[i], &n.value);
             }
         }

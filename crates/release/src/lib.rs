@@ -281,8 +281,127 @@ fn shown(s: &str) -> String {
 }
 
 fn first_line(s: &str) -> String {
-    // serde-saphyr renders a snippet after the message; the location is reported separately.
-    s.lines().next().unwrap_or_default().to_string()
+    // serde-saphyr renders a snippet after the message; the location is reported separately. Its advice to
+    // programmers ("set DuplicateKeyPolicy in Options", "use from_str_multiple") means nothing to a user.
+    let line = s.lines().next().unwrap_or_default();
+    let line = line.split(", set DuplicateKeyPolicy").next().unwrap_or_default();
+    // "error: line 6 column 28: …": the place is shown once, by the caller.
+    let line = match line.strip_prefix("error: line ").and_then(|r| r.split_once(": ")) {
+        Some((place, rest)) if place.contains(" column ") => rest,
+        _ => line,
+    };
+    if line.starts_with("budget breached") {
+        return "too many YAML nodes (an alias expanding past the limit of 250000?)".into();
+    }
+    let line = match line.split_once("multiple YAML documents detected;") {
+        Some((before, _)) => format!("{before}a release file is one YAML document, this one has several"),
+        None => line.to_string(),
+    };
+    kismatic_plan::text::shown(&line).into_owned()
+}
+
+/// Largest unit file or manifest read for the checks at load time (they are text of a few kilobytes).
+pub const MAX_TEXT_ARTIFACT: u64 = 16 << 20;
+
+/// A unit file must be a UTF-8 systemd unit with an `ExecStart=` in its `[Service]` section: found at load time,
+/// not mid-run on a node.
+fn unit_problem(text: &str) -> Option<String> {
+    let mut section = "";
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name;
+        } else if section == "Service"
+            && let Some((key, value)) = line.split_once('=')
+            && key.trim() == "ExecStart"
+            && !value.trim().is_empty()
+        {
+            return None;
+        }
+    }
+    Some("is not a systemd service unit: no ExecStart= in a [Service] section".into())
+}
+
+#[derive(Deserialize)]
+struct ManifestObject {
+    #[serde(rename = "apiVersion", default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: Option<ManifestMeta>,
+}
+
+#[derive(Deserialize)]
+struct ManifestMeta {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// A manifest must be YAML documents that are each a Kubernetes object with `apiVersion`, `kind` and
+/// `metadata.name` (what applying it needs), at least one.
+fn manifest_problems(text: &str) -> Vec<String> {
+    let docs: Vec<Option<ManifestObject>> = match serde_saphyr::from_multiple(text) {
+        Ok(d) => d,
+        Err(e) => {
+            let at = e.location().map_or(String::new(), |l| format!(" at line {} column {}", l.line(), l.column()));
+            return vec![format!("is not YAML{at}: {}", first_line(&e.to_string()))];
+        }
+    };
+    let mut out = Vec::new();
+    let mut objects = 0;
+    for (i, d) in docs.iter().enumerate() {
+        let Some(d) = d else { continue };
+        objects += 1;
+        let mut missing = Vec::new();
+        if d.api_version.as_deref().is_none_or(str::is_empty) {
+            missing.push("apiVersion");
+        }
+        if d.kind.as_deref().is_none_or(str::is_empty) {
+            missing.push("kind");
+        }
+        if d.metadata.as_ref().and_then(|m| m.name.as_deref()).is_none_or(str::is_empty) {
+            missing.push("metadata.name");
+        }
+        if !missing.is_empty() {
+            out.push(format!("document {} is not a Kubernetes object: it lacks {}", i + 1, missing.join(", ")));
+            continue;
+        }
+        let api_ok = d.api_version.as_deref().is_some_and(|a| {
+            a.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'/'))
+        });
+        let kind_ok = d.kind.as_deref().is_some_and(|k| k.bytes().all(|b| b.is_ascii_alphanumeric()));
+        if !api_ok || !kind_ok {
+            let (a, k) = (d.api_version.as_deref().unwrap_or_default(), d.kind.as_deref().unwrap_or_default());
+            out.push(format!(
+                "document {}: apiVersion {} / kind {} is not a Kubernetes type name",
+                i + 1,
+                kismatic_plan::text::quoted(a),
+                kismatic_plan::text::quoted(k)
+            ));
+        }
+    }
+    if objects == 0 {
+        out.push("holds no Kubernetes object".into());
+    }
+    out
+}
+
+/// What an artifact's content must be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Content {
+    Unit,
+    Manifest,
+    Other,
+}
+
+impl fmt::Display for Content {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Content::Unit => "unit file",
+            Content::Manifest => "manifest",
+            Content::Other => "artifact",
+        })
+    }
 }
 
 struct Validator<'a> {
@@ -405,7 +524,7 @@ impl Validator<'_> {
             (None, _) => Some(name.clone()),
         };
         let unit = match (c.unit, delivery) {
-            (Some(u), Delivery::Binary) => Some(self.artifact(&name, u, files)),
+            (Some(u), Delivery::Binary) => Some(self.artifact(&name, u, files, Content::Unit)),
             (Some(u), _) => {
                 self.problem(&u, format!("{name}: `unit` is only for binary components"));
                 None
@@ -442,7 +561,8 @@ impl Validator<'_> {
             (None, Delivery::Manifest) => Some(ServicePhase::Services),
             (None, _) => None,
         };
-        let artifact = self.artifact(&name, c.artifact, files);
+        let content = if delivery == Delivery::Manifest { Content::Manifest } else { Content::Other };
+        let artifact = self.artifact(&name, c.artifact, files, content);
         Component {
             name: c.name.value,
             version: c.version.value,
@@ -456,13 +576,20 @@ impl Validator<'_> {
         }
     }
 
-    fn artifact(&mut self, comp: &str, a: Spanned<RawArtifact>, files: &mut BTreeSet<PathBuf>) -> Artifact {
+    fn artifact(
+        &mut self,
+        comp: &str,
+        a: Spanned<RawArtifact>,
+        files: &mut BTreeSet<PathBuf>,
+        kind: Content,
+    ) -> Artifact {
         let RawArtifact { file, sha256 } = a.value;
         let sha = sha256.value.to_ascii_lowercase();
         if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
             self.problem(&sha256, format!("{comp}: sha256 {} must be 64 hexadecimal digits", shown(&sha256.value)));
         }
-        let rel = PathBuf::from(&file.value);
+        // Normalised (`./a//b` is `a/b`) before "no file used twice" compares it.
+        let rel: PathBuf = Path::new(&file.value).components().filter(|c| *c != PathComponent::CurDir).collect();
         let mut size = 0;
         if let Some(msg) = unsafe_relative_path(&file.value) {
             self.problem(&file, format!("{comp}: file {} {msg}", shown(&file.value)));
@@ -471,12 +598,41 @@ impl Validator<'_> {
                 // Two components sharing a file is legal but almost always a copy-paste slip; refuse it.
                 self.problem(&file, format!("{comp}: file {} is already used by another entry", shown(&file.value)));
             }
-            match self.check_inside(&rel) {
-                Ok(s) => size = s,
-                Err(msg) => self.problem(&file, format!("{comp}: file {} {msg}", shown(&file.value))),
+            let problems = match self.check_inside(&rel) {
+                Ok(s) => {
+                    size = s;
+                    self.content_problems(&rel, size, kind)
+                }
+                Err(msg) => vec![msg],
+            };
+            for msg in problems {
+                self.problem(&file, format!("{comp}: file {} {msg}", shown(&file.value)));
             }
         }
         Artifact { file: rel, sha256: sha, size }
+    }
+
+    /// What can be checked of a unit file or a manifest before anything runs.
+    fn content_problems(&self, rel: &Path, size: u64, kind: Content) -> Vec<String> {
+        if kind == Content::Other {
+            return Vec::new();
+        }
+        if size > MAX_TEXT_ARTIFACT {
+            return vec![format!("is {size} bytes, more than a {kind} can be ({MAX_TEXT_ARTIFACT} bytes at most)")];
+        }
+        let bytes = match std::fs::read(self.dir.join(rel)) {
+            Ok(b) => b,
+            Err(e) => return vec![format!("cannot be read: {e}")],
+        };
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(t) => t,
+            Err(e) => return vec![format!("is not UTF-8 text (invalid byte at offset {})", e.valid_up_to())],
+        };
+        match kind {
+            Content::Unit => unit_problem(text).into_iter().collect(),
+            Content::Manifest => manifest_problems(text),
+            Content::Other => Vec::new(),
+        }
     }
 
     /// The file must exist, be a regular file, and (after following symlinks) stay inside the release directory.

@@ -10,8 +10,8 @@ fn fixture() -> (tempfile::TempDir, String) {
         ("artifacts/etcd-3.5.1.tar.gz", b"etcd tarball"),
         ("units/etcd.service", b"[Service]\nExecStart=/opt/kismatic/etcd/current/etcd\n"),
         ("packages/kismatic-runtime_1.1.0_all.deb", b"deb"),
-        ("manifests/registry.yaml", b"kind: Deployment\n"),
-        ("manifests/dns.yaml", b"kind: Deployment\n"),
+        ("manifests/registry.yaml", b"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: registry}\n"),
+        ("manifests/dns.yaml", b"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: dns}\n---\n"),
     ];
     for (p, data) in files {
         let full = dir.path().join(p);
