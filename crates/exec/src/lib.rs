@@ -5,6 +5,7 @@ pub mod etcd;
 pub mod events;
 pub mod gather;
 pub mod install;
+pub mod lock;
 pub mod poll;
 pub mod run;
 pub mod signals;

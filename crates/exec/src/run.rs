@@ -239,6 +239,28 @@ pub async fn execute(
 ) -> Result<Outcome, ExecError> {
     let runs = RunsDir::new(&cfg.runs_dir);
     let _lock = runs.lock()?;
+    let holder = format!(
+        "pid {} on {}, since {}",
+        std::process::id(),
+        kismatic_journal::store::local_host(),
+        crate::time::rfc3339_now()
+    );
+    let cluster_lock = crate::lock::take(fleet, inventory, &holder).await.map_err(ExecError::Conflict)?;
+    let result = execute_locked(plan, inventory, release, fleet, cfg, &runs).await;
+    if let Some(l) = cluster_lock {
+        l.release().await;
+    }
+    result
+}
+
+async fn execute_locked(
+    plan: &UpgradePlan,
+    inventory: &Inventory,
+    release: &Release,
+    fleet: &Fleet,
+    cfg: &ExecConfig,
+    runs: &RunsDir,
+) -> Result<Outcome, ExecError> {
     let release_digest = kismatic_release::sha256_file(&release.dir.join(kismatic_release::RELEASE_FILE))
         .map_err(|e| ExecError::Step(format!("{}: {e}", release.dir.display())))?;
     let identity = RunIdentity {
