@@ -1,6 +1,7 @@
 //! The executor: turns an upgrade plan into an upgraded cluster, node by node, with health gates, etcd protection,
 //! drains and a resumable journal.
 
+pub mod error;
 pub mod etcd;
 pub mod events;
 pub mod gather;

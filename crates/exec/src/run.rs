@@ -2,6 +2,7 @@
 //! services, recording every step's start and end in the run journal, gating each node on health, and on abort
 //! uncordoning what this run cordoned.
 
+use crate::error::StepError;
 use crate::etcd::{self, EtcdAccess};
 use crate::events::{Reporter, StepEvent, WaitKind, WaitSpan};
 use crate::install::{self, InstallError};
@@ -77,10 +78,37 @@ pub const UPGRADE_PLAN_FILE: &str = "upgrade-plan.json";
 pub enum ExecError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
     Step(String),
+    /// A journaled step failed.
+    #[error("{step}: {error}")]
+    Failed { step: String, error: Box<StepError> },
+}
+
+impl ExecError {
+    /// What to do about it, for the end of the run.
+    pub fn advice(&self) -> &'static str {
+        match self {
+            ExecError::Failed { error, .. } => error.advice(),
+            ExecError::Node(e) if e.retry_may_help() => "This may pass when retried: rerun the same command.",
+            _ => "",
+        }
+    }
+}
+
+impl From<ExecError> for StepError {
+    fn from(e: ExecError) -> Self {
+        match e {
+            ExecError::Store(e) => StepError::Journal(e),
+            ExecError::Failed { error, .. } => *error,
+            ExecError::Node(e) => StepError::Node(e),
+            other => StepError::Refused(other.to_string()),
+        }
+    }
 }
 
 /// How the run ended, for the summary and the exit code.
@@ -424,8 +452,12 @@ async fn execute_locked(
         }
         Err(e) => {
             let message = format!(
-                "The upgrade stopped: {e}\n{}{}Rerun the same command to resume at the first unfinished step \
+                "The upgrade stopped: {e}\n{}{}{}Rerun the same command to resume at the first unfinished step \
                  (journal: {}).",
+                match e.advice() {
+                    "" => String::new(),
+                    a => format!("{a}\n"),
+                },
                 uncordoned,
                 ctx.snapshot_note(),
                 run_dir.join(kismatic_journal::store::JOURNAL_FILE).display()
@@ -512,7 +544,7 @@ impl Ctx<'_> {
     /// before the work and `finished`/`failed` after.
     async fn step<F>(&self, phase: &str, node: Option<&str>, id: &str, label: &str, work: F) -> Result<(), ExecError>
     where
-        F: AsyncFnOnce(&mut Waited) -> Result<String, String>,
+        F: AsyncFnOnce(&mut Waited) -> Result<String, StepError>,
     {
         if self.done.contains(id) {
             self.emit(phase, node, id, "skipped", None, "finished by an earlier run");
@@ -547,10 +579,11 @@ impl Ctx<'_> {
                 Ok(())
             }
             Err(error) => {
-                self.record(Event::Failed { step: id.to_string(), error: error.clone() })?;
-                self.emit(phase, node, id, "failed", Some(took), &error);
-                self.line(&format!("{phase:<8} {:<12} {label}: FAILED: {error}", node.unwrap_or("-")));
-                Err(ExecError::Step(format!("{id}: {error}")))
+                let text = error.to_string();
+                self.record(Event::Failed { step: id.to_string(), error: text.clone() })?;
+                self.emit(phase, node, id, "failed", Some(took), &text);
+                self.line(&format!("{phase:<8} {:<12} {label}: FAILED: {text}", node.unwrap_or("-")));
+                Err(ExecError::Failed { step: id.to_string(), error: Box::new(error) })
             }
         }
     }
@@ -655,8 +688,7 @@ impl Ctx<'_> {
                 .get_or_try_init(|| async {
                     self.fleet.connect(&Target::new(&node.host, &node.ip)).await.map(Arc::new)
                 })
-                .await
-                .map_err(|e| ExecError::Step(e.to_string()))?
+                .await?
                 .clone();
             if session.is_alive().await {
                 return Ok(session);
@@ -714,8 +746,7 @@ impl Ctx<'_> {
                 &components,
                 self.inventory.disable_package_installation,
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             Ok(format!(
                 "{} artifact(s) uploaded, {:.1} MB, {} already in place",
                 staged.uploads,
@@ -740,28 +771,20 @@ impl Ctx<'_> {
         let hosts = self.etcd_hosts();
         let label = format!("snapshot {cluster}");
         self.step("etcd", Some(&first.host), &snapshot_step(cluster), &label, async |w: &mut Waited| {
-            let access = etcd::access(&session, cluster).await.map_err(|e| e.to_string())?;
+            let access = etcd::access(&session, cluster).await?;
             // The health gate before the snapshot is a wait like the quorum gates between members.
-            let facts = w
-                .on(WaitKind::Health, etcd::cluster_facts(&session, &access, &hosts))
-                .await
-                .map_err(|e| e.to_string())?;
+            let facts = w.on(WaitKind::Health, etcd::cluster_facts(&session, &access, &hosts)).await?;
             if let Some(p) = etcd::quorum_problem(&facts) {
-                return Err(format!("not taking a snapshot of an unhealthy cluster: {p}"));
+                return Err(StepError::Refused(format!("not taking a snapshot of an unhealthy cluster: {p}")));
             }
-            let (path, info) = w
-                .on(WaitKind::Snapshot, etcd::snapshot(&session, &access, SNAPSHOT_DIR, run_id))
-                .await
-                .map_err(|e| e.to_string())?;
+            let (path, info) =
+                w.on(WaitKind::Snapshot, etcd::snapshot(&session, &access, SNAPSHOT_DIR, run_id)).await?;
             let location =
                 Event::Snapshot { cluster: cluster.to_string(), node: first.host.clone(), path: path.clone() };
-            self.record(location).map_err(|e| e.to_string())?;
+            self.record(location)?;
             let copied = match &self.cfg.snapshot_dir {
                 Some(dir) => {
-                    let local = w
-                        .on(WaitKind::Snapshot, etcd::copy_snapshot(&session, &path, dir))
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let local = w.on(WaitKind::Snapshot, etcd::copy_snapshot(&session, &path, dir)).await?;
                     self.snapshots
                         .lock()
                         .map(|mut s| {
@@ -797,9 +820,9 @@ impl Ctx<'_> {
                 Action::Cordon => {
                     self.step(ph, Some(host), &step.id, "cordon", async |_: &mut Waited| {
                         let name = self.kube_name(host);
-                        kismatic_kube::ops::cordon(&self.kube, name).await.map_err(|e| e.to_string())?;
+                        kismatic_kube::ops::cordon(&self.kube, name).await?;
                         self.cordoned.lock().map(|mut c| c.insert(name.to_string())).ok();
-                        self.record(Event::Cordoned { node: name.to_string() }).map_err(|e| e.to_string())?;
+                        self.record(Event::Cordoned { node: name.to_string() })?;
                         Ok(String::new())
                     })
                     .await?
@@ -825,8 +848,7 @@ impl Ctx<'_> {
                                     record_moved,
                                 ),
                             )
-                            .await
-                            .map_err(|e| e.to_string())?;
+                            .await?;
                         Ok(format!("{} workload(s) moved", moved.len()))
                     })
                     .await?
@@ -846,10 +868,9 @@ impl Ctx<'_> {
                         let (_, mut versions) = install::marker_texts(self.release, on_node);
                         // On-cluster services are recorded in the masters' markers; keep those entries.
                         if node.has_role(Role::Master) {
-                            versions =
-                                merge_service_markers(s, self.release, &versions).await.map_err(|e| e.to_string())?;
+                            versions = merge_service_markers(s, self.release, &versions).await?;
                         }
-                        install::write_markers(s, kismatic_version, &versions).await.map_err(|e| e.to_string())?;
+                        install::write_markers(s, kismatic_version, &versions).await?;
                         Ok(format!("at {kismatic_version}"))
                     })
                     .await?
@@ -857,9 +878,9 @@ impl Ctx<'_> {
                 Action::Uncordon => {
                     self.step(ph, Some(host), &step.id, "uncordon and wait for workloads", async |w: &mut Waited| {
                         let name = self.kube_name(host);
-                        kismatic_kube::ops::uncordon(&self.kube, name).await.map_err(|e| e.to_string())?;
+                        kismatic_kube::ops::uncordon(&self.kube, name).await?;
                         self.cordoned.lock().map(|mut c| c.remove(name)).ok();
-                        self.record(Event::Uncordoned { node: name.to_string() }).map_err(|e| e.to_string())?;
+                        self.record(Event::Uncordoned { node: name.to_string() })?;
                         let moved = self.moved.lock().ok().and_then(|m| m.get(host).cloned()).unwrap_or_default();
                         w.on(
                             WaitKind::Rollout,
@@ -870,8 +891,7 @@ impl Ctx<'_> {
                                 self.cfg.workload_timeout,
                             ),
                         )
-                        .await
-                        .map_err(|e| e.to_string())?;
+                        .await?;
                         Ok(format!("{} workload(s) ready", moved.len()))
                     })
                     .await?
@@ -893,19 +913,18 @@ impl Ctx<'_> {
         s: &NodeSession,
         c: &Component,
         w: &mut Waited,
-    ) -> Result<String, String> {
+    ) -> Result<String, StepError> {
         if ETCD_CLUSTERS.contains(&c.name.as_str()) {
             return self.upgrade_etcd_member(node, s, c, w).await;
         }
         let (changed, stale) = match c.delivery {
             Delivery::Binary => {
-                let out = install::install_binary(s, self.release, c).await.map_err(|e| e.to_string())?;
+                let out = install::install_binary(s, self.release, c).await?;
                 (out.changed, out.running.as_deref() != Some(c.version.as_str()))
             }
             Delivery::Package => {
-                let out = install::install_package(s, self.release, c, self.inventory.disable_package_installation)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let out =
+                    install::install_package(s, self.release, c, self.inventory.disable_package_installation).await?;
                 (out.changed, false)
             }
             Delivery::Manifest => return Ok("applied with the services".into()),
@@ -913,18 +932,14 @@ impl Ctx<'_> {
         let has_service = c.delivery == Delivery::Binary || c.service.is_some();
         // `stale`: switched by a run that died before restarting (the files say done, the process does not).
         if has_service && (changed || stale || self.cfg.restart_services) {
-            w.on(WaitKind::Restart, install::restart(s, c)).await.map_err(|e| e.to_string())?;
+            w.on(WaitKind::Restart, install::restart(s, c)).await?;
         }
         // A package's installed version was checked by its install; a binary's running executable is polled.
         if c.delivery == Delivery::Binary {
-            w.on(WaitKind::Health, install::wait_running(s, c, self.cfg.node_timeout))
-                .await
-                .map_err(|e| e.to_string())?;
+            w.on(WaitKind::Health, install::wait_running(s, c, self.cfg.node_timeout)).await?;
         }
         if let Some(port) = install::health_port(&c.name) {
-            w.on(WaitKind::Health, install::wait_healthz(s, c, &node.internal_ip, port, self.cfg.node_timeout))
-                .await
-                .map_err(|e| e.to_string())?;
+            w.on(WaitKind::Health, install::wait_healthz(s, c, &node.internal_ip, port, self.cfg.node_timeout)).await?;
         }
         match c.name.as_str() {
             "kube-apiserver" => {
@@ -941,8 +956,7 @@ impl Ctx<'_> {
                         self.cfg.node_timeout,
                     ),
                 )
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             }
             _ => {}
         }
@@ -954,8 +968,8 @@ impl Ctx<'_> {
     }
 
     /// The master's own API server must answer `/readyz` and report the target in `/version`.
-    async fn wait_apiserver(&self, url: &str, version: &str) -> Result<(), String> {
-        let client = kismatic_kube::connect_to(&self.cfg.kubeconfig, url).await.map_err(|e| e.to_string())?;
+    async fn wait_apiserver(&self, url: &str, version: &str) -> Result<(), StepError> {
+        let client = kismatic_kube::connect_to(&self.cfg.kubeconfig, url).await?;
         poll::until(self.cfg.node_timeout, Duration::from_millis(500), || async {
             Ok::<_, String>(match kismatic_kube::ready_version(&client).await {
                 Ok(v) if kismatic_core::version::same(&v, version) => Seen::Ready(()),
@@ -964,12 +978,14 @@ impl Ctx<'_> {
             })
         })
         .await
-        .map_err(|e| match e {
-            PollError::Failed(e) => e,
-            PollError::TimedOut { last } => format!(
-                "API server {url} not ready at {version} within {}s (last: {last})",
-                self.cfg.node_timeout.as_secs()
-            ),
+        .map_err(|e| {
+            StepError::NotReady(match e {
+                PollError::Failed(e) => e,
+                PollError::TimedOut { last } => format!(
+                    "API server {url} not ready at {version} within {}s (last: {last})",
+                    self.cfg.node_timeout.as_secs()
+                ),
+            })
         })
     }
 
@@ -981,20 +997,21 @@ impl Ctx<'_> {
         s: &NodeSession,
         c: &Component,
         w: &mut Waited,
-    ) -> Result<String, String> {
+    ) -> Result<String, StepError> {
         let hosts = self.etcd_hosts();
-        let access = etcd::access(s, &c.name).await.map_err(|e| e.to_string())?;
+        let access = etcd::access(s, &c.name).await?;
         // The quorum gate is a health wait like the one after the restart.
-        let before =
-            w.on(WaitKind::Health, etcd::cluster_facts(s, &access, &hosts)).await.map_err(|e| e.to_string())?;
+        let before = w.on(WaitKind::Health, etcd::cluster_facts(s, &access, &hosts)).await?;
         if let Some(p) = etcd::quorum_problem(&before) {
-            return Err(format!("not upgrading {} on {}: {p}", c.name, node.host));
+            return Err(StepError::Refused(format!("not upgrading {} on {}: {p}", c.name, node.host)));
         }
-        let outcome = install::install_binary(s, self.release, c).await.map_err(|e| e.to_string())?;
+        let outcome = install::install_binary(s, self.release, c).await?;
         // A restart that fails (the new binary does not start) is handled like a member that does not come back.
         let stale = outcome.running.as_deref() != Some(c.version.as_str());
         let restarted = if outcome.changed || stale || self.cfg.restart_services {
-            w.on(WaitKind::Restart, install::restart(s, c)).await.map_err(|e| format!("restart failed: {e}"))
+            w.on(WaitKind::Restart, install::restart(s, c))
+                .await
+                .map_err(|e| StepError::NotReady(format!("restart failed: {e}")))
         } else {
             Ok(())
         };
@@ -1017,10 +1034,10 @@ impl Ctx<'_> {
                     }
                     Err(e) => format!("rollback failed: {e}"),
                 };
-                Err(format!(
+                Err(StepError::Refused(format!(
                     "member {} of {} did not come back healthy at {}: {why}; {after}",
                     node.host, c.name, c.version
-                ))
+                )))
             }
         }
     }
@@ -1032,7 +1049,7 @@ impl Ctx<'_> {
         hosts: &BTreeMap<String, String>,
         host: &str,
         version: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), StepError> {
         poll::until(self.cfg.node_timeout, Duration::from_millis(500), || async {
             let f = match etcd::cluster_facts(s, access, hosts).await {
                 Ok(f) => f,
@@ -1052,11 +1069,13 @@ impl Ctx<'_> {
             })
         })
         .await
-        .map_err(|e| match e {
-            PollError::Failed(e) => e,
-            PollError::TimedOut { last } => {
-                format!("not healthy within {}s (last: {last})", self.cfg.node_timeout.as_secs())
-            }
+        .map_err(|e| {
+            StepError::NotReady(match e {
+                PollError::Failed(e) => e,
+                PollError::TimedOut { last } => {
+                    format!("not healthy within {}s (last: {last})", self.cfg.node_timeout.as_secs())
+                }
+            })
         })
     }
 
@@ -1065,21 +1084,19 @@ impl Ctx<'_> {
         let label = format!("apply {} {} → {}", c.name, step.from.as_deref().unwrap_or("none"), step.to);
         self.step(phase.as_str(), None, &step.id, &label, async |w: &mut Waited| {
             let path = self.release.dir.join(&c.artifact.file);
-            let bytes = install::read_verified(self.release, &c.artifact).map_err(|e| e.to_string())?;
-            let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
-            let applied = kismatic_kube::apply::apply(&self.kube, &path.display().to_string(), &text)
-                .await
-                .map_err(|e| e.to_string())?;
+            let bytes = install::read_verified(self.release, &c.artifact)?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| StepError::Refused(format!("{}: not UTF-8 text", path.display())))?;
+            let applied = kismatic_kube::apply::apply(&self.kube, &path.display().to_string(), &text).await?;
             w.on(
                 WaitKind::Rollout,
                 kismatic_kube::apply::wait_rollout(&self.kube, &applied, self.cfg.workload_timeout),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             // Recorded in every master's component-versions marker.
             for m in self.inventory.nodes_with_role(Role::Master) {
-                let s = self.session(m).await.map_err(|e| e.to_string())?;
-                set_marker_entries(&s, &[(c.name.as_str(), c.version.as_str())]).await.map_err(|e| e.to_string())?;
+                let s = self.session(m).await?;
+                set_marker_entries(&s, &[(c.name.as_str(), c.version.as_str())]).await?;
             }
             Ok(format!("{} object(s) applied and rolled out", applied.len()))
         })
