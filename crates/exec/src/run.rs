@@ -281,14 +281,25 @@ pub async fn execute(
     result
 }
 
-async fn execute_locked(
+/// The run's journal: the previous one resumed (its torn tail cut off), or a new one.
+struct Opened {
+    writer: JournalWriter,
+    done: HashSet<String>,
+    cordoned: BTreeSet<String>,
+    moved: BTreeMap<String, BTreeSet<Workload>>,
+    run_id: String,
+    resumed: bool,
+    /// Bytes of a torn last line cut off.
+    torn: u64,
+}
+
+fn open_journal(
     plan: &UpgradePlan,
     inventory: &Inventory,
     release: &Release,
-    fleet: &Fleet,
     cfg: &ExecConfig,
     runs: &RunsDir,
-) -> Result<Outcome, ExecError> {
+) -> Result<Opened, ExecError> {
     let release_digest = kismatic_release::sha256_file(&release.dir.join(kismatic_release::RELEASE_FILE))
         .map_err(|e| ExecError::Step(format!("{}: {e}", release.dir.display())))?;
     let identity = RunIdentity {
@@ -310,8 +321,7 @@ async fn execute_locked(
         })?
     };
     let decision = kismatic_journal::resume_point(previous.as_ref().map(|(_, s)| s), &identity);
-    let mut torn = 0;
-    let (writer, done, cordoned, moved, run_id, resumed) = match decision {
+    Ok(match decision {
         ResumeDecision::Conflict { reason } => {
             return Err(ExecError::Conflict(format!(
                 "{reason} (or pass --discard-journal to abandon it; its cordoned nodes are then yours to uncordon)"
@@ -325,9 +335,9 @@ async fn execute_locked(
                 .iter()
                 .map(|(node, ws)| (node.clone(), ws.iter().map(workload_from_journal).collect()))
                 .collect();
-            let (writer, cut) = JournalWriter::open(dir)?;
-            torn = cut;
-            (writer, done, state.cordoned.clone(), moved, state.header.run_id.clone(), true)
+            let (writer, torn) = JournalWriter::open(dir)?;
+            let run_id = state.header.run_id.clone();
+            Opened { writer, done, cordoned: state.cordoned, moved, run_id, resumed: true, torn }
         }
         ResumeDecision::Fresh => {
             let run_id = crate::time::compact_now();
@@ -349,9 +359,29 @@ async fn execute_locked(
                 &writer.dir().join(UPGRADE_PLAN_FILE),
                 kismatic_core::render::plan_json(plan).as_bytes(),
             );
-            (writer, HashSet::new(), BTreeSet::new(), BTreeMap::new(), run_id, false)
+            Opened {
+                writer,
+                done: HashSet::new(),
+                cordoned: BTreeSet::new(),
+                moved: BTreeMap::new(),
+                run_id,
+                resumed: false,
+                torn: 0,
+            }
         }
-    };
+    })
+}
+
+async fn execute_locked(
+    plan: &UpgradePlan,
+    inventory: &Inventory,
+    release: &Release,
+    fleet: &Fleet,
+    cfg: &ExecConfig,
+    runs: &RunsDir,
+) -> Result<Outcome, ExecError> {
+    let Opened { writer, done, cordoned, moved, run_id, resumed, torn } =
+        open_journal(plan, inventory, release, cfg, runs)?;
     let run_dir = writer.dir().to_path_buf();
     let mut writer = writer;
     writer.append(&Record {
