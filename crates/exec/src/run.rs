@@ -281,6 +281,22 @@ pub async fn execute(
     result
 }
 
+/// A node whose cordon (and drain) an earlier run finished, but which that run's abort uncordoned again before the
+/// node's own uncordon step: its cordon and drain are redone, or the resumed run would upgrade a schedulable node.
+fn redo_lost_cordon(steps: &[kismatic_core::planner::Step], done: &mut HashSet<String>, still_cordoned: bool) {
+    let id = |want: fn(&Action) -> bool| steps.iter().find(|s| want(&s.action)).map(|s| s.id.clone());
+    let (Some(cordon), Some(uncordon)) = (id(|a| matches!(a, Action::Cordon)), id(|a| matches!(a, Action::Uncordon)))
+    else {
+        return;
+    };
+    if done.contains(&cordon) && !done.contains(&uncordon) && !still_cordoned {
+        done.remove(&cordon);
+        if let Some(drain) = id(|a| matches!(a, Action::Drain)) {
+            done.remove(&drain);
+        }
+    }
+}
+
 /// The run's journal: the previous one resumed (its torn tail cut off), or a new one.
 struct Opened {
     writer: JournalWriter,
@@ -335,6 +351,12 @@ fn open_journal(
                 .iter()
                 .map(|(node, ws)| (node.clone(), ws.iter().map(workload_from_journal).collect()))
                 .collect();
+            let mut done = done;
+            for (_, np) in plan.node_plans() {
+                let name = cfg.kube_names.get(&np.host).map_or(np.host.as_str(), String::as_str);
+                let still_cordoned = state.cordoned.contains(name) || state.cordoned.contains(&np.host);
+                redo_lost_cordon(&np.steps, &mut done, still_cordoned);
+            }
             let (writer, torn) = JournalWriter::open(dir)?;
             let run_id = state.header.run_id.clone();
             Opened { writer, done, cordoned: state.cordoned, moved, run_id, resumed: true, torn }
@@ -1213,6 +1235,25 @@ impl From<InstallError> for ExecError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cordon_the_abort_undid_is_redone_with_its_drain() {
+        use kismatic_core::planner::Step;
+        let steps = vec![
+            Step { id: "w/cordon".into(), action: Action::Cordon },
+            Step { id: "w/drain".into(), action: Action::Drain },
+            Step { id: "w/uncordon".into(), action: Action::Uncordon },
+        ];
+        let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<HashSet<String>>();
+        let mut done = set(&["w/cordon", "w/drain"]);
+        redo_lost_cordon(&steps, &mut done, true);
+        assert_eq!(done, set(&["w/cordon", "w/drain"]), "still cordoned: nothing to redo");
+        redo_lost_cordon(&steps, &mut done, false);
+        assert!(done.is_empty(), "uncordoned by the abort: cordon and drain again");
+        let mut done = set(&["w/cordon", "w/drain", "w/uncordon"]);
+        redo_lost_cordon(&steps, &mut done, false);
+        assert_eq!(done.len(), 3, "the node's own uncordon ran: nothing to redo");
+    }
 
     #[test]
     fn plan_hosts_map_to_the_node_names_kubernetes_spells() {
