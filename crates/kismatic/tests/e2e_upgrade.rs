@@ -324,8 +324,10 @@ fn online_blocked_partial_then_full() {
     let full_args = ["upgrade", "online", "--accept", "ingress-node@ingress01"];
     // SIGTERM (a CI job cancelled) in the middle of a step ends the run like Ctrl-C: the command running on the
     // node is stopped, the node this run cordoned is uncordoned and the journal records the end.
-    let mut child = c.spawn_upgrade(&full_args, &events);
-    wait_started(&mut child, &events, "worker/worker03/drain");
+    // (Its own events file: the runs after it wait for steps this one started too.)
+    let term_events = work.join("events-sigterm.jsonl");
+    let mut child = c.spawn_upgrade(&full_args, &term_events);
+    wait_started(&mut child, &term_events, "worker/worker03/drain");
     let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill -TERM");
     assert!(term.success());
     let ended = child.wait().expect("the run ends");
