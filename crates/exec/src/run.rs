@@ -2,6 +2,7 @@
 //! services, recording every step's start and end in the run journal, gating each node on health, and on abort
 //! uncordoning what this run cordoned.
 
+use crate::error::StepError;
 use crate::etcd::{self, EtcdAccess};
 use crate::events::{Reporter, StepEvent, WaitKind, WaitSpan};
 use crate::install::{self, InstallError};
@@ -77,10 +78,37 @@ pub const UPGRADE_PLAN_FILE: &str = "upgrade-plan.json";
 pub enum ExecError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
     Step(String),
+    /// A journaled step failed.
+    #[error("{step}: {error}")]
+    Failed { step: String, error: Box<StepError> },
+}
+
+impl ExecError {
+    /// What to do about it, for the end of the run.
+    pub fn advice(&self) -> &'static str {
+        match self {
+            ExecError::Failed { error, .. } => error.advice(),
+            ExecError::Node(e) if e.retry_may_help() => "This may pass when retried: rerun the same command.",
+            _ => "",
+        }
+    }
+}
+
+impl From<ExecError> for StepError {
+    fn from(e: ExecError) -> Self {
+        match e {
+            ExecError::Store(e) => StepError::Journal(e),
+            ExecError::Failed { error, .. } => *error,
+            ExecError::Node(e) => StepError::Node(e),
+            other => StepError::Refused(other.to_string()),
+        }
+    }
 }
 
 /// How the run ended, for the summary and the exit code.
@@ -241,6 +269,55 @@ pub async fn execute(
 ) -> Result<Outcome, ExecError> {
     let runs = RunsDir::new(&cfg.runs_dir);
     let _lock = runs.lock()?;
+    let holder = format!(
+        "pid {} on {}, since {}",
+        std::process::id(),
+        kismatic_journal::store::local_host(),
+        crate::time::rfc3339_now()
+    );
+    let cluster_lock = crate::lock::take(fleet, inventory, &holder).await.map_err(ExecError::Conflict)?;
+    let result = execute_locked(plan, inventory, release, fleet, cfg, &runs).await;
+    if let Some(l) = cluster_lock {
+        l.release().await;
+    }
+    result
+}
+
+/// A node whose cordon (and drain) an earlier run finished, but which that run's abort uncordoned again before the
+/// node's own uncordon step: its cordon and drain are redone, or the resumed run would upgrade a schedulable node.
+fn redo_lost_cordon(steps: &[kismatic_core::planner::Step], done: &mut HashSet<String>, still_cordoned: bool) {
+    let id = |want: fn(&Action) -> bool| steps.iter().find(|s| want(&s.action)).map(|s| s.id.clone());
+    let (Some(cordon), Some(uncordon)) = (id(|a| matches!(a, Action::Cordon)), id(|a| matches!(a, Action::Uncordon)))
+    else {
+        return;
+    };
+    if done.contains(&cordon) && !done.contains(&uncordon) && !still_cordoned {
+        done.remove(&cordon);
+        if let Some(drain) = id(|a| matches!(a, Action::Drain)) {
+            done.remove(&drain);
+        }
+    }
+}
+
+/// The run's journal: the previous one resumed (its torn tail cut off), or a new one.
+struct Opened {
+    writer: JournalWriter,
+    done: HashSet<String>,
+    cordoned: BTreeSet<String>,
+    moved: BTreeMap<String, BTreeSet<Workload>>,
+    run_id: String,
+    resumed: bool,
+    /// Bytes of a torn last line cut off.
+    torn: u64,
+}
+
+fn open_journal(
+    plan: &UpgradePlan,
+    inventory: &Inventory,
+    release: &Release,
+    cfg: &ExecConfig,
+    runs: &RunsDir,
+) -> Result<Opened, ExecError> {
     let release_digest = kismatic_release::sha256_file(&release.dir.join(kismatic_release::RELEASE_FILE))
         .map_err(|e| ExecError::Step(format!("{}: {e}", release.dir.display())))?;
     let identity = RunIdentity {
@@ -262,8 +339,7 @@ pub async fn execute(
         })?
     };
     let decision = kismatic_journal::resume_point(previous.as_ref().map(|(_, s)| s), &identity);
-    let mut torn = 0;
-    let (writer, done, cordoned, moved, run_id, resumed) = match decision {
+    Ok(match decision {
         ResumeDecision::Conflict { reason } => {
             return Err(ExecError::Conflict(format!(
                 "{reason} (or pass --discard-journal to abandon it; its cordoned nodes are then yours to uncordon)"
@@ -277,9 +353,15 @@ pub async fn execute(
                 .iter()
                 .map(|(node, ws)| (node.clone(), ws.iter().map(workload_from_journal).collect()))
                 .collect();
-            let (writer, cut) = JournalWriter::open(dir)?;
-            torn = cut;
-            (writer, done, state.cordoned.clone(), moved, state.header.run_id.clone(), true)
+            let mut done = done;
+            for (_, np) in plan.node_plans() {
+                let name = cfg.kube_names.get(&np.host).map_or(np.host.as_str(), String::as_str);
+                let still_cordoned = state.cordoned.contains(name) || state.cordoned.contains(&np.host);
+                redo_lost_cordon(&np.steps, &mut done, still_cordoned);
+            }
+            let (writer, torn) = JournalWriter::open(dir)?;
+            let run_id = state.header.run_id.clone();
+            Opened { writer, done, cordoned: state.cordoned, moved, run_id, resumed: true, torn }
         }
         ResumeDecision::Fresh => {
             let run_id = crate::time::compact_now();
@@ -301,9 +383,29 @@ pub async fn execute(
                 &writer.dir().join(UPGRADE_PLAN_FILE),
                 kismatic_core::render::plan_json(plan).as_bytes(),
             );
-            (writer, HashSet::new(), BTreeSet::new(), BTreeMap::new(), run_id, false)
+            Opened {
+                writer,
+                done: HashSet::new(),
+                cordoned: BTreeSet::new(),
+                moved: BTreeMap::new(),
+                run_id,
+                resumed: false,
+                torn: 0,
+            }
         }
-    };
+    })
+}
+
+async fn execute_locked(
+    plan: &UpgradePlan,
+    inventory: &Inventory,
+    release: &Release,
+    fleet: &Fleet,
+    cfg: &ExecConfig,
+    runs: &RunsDir,
+) -> Result<Outcome, ExecError> {
+    let Opened { writer, done, cordoned, moved, run_id, resumed, torn } =
+        open_journal(plan, inventory, release, cfg, runs)?;
     let run_dir = writer.dir().to_path_buf();
     let mut writer = writer;
     writer.append(&Record {
@@ -405,8 +507,12 @@ pub async fn execute(
         }
         Err(e) => {
             let message = format!(
-                "The upgrade stopped: {e}\n{}{}Rerun the same command to resume at the first unfinished step \
+                "The upgrade stopped: {e}\n{}{}{}Rerun the same command to resume at the first unfinished step \
                  (journal: {}).",
+                match e.advice() {
+                    "" => String::new(),
+                    a => format!("{a}\n"),
+                },
                 uncordoned,
                 ctx.snapshot_note(),
                 run_dir.join(kismatic_journal::store::JOURNAL_FILE).display()
@@ -493,7 +599,7 @@ impl Ctx<'_> {
     /// before the work and `finished`/`failed` after.
     async fn step<F>(&self, phase: &str, node: Option<&str>, id: &str, label: &str, work: F) -> Result<(), ExecError>
     where
-        F: AsyncFnOnce(&mut Waited) -> Result<String, String>,
+        F: AsyncFnOnce(&mut Waited) -> Result<String, StepError>,
     {
         if self.done.contains(id) {
             self.emit(phase, node, id, "skipped", None, "finished by an earlier run");
@@ -528,10 +634,11 @@ impl Ctx<'_> {
                 Ok(())
             }
             Err(error) => {
-                self.record(Event::Failed { step: id.to_string(), error: error.clone() })?;
-                self.emit(phase, node, id, "failed", Some(took), &error);
-                self.line(&format!("{phase:<8} {:<12} {label}: FAILED: {error}", node.unwrap_or("-")));
-                Err(ExecError::Step(format!("{id}: {error}")))
+                let text = error.to_string();
+                self.record(Event::Failed { step: id.to_string(), error: text.clone() })?;
+                self.emit(phase, node, id, "failed", Some(took), &text);
+                self.line(&format!("{phase:<8} {:<12} {label}: FAILED: {text}", node.unwrap_or("-")));
+                Err(ExecError::Failed { step: id.to_string(), error: Box::new(error) })
             }
         }
     }
@@ -646,8 +753,7 @@ impl Ctx<'_> {
                 .get_or_try_init(|| async {
                     self.fleet.connect(&Target::new(&node.host, &node.ip)).await.map(Arc::new)
                 })
-                .await
-                .map_err(|e| ExecError::Step(e.to_string()))?
+                .await?
                 .clone();
             if session.is_alive().await {
                 return Ok(session);
@@ -705,8 +811,7 @@ impl Ctx<'_> {
                 &components,
                 self.inventory.disable_package_installation,
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             Ok(format!(
                 "{} artifact(s) uploaded, {:.1} MB, {} already in place",
                 staged.uploads,
@@ -731,28 +836,20 @@ impl Ctx<'_> {
         let hosts = self.etcd_hosts();
         let label = format!("snapshot {cluster}");
         self.step("etcd", Some(&first.host), &snapshot_step(cluster), &label, async |w: &mut Waited| {
-            let access = etcd::access(&session, cluster).await.map_err(|e| e.to_string())?;
+            let access = etcd::access(&session, cluster).await?;
             // The health gate before the snapshot is a wait like the quorum gates between members.
-            let facts = w
-                .on(WaitKind::Health, etcd::cluster_facts(&session, &access, &hosts))
-                .await
-                .map_err(|e| e.to_string())?;
+            let facts = w.on(WaitKind::Health, etcd::cluster_facts(&session, &access, &hosts)).await?;
             if let Some(p) = etcd::quorum_problem(&facts) {
-                return Err(format!("not taking a snapshot of an unhealthy cluster: {p}"));
+                return Err(StepError::Refused(format!("not taking a snapshot of an unhealthy cluster: {p}")));
             }
-            let (path, info) = w
-                .on(WaitKind::Snapshot, etcd::snapshot(&session, &access, SNAPSHOT_DIR, run_id))
-                .await
-                .map_err(|e| e.to_string())?;
+            let (path, info) =
+                w.on(WaitKind::Snapshot, etcd::snapshot(&session, &access, SNAPSHOT_DIR, run_id)).await?;
             let location =
                 Event::Snapshot { cluster: cluster.to_string(), node: first.host.clone(), path: path.clone() };
-            self.record(location).map_err(|e| e.to_string())?;
+            self.record(location)?;
             let copied = match &self.cfg.snapshot_dir {
                 Some(dir) => {
-                    let local = w
-                        .on(WaitKind::Snapshot, etcd::copy_snapshot(&session, &path, dir))
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let local = w.on(WaitKind::Snapshot, etcd::copy_snapshot(&session, &path, dir)).await?;
                     self.snapshots
                         .lock()
                         .map(|mut s| {
@@ -774,9 +871,9 @@ impl Ctx<'_> {
     async fn cordon(&self, ph: &str, host: &str, id: &str) -> Result<(), ExecError> {
         self.step(ph, Some(host), id, "cordon", async |_: &mut Waited| {
             let name = self.kube_name(host);
-            kismatic_kube::ops::cordon(&self.kube, name).await.map_err(|e| e.to_string())?;
+            kismatic_kube::ops::cordon(&self.kube, name).await?;
             self.cordoned.lock().map(|mut c| c.insert(name.to_string())).ok();
-            self.record(Event::Cordoned { node: name.to_string() }).map_err(|e| e.to_string())?;
+            self.record(Event::Cordoned { node: name.to_string() })?;
             Ok(String::new())
         })
         .await
@@ -823,8 +920,7 @@ impl Ctx<'_> {
                                     record_moved,
                                 ),
                             )
-                            .await
-                            .map_err(|e| e.to_string())?;
+                            .await?;
                         Ok(format!("{} workload(s) moved", moved.len()))
                     })
                     .await?
@@ -844,10 +940,9 @@ impl Ctx<'_> {
                         let (_, mut versions) = install::marker_texts(self.release, on_node);
                         // On-cluster services are recorded in the masters' markers; keep those entries.
                         if node.has_role(Role::Master) {
-                            versions =
-                                merge_service_markers(s, self.release, &versions).await.map_err(|e| e.to_string())?;
+                            versions = merge_service_markers(s, self.release, &versions).await?;
                         }
-                        install::write_markers(s, kismatic_version, &versions).await.map_err(|e| e.to_string())?;
+                        install::write_markers(s, kismatic_version, &versions).await?;
                         Ok(format!("at {kismatic_version}"))
                     })
                     .await?
@@ -855,9 +950,9 @@ impl Ctx<'_> {
                 Action::Uncordon => {
                     self.step(ph, Some(host), &step.id, "uncordon and wait for workloads", async |w: &mut Waited| {
                         let name = self.kube_name(host);
-                        kismatic_kube::ops::uncordon(&self.kube, name).await.map_err(|e| e.to_string())?;
+                        kismatic_kube::ops::uncordon(&self.kube, name).await?;
                         self.cordoned.lock().map(|mut c| c.remove(name)).ok();
-                        self.record(Event::Uncordoned { node: name.to_string() }).map_err(|e| e.to_string())?;
+                        self.record(Event::Uncordoned { node: name.to_string() })?;
                         let moved = self.moved.lock().ok().and_then(|m| m.get(host).cloned()).unwrap_or_default();
                         w.on(
                             WaitKind::Rollout,
@@ -868,8 +963,7 @@ impl Ctx<'_> {
                                 self.cfg.workload_timeout,
                             ),
                         )
-                        .await
-                        .map_err(|e| e.to_string())?;
+                        .await?;
                         Ok(format!("{} workload(s) ready", moved.len()))
                     })
                     .await?
@@ -891,19 +985,18 @@ impl Ctx<'_> {
         s: &NodeSession,
         c: &Component,
         w: &mut Waited,
-    ) -> Result<String, String> {
+    ) -> Result<String, StepError> {
         if ETCD_CLUSTERS.contains(&c.name.as_str()) {
             return self.upgrade_etcd_member(node, s, c, w).await;
         }
         let (changed, stale) = match c.delivery {
             Delivery::Binary => {
-                let out = install::install_binary(s, self.release, c).await.map_err(|e| e.to_string())?;
+                let out = install::install_binary(s, self.release, c).await?;
                 (out.changed, out.running.as_deref() != Some(c.version.as_str()))
             }
             Delivery::Package => {
-                let out = install::install_package(s, self.release, c, self.inventory.disable_package_installation)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let out =
+                    install::install_package(s, self.release, c, self.inventory.disable_package_installation).await?;
                 (out.changed, false)
             }
             Delivery::Manifest => return Ok("applied with the services".into()),
@@ -911,18 +1004,14 @@ impl Ctx<'_> {
         let has_service = c.delivery == Delivery::Binary || c.service.is_some();
         // `stale`: switched by a run that died before restarting (the files say done, the process does not).
         if has_service && (changed || stale || self.cfg.restart_services) {
-            w.on(WaitKind::Restart, install::restart(s, c)).await.map_err(|e| e.to_string())?;
+            w.on(WaitKind::Restart, install::restart(s, c)).await?;
         }
         // A package's installed version was checked by its install; a binary's running executable is polled.
         if c.delivery == Delivery::Binary {
-            w.on(WaitKind::Health, install::wait_running(s, c, self.cfg.node_timeout))
-                .await
-                .map_err(|e| e.to_string())?;
+            w.on(WaitKind::Health, install::wait_running(s, c, self.cfg.node_timeout)).await?;
         }
         if let Some(port) = install::health_port(&c.name) {
-            w.on(WaitKind::Health, install::wait_healthz(s, c, &node.internal_ip, port, self.cfg.node_timeout))
-                .await
-                .map_err(|e| e.to_string())?;
+            w.on(WaitKind::Health, install::wait_healthz(s, c, &node.internal_ip, port, self.cfg.node_timeout)).await?;
         }
         match c.name.as_str() {
             "kube-apiserver" => {
@@ -939,8 +1028,7 @@ impl Ctx<'_> {
                         self.cfg.node_timeout,
                     ),
                 )
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             }
             _ => {}
         }
@@ -952,8 +1040,8 @@ impl Ctx<'_> {
     }
 
     /// The master's own API server must answer `/readyz` and report the target in `/version`.
-    async fn wait_apiserver(&self, url: &str, version: &str) -> Result<(), String> {
-        let client = kismatic_kube::connect_to(&self.cfg.kubeconfig, url).await.map_err(|e| e.to_string())?;
+    async fn wait_apiserver(&self, url: &str, version: &str) -> Result<(), StepError> {
+        let client = kismatic_kube::connect_to(&self.cfg.kubeconfig, url).await?;
         poll::until(self.cfg.node_timeout, Duration::from_millis(500), || async {
             Ok::<_, String>(match kismatic_kube::ready_version(&client).await {
                 Ok(v) if kismatic_core::version::same(&v, version) => Seen::Ready(()),
@@ -962,12 +1050,14 @@ impl Ctx<'_> {
             })
         })
         .await
-        .map_err(|e| match e {
-            PollError::Failed(e) => e,
-            PollError::TimedOut { last } => format!(
-                "API server {url} not ready at {version} within {}s (last: {last})",
-                self.cfg.node_timeout.as_secs()
-            ),
+        .map_err(|e| {
+            StepError::NotReady(match e {
+                PollError::Failed(e) => e,
+                PollError::TimedOut { last } => format!(
+                    "API server {url} not ready at {version} within {}s (last: {last})",
+                    self.cfg.node_timeout.as_secs()
+                ),
+            })
         })
     }
 
@@ -979,20 +1069,21 @@ impl Ctx<'_> {
         s: &NodeSession,
         c: &Component,
         w: &mut Waited,
-    ) -> Result<String, String> {
+    ) -> Result<String, StepError> {
         let hosts = self.etcd_hosts();
-        let access = etcd::access(s, &c.name).await.map_err(|e| e.to_string())?;
+        let access = etcd::access(s, &c.name).await?;
         // The quorum gate is a health wait like the one after the restart.
-        let before =
-            w.on(WaitKind::Health, etcd::cluster_facts(s, &access, &hosts)).await.map_err(|e| e.to_string())?;
+        let before = w.on(WaitKind::Health, etcd::cluster_facts(s, &access, &hosts)).await?;
         if let Some(p) = etcd::quorum_problem(&before) {
-            return Err(format!("not upgrading {} on {}: {p}", c.name, node.host));
+            return Err(StepError::Refused(format!("not upgrading {} on {}: {p}", c.name, node.host)));
         }
-        let outcome = install::install_binary(s, self.release, c).await.map_err(|e| e.to_string())?;
+        let outcome = install::install_binary(s, self.release, c).await?;
         // A restart that fails (the new binary does not start) is handled like a member that does not come back.
         let stale = outcome.running.as_deref() != Some(c.version.as_str());
         let restarted = if outcome.changed || stale || self.cfg.restart_services {
-            w.on(WaitKind::Restart, install::restart(s, c)).await.map_err(|e| format!("restart failed: {e}"))
+            w.on(WaitKind::Restart, install::restart(s, c))
+                .await
+                .map_err(|e| StepError::NotReady(format!("restart failed: {e}")))
         } else {
             Ok(())
         };
@@ -1015,10 +1106,10 @@ impl Ctx<'_> {
                     }
                     Err(e) => format!("rollback failed: {e}"),
                 };
-                Err(format!(
+                Err(StepError::Refused(format!(
                     "member {} of {} did not come back healthy at {}: {why}; {after}",
                     node.host, c.name, c.version
-                ))
+                )))
             }
         }
     }
@@ -1030,7 +1121,7 @@ impl Ctx<'_> {
         hosts: &BTreeMap<String, String>,
         host: &str,
         version: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), StepError> {
         poll::until(self.cfg.node_timeout, Duration::from_millis(500), || async {
             let f = match etcd::cluster_facts(s, access, hosts).await {
                 Ok(f) => f,
@@ -1050,11 +1141,13 @@ impl Ctx<'_> {
             })
         })
         .await
-        .map_err(|e| match e {
-            PollError::Failed(e) => e,
-            PollError::TimedOut { last } => {
-                format!("not healthy within {}s (last: {last})", self.cfg.node_timeout.as_secs())
-            }
+        .map_err(|e| {
+            StepError::NotReady(match e {
+                PollError::Failed(e) => e,
+                PollError::TimedOut { last } => {
+                    format!("not healthy within {}s (last: {last})", self.cfg.node_timeout.as_secs())
+                }
+            })
         })
     }
 
@@ -1063,21 +1156,19 @@ impl Ctx<'_> {
         let label = format!("apply {} {} → {}", c.name, step.from.as_deref().unwrap_or("none"), step.to);
         self.step(phase.as_str(), None, &step.id, &label, async |w: &mut Waited| {
             let path = self.release.dir.join(&c.artifact.file);
-            let bytes = install::read_verified(self.release, &c.artifact).map_err(|e| e.to_string())?;
-            let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
-            let applied = kismatic_kube::apply::apply(&self.kube, &path.display().to_string(), &text)
-                .await
-                .map_err(|e| e.to_string())?;
+            let bytes = install::read_verified(self.release, &c.artifact)?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| StepError::Refused(format!("{}: not UTF-8 text", path.display())))?;
+            let applied = kismatic_kube::apply::apply(&self.kube, &path.display().to_string(), &text).await?;
             w.on(
                 WaitKind::Rollout,
                 kismatic_kube::apply::wait_rollout(&self.kube, &applied, self.cfg.workload_timeout),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             // Recorded in every master's component-versions marker.
             for m in self.inventory.nodes_with_role(Role::Master) {
-                let s = self.session(m).await.map_err(|e| e.to_string())?;
-                set_marker_entries(&s, &[(c.name.as_str(), c.version.as_str())]).await.map_err(|e| e.to_string())?;
+                let s = self.session(m).await?;
+                set_marker_entries(&s, &[(c.name.as_str(), c.version.as_str())]).await?;
             }
             Ok(format!("{} object(s) applied and rolled out", applied.len()))
         })
@@ -1164,6 +1255,25 @@ impl From<InstallError> for ExecError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cordon_the_abort_undid_is_redone_with_its_drain() {
+        use kismatic_core::planner::Step;
+        let steps = vec![
+            Step { id: "w/cordon".into(), action: Action::Cordon },
+            Step { id: "w/drain".into(), action: Action::Drain },
+            Step { id: "w/uncordon".into(), action: Action::Uncordon },
+        ];
+        let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<HashSet<String>>();
+        let mut done = set(&["w/cordon", "w/drain"]);
+        redo_lost_cordon(&steps, &mut done, true);
+        assert_eq!(done, set(&["w/cordon", "w/drain"]), "still cordoned: nothing to redo");
+        redo_lost_cordon(&steps, &mut done, false);
+        assert!(done.is_empty(), "uncordoned by the abort: cordon and drain again");
+        let mut done = set(&["w/cordon", "w/drain", "w/uncordon"]);
+        redo_lost_cordon(&steps, &mut done, false);
+        assert_eq!(done.len(), 3, "the node's own uncordon ran: nothing to redo");
+    }
 
     #[test]
     fn plan_hosts_map_to_the_node_names_kubernetes_spells() {

@@ -173,3 +173,45 @@ fn healthz_gate_asks_the_node() {
         s.close().await;
     });
 }
+
+/// The cluster's lock is held on the node while the run lives: a second run is refused with the holder named, and
+/// once the first releases it (or its connection ends) the lock is free again.
+#[test]
+fn cluster_lock_is_held_on_the_node_and_ends_with_its_holder() {
+    let mut c = match SshCluster::new(SUBNET) {
+        Ok(c) => c,
+        Err(reason) => {
+            eprintln!("SKIPPED: real-sshd lock test: {reason}");
+            return;
+        }
+    };
+    c.add_node("etcd01", 30, NodeOptions::default()).expect("etcd01");
+    c.write_known_hosts().expect("known_hosts");
+    let mut cfg = FleetConfig::new("root", c.port);
+    cfg.key = Some(c.client_key.clone());
+    cfg.known_hosts = Some(c.known_hosts.clone());
+    cfg.connect_timeout = Duration::from_secs(5);
+    cfg.ssh_config = Some("/dev/null".into());
+    let fleet = Fleet::new(cfg.clone()).expect("fleet");
+    let other = Fleet::new(cfg).expect("another machine's fleet");
+    let target = Target::new("etcd01", c.address(30));
+    rt().block_on(async {
+        let first = kismatic_exec::lock::take_on(&fleet, &target, "pid 1 on a").await.expect("free");
+        let refused = kismatic_exec::lock::take_on(&other, &target, "pid 2 on b").await.err().expect("held");
+        assert!(refused.contains("etcd01:/var/lib/kismatic/run.lock") && refused.contains("pid 1 on a"), "{refused}");
+        first.release().await;
+        let again = kismatic_exec::lock::take_on(&other, &target, "pid 2 on b").await.expect("free again");
+        // The holder dies without releasing: its connection ends, and the node's kernel frees the lock.
+        drop(again);
+        drop(other);
+        let mut taken = None;
+        for _ in 0..50 {
+            if let Ok(l) = kismatic_exec::lock::take_on(&fleet, &target, "pid 3 on a").await {
+                taken = Some(l);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        taken.expect("a dead holder's lock is free").release().await;
+    });
+}

@@ -301,6 +301,93 @@ impl Fleet {
     }
 }
 
+/// A command kept running on a node while this value lives: its input stays open, and it ends when the input does
+/// ([`release`](Held::release), or this process ending by any means: the channel then closes). Used for locks held
+/// on a node, which the node's kernel releases when the holding command ends.
+pub struct Held {
+    child: openssh::Child<std::sync::Arc<Session>>,
+    stdin: Option<openssh::ChildStdin>,
+    session: std::sync::Arc<Session>,
+    node: String,
+}
+
+impl Held {
+    /// Ends the held command (end of its input) and the connection it used.
+    pub async fn release(mut self) {
+        drop(self.stdin.take());
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        if let Ok(session) = std::sync::Arc::try_unwrap(self.session) {
+            let _ = session.close().await;
+        } else {
+            tracing::debug!(node = %self.node, "held session still shared");
+        }
+    }
+}
+
+impl Fleet {
+    /// Starts `program args...` on the node over a connection of its own and waits (within the command deadline)
+    /// for its first line of output. `Ok(Ok((held, line)))`: it printed a line and keeps running until released;
+    /// `Ok(Err(output))`: it ended first (with this output).
+    pub async fn hold(
+        &self,
+        target: &Target,
+        program: &str,
+        args: &[&str],
+    ) -> Result<Result<(Held, String), Output>, NodeError> {
+        use tokio::io::AsyncBufReadExt;
+        let node = self.connect(target).await?;
+        let sudo = node.sudo;
+        let name = node.name.clone();
+        let session = std::sync::Arc::new(node.session);
+        let session_error =
+            |e: openssh::Error| NodeError::Session { node: name.clone(), reason: format!("{e}{}", source_text(&e)) };
+        let mut argv: Vec<&str> = Vec::new();
+        if sudo {
+            argv.extend(["sudo", "-n", "--"]);
+        }
+        argv.push(program);
+        argv.extend(args);
+        let mut cmd = session.clone().arc_command(argv[0]);
+        cmd.args(&argv[1..]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().await.map_err(session_error)?;
+        let stdin = child.stdin().take();
+        let mut stdout = tokio::io::BufReader::new(
+            child
+                .stdout()
+                .take()
+                .ok_or_else(|| NodeError::Session { node: name.clone(), reason: "no stdout pipe".into() })?,
+        );
+        let mut line = String::new();
+        let limit = self.config.deadlines.command;
+        let read = tokio::time::timeout(limit, stdout.read_line(&mut line)).await;
+        match read {
+            Ok(Ok(n)) if n > 0 && line.trim() != "busy" => {
+                Ok(Ok((Held { child, stdin, session, node: name }, line.trim().to_string())))
+            }
+            Ok(_) => {
+                drop(stdin);
+                let mut rest = Vec::new();
+                let _ = tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut rest).await;
+                let mut stderr = Vec::new();
+                if let Some(mut e) = child.stderr().take() {
+                    let _ = tokio::io::AsyncReadExt::read_to_end(&mut e, &mut stderr).await;
+                }
+                let status = child.wait().await.map_err(session_error)?;
+                let mut out = line.into_bytes();
+                out.extend(rest);
+                Ok(Err(Output { code: status.code(), stdout: out, stderr }))
+            }
+            Err(_) => Err(NodeError::TimedOut {
+                node: name,
+                command: command_label(program, args),
+                kind: OpKind::Command.as_str(),
+                after: limit.as_secs(),
+                stopped: "it was left to end with the connection".into(),
+            }),
+        }
+    }
+}
+
 /// An open connection to one node. Commands run through `sudo -n` when the SSH user is not root.
 pub struct NodeSession {
     session: Session,

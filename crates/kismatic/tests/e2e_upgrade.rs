@@ -203,6 +203,17 @@ fn work_dir(name: &str) -> PathBuf {
     d
 }
 
+/// The journal of the cluster's latest run.
+fn latest_journal(c: &Cluster) -> PathBuf {
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(c.runs_dir())
+        .expect("runs folder")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("journal.jsonl").is_file())
+        .collect();
+    runs.sort();
+    runs.pop().expect("a run").join("journal.jsonl")
+}
+
 /// Names of nodes whose `spec.unschedulable` is true (an explicit `false` is schedulable).
 fn cordoned_nodes(c: &Cluster) -> String {
     let nodes: serde_json::Value = serde_json::from_str(&c.kubectl(&["get", "nodes", "-o", "json"])).expect("json");
@@ -311,6 +322,22 @@ fn online_blocked_partial_then_full() {
     // workloads the killed run's drain moved (kept in the journal).
     let sampler = Sampler::start(c.kubeconfig(), "web");
     let full_args = ["upgrade", "online", "--accept", "ingress-node@ingress01"];
+    // SIGTERM (a CI job cancelled) in the middle of a step ends the run like Ctrl-C: the command running on the
+    // node is stopped, the node this run cordoned is uncordoned and the journal records the end.
+    // (Its own events file: the runs after it wait for steps this one started too.)
+    let term_events = work.join("events-sigterm.jsonl");
+    let mut child = c.spawn_upgrade(&full_args, &term_events);
+    wait_started(&mut child, &term_events, "worker/worker03/drain");
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill -TERM");
+    assert!(term.success());
+    let ended = child.wait().expect("the run ends");
+    assert_eq!(ended.code(), Some(1), "a stopped run exits 1");
+    assert_eq!(cordoned_nodes(&c).trim(), "", "SIGTERM uncordoned the node");
+    let journal = std::fs::read_to_string(latest_journal(&c)).expect("journal");
+    let last: serde_json::Value =
+        serde_json::from_str(journal.lines().last().expect("records")).expect("a whole last record");
+    assert_eq!(last["event"], "ended", "{last}");
+    assert!(last["message"].as_str().is_some_and(|m| m.contains("SIGTERM")), "{last}");
     let mut child = c.spawn_upgrade(&full_args, &events);
     // From a second terminal, in the middle of the run: `kismatic status` sees it running, read-only.
     // (The partial run already upgraded every other node: this run has worker03 and the services.)
@@ -333,10 +360,18 @@ fn online_blocked_partial_then_full() {
             && t.contains("upgrade online --accept ingress-node@ingress01"),
         "{t}"
     );
+    // A torn last line (a write the crash cut short) is cut off when the rerun opens the journal, not joined to
+    // the next record.
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(latest_journal(&c)).expect("journal");
+        f.write_all(b"{\"at_ms\":1,\"event\":\"sta").expect("torn write");
+    }
     let full = c.kismatic(&[&full_args[..], &["--events", events.to_str().expect("utf-8 path")]].concat());
     let (min_ready, api_failures, samples) = sampler.finish();
     assert_eq!(full.status.code(), Some(0), "{}", text(&full));
     assert!(text(&full).contains("resuming run"), "{}", text(&full));
+    assert!(text(&full).contains("cut off 23 byte(s)"), "{}", text(&full));
     // The summary's line for the node (the plan above it also names worker03).
     let summary = text(&full);
     assert!(
@@ -351,7 +386,11 @@ fn online_blocked_partial_then_full() {
     let status: serde_json::Value =
         serde_json::from_slice(&c.kismatic(&["status", "-o", "json"]).stdout).expect("status JSON");
     assert_eq!(status["state"]["state"], "finished", "{status}");
-    assert_eq!(status["attempts"].as_array().map(Vec::len), Some(2), "the killed process and the resume: {status}");
+    assert_eq!(
+        status["attempts"].as_array().map(Vec::len),
+        Some(3),
+        "the process stopped by SIGTERM, the killed one and the resume: {status}"
+    );
     let run_dir = PathBuf::from(status["run_dir"].as_str().expect("run_dir"));
     let page = std::fs::read_to_string(run_dir.join("timeline.html")).expect("the run wrote its timeline");
     for lane in ["worker03", "services"] {
