@@ -5,6 +5,7 @@
 //! (`worker/node-7/upgrade/kubelet`), so a journal can record progress by id and a rerun resumes at the first
 //! unfinished step.
 
+use crate::batching::{self, BatchOptions, Bound, DEFAULT_TOPOLOGY_KEY, MaxUnavailable};
 use crate::checks::{Analysis, Class, Code, Finding, Mode};
 use crate::facts::Facts;
 use kismatic_plan::{Node, Role};
@@ -23,6 +24,11 @@ pub struct PlanOptions {
     pub ignore_safety_checks: bool,
     /// Offline only: workers upgraded together (at least 1).
     pub max_parallel_workers: usize,
+    /// Online only: workers drained and upgraded together at most (`--max-unavailable`); batches are smaller
+    /// where a PodDisruptionBudget, a controller's replicas, a failure domain or capacity requires it.
+    pub max_unavailable: MaxUnavailable,
+    /// Online only: the node label whose value is a failure domain; a batch stays within one.
+    pub topology_key: String,
     /// Online only: findings the operator has acknowledged (`--accept CODE[@NODE]`); reported, not gating.
     pub accepted: Vec<Acceptance>,
 }
@@ -73,6 +79,8 @@ impl PlanOptions {
             partial_ok: false,
             ignore_safety_checks: false,
             max_parallel_workers: 1,
+            max_unavailable: MaxUnavailable::default(),
+            topology_key: DEFAULT_TOPOLOGY_KEY.to_string(),
             accepted: Vec::new(),
         }
     }
@@ -96,6 +104,22 @@ pub struct UpgradePlan {
     pub pruned: Vec<PrunedNode>,
     /// Every finding, gating or not, grouped by node.
     pub findings: Vec<Finding>,
+    /// Online with `--max-unavailable` above one node: how the workers were batched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batching: Option<BatchingSummary>,
+}
+
+/// How the online worker batches were formed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchingSummary {
+    /// Nodes per batch at most (`--max-unavailable` resolved against the workers).
+    pub max: usize,
+    /// `--max-unavailable` as given.
+    pub max_unavailable: MaxUnavailable,
+    pub topology_key: String,
+    /// Whether the evicted pods' requests were checked against the free capacity (every pod involved declares
+    /// requests and every schedulable node its allocatable capacity).
+    pub capacity_checked: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,6 +220,10 @@ pub struct Phase {
 pub struct Batch {
     pub id: String,
     pub nodes: Vec<NodePlan>,
+    /// Online worker batches: what kept the batch from growing (absent when nothing did, or batches are single
+    /// nodes by choice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound: Option<Bound>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -347,6 +375,7 @@ fn plan_core(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanO
         skipped: Vec::new(),
         pruned: Vec::new(),
         findings: analysis.findings.clone(),
+        batching: None,
     };
     for (node, need) in inv.nodes.iter().zip(&analysis.needs) {
         if !need.needs_upgrade {
@@ -452,18 +481,24 @@ fn plan_core(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanO
             by_phase.entry(kind).or_default().push(node_plan(node, kind, &components, drain, i == last, release));
         }
     }
-    let worker_batch = match opts.mode {
-        Mode::Online => 1,
-        Mode::Offline => opts.max_parallel_workers.max(1),
-    };
     for (kind, nodes) in by_phase {
-        let size = if kind == PhaseKind::Worker { worker_batch } else { 1 };
-        let mut batches = Vec::new();
-        let mut it = nodes.into_iter().peekable();
-        while it.peek().is_some() {
-            let chunk: Vec<NodePlan> = it.by_ref().take(size).collect();
-            batches.push(Batch { id: format!("{}/batch-{}", kind.as_str(), batches.len() + 1), nodes: chunk });
-        }
+        let batches = if kind == PhaseKind::Worker {
+            worker_batches(facts, analysis, nodes, opts, &mut out.batching)
+        } else {
+            nodes.into_iter().map(|n| vec![(n, None)]).collect()
+        };
+        let batches = batches
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let bound = b.first().and_then(|(_, bound)| bound.clone());
+                Batch {
+                    id: format!("{}/batch-{}", kind.as_str(), i + 1),
+                    nodes: b.into_iter().map(|(n, _)| n).collect(),
+                    bound,
+                }
+            })
+            .collect();
         out.phases.push(Phase { id: kind.as_str().to_string(), kind, batches, services: Vec::new() });
     }
     if !out.partial {
@@ -503,6 +538,64 @@ fn plan_core(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanO
         out.findings.extend(skew);
     }
     out
+}
+
+type Grouped = Vec<Vec<(NodePlan, Option<Bound>)>>;
+
+/// The worker phase's batches: offline, `--max-parallel-workers` at a time in plan order; online, the batches that
+/// [`batching::batch_workers`] proves cannot breach a budget, at most `--max-unavailable` nodes each (the bound is
+/// carried on each batch's first node).
+fn worker_batches(
+    facts: &Facts,
+    analysis: &Analysis,
+    nodes: Vec<NodePlan>,
+    opts: &PlanOptions,
+    summary: &mut Option<BatchingSummary>,
+) -> Grouped {
+    let chunked = |size: usize, nodes: Vec<NodePlan>| -> Grouped {
+        let mut out = Vec::new();
+        let mut it = nodes.into_iter().map(|n| (n, None)).peekable();
+        while it.peek().is_some() {
+            out.push(it.by_ref().take(size.max(1)).collect());
+        }
+        out
+    };
+    if opts.mode == Mode::Offline {
+        return chunked(opts.max_parallel_workers, nodes);
+    }
+    let max = opts
+        .max_unavailable
+        .resolve(facts.inventory.nodes.iter().filter(|n| node_phase(n) == PhaseKind::Worker).count());
+    if max <= 1 {
+        return chunked(1, nodes);
+    }
+    // Acknowledged findings that make a node special for a drain: it goes alone.
+    let alone: BTreeMap<String, String> = analysis
+        .findings
+        .iter()
+        .filter(|f| matches!(f.code, Code::IngressNode | Code::StorageNode | Code::LoadBalancerNode))
+        .filter(|f| opts.accepted.iter().any(|a| a.covers(f)))
+        .map(|f| (f.node.clone(), f.code.as_str().to_string()))
+        .collect();
+    let hosts: Vec<&str> = nodes.iter().map(|n| n.host.as_str()).collect();
+    let batching =
+        batching::batch_workers(facts, &hosts, &BatchOptions { max, topology_key: opts.topology_key.clone(), alone });
+    *summary = Some(BatchingSummary {
+        max,
+        max_unavailable: opts.max_unavailable,
+        topology_key: opts.topology_key.clone(),
+        capacity_checked: batching.capacity_checked,
+    });
+    let mut by_host: HashMap<String, NodePlan> = nodes.into_iter().map(|n| (n.host.clone(), n)).collect();
+    batching
+        .batches
+        .into_iter()
+        .map(|b| {
+            let mut bound = b.bound;
+            b.hosts.iter().filter_map(|h| by_host.remove(h)).map(|n| (n, bound.take())).collect::<Vec<_>>()
+        })
+        .filter(|b| !b.is_empty())
+        .collect()
 }
 
 /// The version-skew policy at every moment of the plan ([`crate::skew`]): a plan that would break it half-way is

@@ -56,14 +56,38 @@ pub fn plan_text(plan: &UpgradePlan) -> String {
                  scheduler or kubelet runs ahead of an API server: version-skew policy)"
             );
         }
+        if phase.kind == PhaseKind::Worker
+            && let Some(b) = &plan.batching
+        {
+            let _ = writeln!(
+                s,
+                "  (batches of at most {} node(s), --max-unavailable {}; within one {} each; no batch takes more from a \
+                 PodDisruptionBudget than it allows or a replicated controller's last ready replica{})",
+                b.max,
+                b.max_unavailable,
+                b.topology_key,
+                if b.capacity_checked {
+                    "; evicted requests fit on the other nodes"
+                } else {
+                    "; capacity not checked: not every pod declares requests or node reports allocatable"
+                }
+            );
+        }
         for batch in &phase.batches {
             let parallel = batch.nodes.len() > 1;
-            if parallel {
-                let _ = writeln!(s, "  {} ({} nodes together)", batch.id, batch.nodes.len());
+            if parallel || batch.bound.is_some() {
+                let _ = writeln!(
+                    s,
+                    "  {} ({} node{}{})",
+                    batch.id,
+                    batch.nodes.len(),
+                    if parallel { "s together" } else { "" },
+                    batch.bound.as_ref().map(|b| format!(": {}", b.describe())).unwrap_or_default()
+                );
             }
             for n in &batch.nodes {
                 let roles: Vec<&str> = n.roles.iter().map(|r| r.as_str()).collect();
-                let indent = if parallel { "    " } else { "  " };
+                let indent = if parallel || batch.bound.is_some() { "    " } else { "  " };
                 let _ = writeln!(
                     s,
                     "{indent}{} [{}]{}",

@@ -93,6 +93,9 @@ pub struct Moment {
     upstreams: BTreeMap<(String, String), Upstream>,
 }
 
+/// An API server of a moment: (host, component) and its version.
+type ApiServer<'a> = (&'a (String, String), &'a Version);
+
 /// One planned change of one component on one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -165,12 +168,40 @@ impl Moment {
 
     /// Every rule this moment breaks.
     pub fn violations(&self) -> Vec<Violation> {
-        let mut out = Vec::new();
         let apis: Vec<(&(String, String), &Version)> = self.with_role(Role::ApiServer).collect();
-        // The API servers' extremes by minor (the policy's unit).
-        let newest = apis.iter().max_by_key(|(_, v)| (v.major, v.minor));
-        let oldest = apis.iter().min_by_key(|(_, v)| (v.major, v.minor));
-        if let (Some((hn, vn)), Some((ho, vo))) = (newest, oldest)
+        let mut out = Vec::new();
+        self.api_server_violations(&apis, &mut out);
+        for role in [Role::Agent, Role::Controller] {
+            for (subject, version) in self.with_role(role) {
+                self.subject_violations(&apis, subject, version, &mut out);
+            }
+        }
+        out
+    }
+
+    /// The API servers and their versions (few: kept by the walk between API server changes).
+    fn api_servers(&self) -> Vec<((String, String), Version)> {
+        self.with_role(Role::ApiServer).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// The rules about one agent or controller only, against the API servers given.
+    fn violations_of(&self, apis: &[((String, String), Version)], host: &str, component: &str) -> Vec<Violation> {
+        let apis: Vec<(&(String, String), &Version)> = apis.iter().map(|(k, v)| (k, v)).collect();
+        let mut out = Vec::new();
+        let key = (host.to_string(), component.to_string());
+        if let Some((subject, version)) = self.versions.get_key_value(&key) {
+            self.subject_violations(&apis, subject, version, &mut out);
+        }
+        out
+    }
+
+    /// The API servers' extremes by minor (the policy's unit): (oldest, newest).
+    fn extremes<'a>(apis: &'a [ApiServer<'a>]) -> (Option<&'a ApiServer<'a>>, Option<&'a ApiServer<'a>>) {
+        (apis.iter().min_by_key(|(_, v)| (v.major, v.minor)), apis.iter().max_by_key(|(_, v)| (v.major, v.minor)))
+    }
+
+    fn api_server_violations(&self, apis: &[ApiServer<'_>], out: &mut Vec<Violation>) {
+        if let (Some((ho, vo)), Some((hn, vn))) = Self::extremes(apis)
             && minor_gap(vn, vo).is_some_and(|g| g > 1)
         {
             out.push(Violation {
@@ -186,94 +217,117 @@ impl Moment {
                 ),
             });
         }
-        for (agent, av) in self.with_role(Role::Agent) {
-            if let Some((ho, vo)) = oldest
-                && minor_gap(av, vo).is_some_and(|g| g > 0)
-            {
+    }
+
+    /// The rules about one agent or controller (nothing for an API server: its rule is the cluster's).
+    fn subject_violations(
+        &self,
+        apis: &[ApiServer<'_>],
+        subject: &(String, String),
+        version: &Version,
+        out: &mut Vec<Violation>,
+    ) {
+        match role_of(&subject.1) {
+            Some(Role::Agent) => Self::agent_violations(apis, subject, version, out),
+            Some(Role::Controller) => self.controller_violations(apis, subject, version, out),
+            _ => {}
+        }
+    }
+
+    fn agent_violations(apis: &[ApiServer<'_>], agent: &(String, String), av: &Version, out: &mut Vec<Violation>) {
+        let (oldest, newest) = Self::extremes(apis);
+        if let Some((ho, vo)) = oldest
+            && minor_gap(av, vo).is_some_and(|g| g > 0)
+        {
+            out.push(Violation {
+                rule: SkewRule::AgentNotNewer,
+                subjects: vec![agent.clone(), (*ho).clone()],
+                gap: minor_gap(av, vo).unwrap_or(u64::MAX),
+                message: format!(
+                    "{} {} on {} would be newer than kube-apiserver {} on {}",
+                    agent.1,
+                    v(av),
+                    agent.0,
+                    v(vo),
+                    ho.0
+                ),
+            });
+        }
+        if let Some((hn, vn)) = newest {
+            let allowed = if av.major == 1 && av.minor < 25 { 2 } else { 3 };
+            if minor_gap(vn, av).is_some_and(|g| g > allowed) {
                 out.push(Violation {
-                    rule: SkewRule::AgentNotNewer,
-                    subjects: vec![agent.clone(), (*ho).clone()],
-                    gap: minor_gap(av, vo).unwrap_or(u64::MAX),
+                    rule: SkewRule::AgentNotTooOld,
+                    subjects: vec![agent.clone(), (*hn).clone()],
+                    gap: minor_gap(vn, av).unwrap_or(u64::MAX).saturating_sub(allowed),
                     message: format!(
-                        "{} {} on {} would be newer than kube-apiserver {} on {}",
+                        "{} {} on {} would be more than {allowed} minor versions older than kube-apiserver {} on \
+                         {}: upgrade {}'s {} first",
                         agent.1,
                         v(av),
                         agent.0,
-                        v(vo),
-                        ho.0
-                    ),
-                });
-            }
-            if let Some((hn, vn)) = newest {
-                let allowed = if av.major == 1 && av.minor < 25 { 2 } else { 3 };
-                if minor_gap(vn, av).is_some_and(|g| g > allowed) {
-                    out.push(Violation {
-                        rule: SkewRule::AgentNotTooOld,
-                        subjects: vec![agent.clone(), (*hn).clone()],
-                        gap: minor_gap(vn, av).unwrap_or(u64::MAX).saturating_sub(allowed),
-                        message: format!(
-                            "{} {} on {} would be more than {allowed} minor versions older than kube-apiserver {} on \
-                             {}: upgrade {}'s {} first",
-                            agent.1,
-                            v(av),
-                            agent.0,
-                            v(vn),
-                            hn.0,
-                            agent.0,
-                            agent.1
-                        ),
-                    });
-                }
-            }
-        }
-        for (ctl, cv) in self.with_role(Role::Controller) {
-            let upstream = self.upstream(&ctl.0, &ctl.1);
-            let local = apis.iter().find(|((h, _), _)| *h == ctl.0);
-            // A controller with no API server beside it talks through the load balancer whatever it says.
-            let talks_to: Vec<&(&(String, String), &Version)> = match (upstream, local) {
-                (Upstream::Local, Some(l)) => vec![l],
-                _ => apis.iter().collect(),
-            };
-            let how = match (upstream, local) {
-                (Upstream::Local, Some(_)) => "its local",
-                _ => "the load balancer's",
-            };
-            if let Some((ho, vo)) = talks_to.iter().min_by_key(|(_, v)| (v.major, v.minor))
-                && minor_gap(cv, vo).is_some_and(|g| g > 0)
-            {
-                out.push(Violation {
-                    rule: SkewRule::ControllerNotNewer,
-                    subjects: vec![ctl.clone(), (*ho).clone()],
-                    gap: minor_gap(cv, vo).unwrap_or(u64::MAX),
-                    message: format!(
-                        "{} {} on {} would be newer than {how} kube-apiserver {} on {}",
-                        ctl.1,
-                        v(cv),
-                        ctl.0,
-                        v(vo),
-                        ho.0
-                    ),
-                });
-            }
-            if let Some((hn, vn)) = talks_to.iter().max_by_key(|(_, v)| (v.major, v.minor))
-                && minor_gap(vn, cv).is_some_and(|g| g > 1)
-            {
-                out.push(Violation {
-                    rule: SkewRule::ControllerNotTooOld,
-                    subjects: vec![ctl.clone(), (*hn).clone()],
-                    gap: minor_gap(vn, cv).unwrap_or(u64::MAX).saturating_sub(1),
-                    message: format!(
-                        "{} {} on {} would be more than one minor version older than {how} kube-apiserver {} on {}",
-                        ctl.1,
-                        v(cv),
-                        ctl.0,
                         v(vn),
-                        hn.0
+                        hn.0,
+                        agent.0,
+                        agent.1
                     ),
                 });
             }
         }
-        out
+    }
+
+    fn controller_violations(
+        &self,
+        apis: &[ApiServer<'_>],
+        ctl: &(String, String),
+        cv: &Version,
+        out: &mut Vec<Violation>,
+    ) {
+        let upstream = self.upstream(&ctl.0, &ctl.1);
+        let local = apis.iter().find(|((h, _), _)| *h == ctl.0);
+        // A controller with no API server beside it talks through the load balancer whatever it says.
+        let talks_to: Vec<&(&(String, String), &Version)> = match (upstream, local) {
+            (Upstream::Local, Some(l)) => vec![l],
+            _ => apis.iter().collect(),
+        };
+        let how = match (upstream, local) {
+            (Upstream::Local, Some(_)) => "its local",
+            _ => "the load balancer's",
+        };
+        if let Some((ho, vo)) = talks_to.iter().min_by_key(|(_, v)| (v.major, v.minor))
+            && minor_gap(cv, vo).is_some_and(|g| g > 0)
+        {
+            out.push(Violation {
+                rule: SkewRule::ControllerNotNewer,
+                subjects: vec![ctl.clone(), (*ho).clone()],
+                gap: minor_gap(cv, vo).unwrap_or(u64::MAX),
+                message: format!(
+                    "{} {} on {} would be newer than {how} kube-apiserver {} on {}",
+                    ctl.1,
+                    v(cv),
+                    ctl.0,
+                    v(vo),
+                    ho.0
+                ),
+            });
+        }
+        if let Some((hn, vn)) = talks_to.iter().max_by_key(|(_, v)| (v.major, v.minor))
+            && minor_gap(vn, cv).is_some_and(|g| g > 1)
+        {
+            out.push(Violation {
+                rule: SkewRule::ControllerNotTooOld,
+                subjects: vec![ctl.clone(), (*hn).clone()],
+                gap: minor_gap(vn, cv).unwrap_or(u64::MAX).saturating_sub(1),
+                message: format!(
+                    "{} {} on {} would be more than one minor version older than {how} kube-apiserver {} on {}",
+                    ctl.1,
+                    v(cv),
+                    ctl.0,
+                    v(vn),
+                    hn.0
+                ),
+            });
+        }
     }
 }
 
@@ -286,12 +340,21 @@ pub fn walk(initial: &Moment, changes: &[Change]) -> Vec<StepViolation> {
     let mut reported: BTreeSet<(SkewRule, Option<(String, String)>)> = BTreeSet::new();
     let mut out = Vec::new();
     let mut m = initial.clone();
+    let mut apis = m.api_servers();
     for (i, c) in changes.iter().enumerate() {
         if role_of(&c.component).is_none() {
             continue;
         }
         m.set(&c.host, &c.component, c.to.clone());
-        for violation in m.violations() {
+        // Only an API server's change moves what every other component is measured against; any other change
+        // can break only the rules about that component (the rest were judged at an earlier moment).
+        let now = if role_of(&c.component) == Some(Role::ApiServer) {
+            apis = m.api_servers();
+            m.violations()
+        } else {
+            m.violations_of(&apis, &c.host, &c.component)
+        };
+        for violation in now {
             let key = violation.key();
             let widened = worst.get(&key).is_none_or(|g| violation.gap > *g);
             if widened && !reported.contains(&key) {
@@ -473,5 +536,59 @@ mod tests {
         m.set("e1", "etcd", ver("3.5.1"));
         assert!(m.violations().is_empty());
         assert!(walk(&m, &[change("e1", "etcd", "9.0.0")]).is_empty());
+    }
+
+    /// The walk as first written: every rule re-judged after every change.
+    fn walk_everything(initial: &Moment, changes: &[Change]) -> Vec<StepViolation> {
+        let mut worst: BTreeMap<(SkewRule, Option<(String, String)>), u64> =
+            initial.violations().into_iter().map(|v| (v.key(), v.gap)).collect();
+        let mut reported = BTreeSet::new();
+        let mut out = Vec::new();
+        let mut m = initial.clone();
+        for (i, c) in changes.iter().enumerate() {
+            if role_of(&c.component).is_none() {
+                continue;
+            }
+            m.set(&c.host, &c.component, c.to.clone());
+            for violation in m.violations() {
+                let key = violation.key();
+                if worst.get(&key).is_none_or(|g| violation.gap > *g) && !reported.contains(&key) {
+                    worst.insert(key.clone(), violation.gap);
+                    reported.insert(key);
+                    out.push(StepViolation { after: i, violation });
+                }
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// The incremental walk finds exactly what re-judging everything after every change finds.
+        #[test]
+        fn incremental_walk_equals_the_full_one(
+            initial in proptest::collection::vec((0usize..4, 0usize..5, 20u64..30, proptest::bool::ANY), 0..14),
+            changes in proptest::collection::vec((0usize..4, 0usize..5, 20u64..32), 0..20),
+        ) {
+            const COMPONENTS: [&str; 5] =
+                ["kube-apiserver", "kubelet", "kube-proxy", "kube-controller-manager", "kube-scheduler"];
+            let mut m = Moment::default();
+            for (h, c, minor, local) in &initial {
+                let host = format!("n{h}");
+                m.set(&host, COMPONENTS[*c], Version::new(1, *minor, 0));
+                if *local {
+                    m.set_upstream(&host, COMPONENTS[*c], Upstream::Local);
+                }
+            }
+            let changes: Vec<Change> = changes
+                .iter()
+                .map(|(h, c, minor)| Change {
+                    host: format!("n{h}"),
+                    component: COMPONENTS[*c].to_string(),
+                    to: Version::new(1, *minor, 0),
+                })
+                .collect();
+            proptest::prop_assert_eq!(walk(&m, &changes), walk_everything(&m, &changes));
+        }
     }
 }

@@ -87,6 +87,8 @@ struct Ctx<'a> {
     done: HashSet<String>,
     /// Nodes cordoned by this run or an interrupted earlier one, not yet uncordoned.
     cordoned: Mutex<BTreeSet<String>>,
+    /// Cordon steps run ahead of their node's other steps, with the rest of the batch (online batches).
+    cordoned_ahead: Mutex<HashSet<String>>,
     /// Workloads moved off each node by its drain (kept in the journal, so a resumed run waits for them too).
     moved: Mutex<BTreeMap<String, BTreeSet<Workload>>>,
     /// Snapshot location per etcd cluster, for messages.
@@ -252,6 +254,7 @@ pub async fn execute(
         )),
         done,
         cordoned: Mutex::new(cordoned),
+        cordoned_ahead: Mutex::new(HashSet::new()),
         moved: Mutex::new(moved),
         snapshots: Mutex::new(BTreeMap::new()),
         sessions: Mutex::new(HashMap::new()),
@@ -463,6 +466,16 @@ impl Ctx<'_> {
                     self.staged(staged, &np.host).await?;
                 }
                 let started = Instant::now();
+                // Every node of a batch is cordoned before any is drained, so that pods evicted from one do not
+                // land on another about to be drained.
+                if batch.nodes.len() > 1 {
+                    for np in &batch.nodes {
+                        for step in np.steps.iter().filter(|s| matches!(s.action, Action::Cordon)) {
+                            self.cordon(phase.kind.as_str(), &np.host, &step.id).await?;
+                            self.cordoned_ahead.lock().map(|mut c| c.insert(step.id.clone())).ok();
+                        }
+                    }
+                }
                 let results =
                     futures::future::join_all(batch.nodes.iter().map(|np| self.upgrade_node(phase.kind, np))).await;
                 let mut first_err = None;
@@ -615,6 +628,16 @@ impl Ctx<'_> {
         .await
     }
 
+    async fn cordon(&self, ph: &str, host: &str, id: &str) -> Result<(), ExecError> {
+        self.step(ph, Some(host), id, "cordon", async |_: &mut Waited| {
+            kismatic_kube::ops::cordon(&self.kube, host).await.map_err(|e| e.to_string())?;
+            self.cordoned.lock().map(|mut c| c.insert(host.to_string())).ok();
+            self.record(Event::Cordoned { node: host.to_string() }).map_err(|e| e.to_string())?;
+            Ok(String::new())
+        })
+        .await
+    }
+
     async fn upgrade_node(&self, phase: PhaseKind, np: &NodePlan) -> Result<(), ExecError> {
         let node = self.node(&np.host)?;
         if np.steps.iter().all(|s| self.done.contains(&s.id)) {
@@ -630,13 +653,10 @@ impl Ctx<'_> {
         for step in &np.steps {
             match &step.action {
                 Action::Cordon => {
-                    self.step(ph, Some(host), &step.id, "cordon", async |_: &mut Waited| {
-                        kismatic_kube::ops::cordon(&self.kube, host).await.map_err(|e| e.to_string())?;
-                        self.cordoned.lock().map(|mut c| c.insert(host.to_string())).ok();
-                        self.record(Event::Cordoned { node: host.to_string() }).map_err(|e| e.to_string())?;
-                        Ok(String::new())
-                    })
-                    .await?
+                    let ahead = self.cordoned_ahead.lock().map(|c| c.contains(&step.id)).unwrap_or(false);
+                    if !ahead {
+                        self.cordon(ph, host, &step.id).await?
+                    }
                 }
                 Action::Drain => {
                     self.step(ph, Some(host), &step.id, "drain", async |w: &mut Waited| {

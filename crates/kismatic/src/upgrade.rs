@@ -2,6 +2,7 @@
 use crate::common;
 use crate::info::SshArgs;
 use anyhow::{Context, bail};
+use kismatic_core::batching::{DEFAULT_TOPOLOGY_KEY, MaxUnavailable};
 use kismatic_core::checks::{CheckOptions, DEFAULT_MIN_FREE_BYTES, Mode, analyze};
 use kismatic_core::facts::Facts;
 use kismatic_core::planner::{PlanOptions, plan};
@@ -22,7 +23,8 @@ the upgrade). Codes and rules: docs/checks.md.";
 #[derive(clap::Subcommand)]
 pub enum UpgradeCommand {
     /// Upgrade with safety and availability checks: stop (print every finding and exit 1) if anything is unsafe,
-    /// unavailable or unready. Workers are cordoned and drained one at a time.
+    /// unavailable or unready. Workers are cordoned and drained one at a time, or in batches proven not to breach
+    /// a PodDisruptionBudget with --max-unavailable.
     #[command(after_help = AFTER_HELP)]
     Online(OnlineArgs),
     /// Upgrade without safety checks, cordons or drains; only node readiness is checked. For clusters without
@@ -42,6 +44,15 @@ pub struct OnlineArgs {
     /// reported but no longer stops the upgrade. Repeatable. Example: --accept ingress-node@ingress01.
     #[arg(long, value_name = "CODE[@NODE]")]
     accept: Vec<kismatic_core::planner::Acceptance>,
+    /// Workers drained and upgraded together at most: a number of nodes, or a percentage of the workers (rounded
+    /// down, at least 1). Batches are made smaller where draining them together would take more from a
+    /// PodDisruptionBudget than it allows, leave a replicated controller without a ready replica, span failure
+    /// domains or overfill the other nodes; --dry-run shows each batch and what bounded it.
+    #[arg(long, value_name = "N|P%", default_value = "1")]
+    max_unavailable: MaxUnavailable,
+    /// Node label whose values are failure domains: a batch stays within one (a node without it goes alone).
+    #[arg(long, value_name = "LABEL", default_value = DEFAULT_TOPOLOGY_KEY)]
+    batch_topology_key: String,
 }
 
 #[derive(clap::Args)]
@@ -120,13 +131,27 @@ struct CommonArgs {
 
 pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
     let (common, mode, safety) = match cmd {
-        UpgradeCommand::Online(a) => {
-            (a.common, Mode::Online, Safety { ignore: a.ignore_safety_checks, accepted: a.accept, parallel: 1 })
-        }
+        UpgradeCommand::Online(a) => (
+            a.common,
+            Mode::Online,
+            Safety {
+                ignore: a.ignore_safety_checks,
+                accepted: a.accept,
+                parallel: 1,
+                max_unavailable: a.max_unavailable,
+                topology_key: a.batch_topology_key,
+            },
+        ),
         UpgradeCommand::Offline(a) => (
             a.common,
             Mode::Offline,
-            Safety { ignore: false, accepted: a.accept, parallel: a.max_parallel_workers as usize },
+            Safety {
+                ignore: false,
+                accepted: a.accept,
+                parallel: a.max_parallel_workers as usize,
+                max_unavailable: MaxUnavailable::default(),
+                topology_key: DEFAULT_TOPOLOGY_KEY.to_string(),
+            },
         ),
     };
     let release = common::load_release(common.release.as_deref())?;
@@ -277,6 +302,8 @@ struct Safety {
     ignore: bool,
     accepted: Vec<kismatic_core::planner::Acceptance>,
     parallel: usize,
+    max_unavailable: MaxUnavailable,
+    topology_key: String,
 }
 
 /// Analysis and planning (pure), and the plan printed in the chosen format.
@@ -295,6 +322,8 @@ fn analyse_and_plan(
         partial_ok: common.partial_ok,
         ignore_safety_checks: safety.ignore,
         max_parallel_workers: safety.parallel,
+        max_unavailable: safety.max_unavailable,
+        topology_key: safety.topology_key.clone(),
         accepted: safety.accepted.clone(),
     };
     let plan = plan(facts, &analysis, release, &plan_opts);

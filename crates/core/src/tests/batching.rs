@@ -307,3 +307,104 @@ fn batch_count_against_the_lower_bound() {
         unconstrained.0 as f64 / unconstrained.1.max(1) as f64
     );
 }
+
+// The planner's use of the batches: online worker phases follow them, offline and the default keep one node at a
+// time (or --max-parallel-workers), and the plan says how it batched.
+
+/// The fixture's three workers in one zone, a Deployment with a replica on each and a PDB that allows 2.
+fn zoned_fx() -> Fx {
+    let mut fx = Fx::new();
+    for n in fx.kube().nodes.iter_mut().filter(|n| n.name.starts_with("worker")) {
+        n.labels = [(ZONE, "a")].into();
+    }
+    fx.deployment("default", "web", 3, &["worker00", "worker01", "worker02"]);
+    fx.kube().pdbs.push(PodDisruptionBudget {
+        namespace: "default".into(),
+        name: "web".into(),
+        selector: Some(LabelSelector { match_labels: [("app", "web")].into(), ..Default::default() }),
+        min_available: Some(IntOrPercent::Int(1)),
+        max_unavailable: None,
+        disruptions_allowed: 2,
+        current_healthy: 3,
+        desired_healthy: 1,
+        expected_pods: 3,
+    });
+    fx
+}
+
+fn worker_batches(p: &crate::planner::UpgradePlan) -> Vec<Vec<String>> {
+    p.phases
+        .iter()
+        .filter(|ph| ph.kind == crate::planner::PhaseKind::Worker)
+        .flat_map(|ph| &ph.batches)
+        .map(|b| b.nodes.iter().map(|n| n.host.clone()).collect())
+        .collect()
+}
+
+fn online(max: &str) -> crate::planner::PlanOptions {
+    crate::planner::PlanOptions {
+        max_unavailable: max.parse().unwrap(),
+        ..crate::planner::PlanOptions::new(Mode::Online)
+    }
+}
+
+#[test]
+fn planner_default_is_one_worker_at_a_time() {
+    let fx = zoned_fx();
+    let p = super::planner::make(&fx, &crate::planner::PlanOptions::new(Mode::Online));
+    assert_eq!(worker_batches(&p), [["worker00"], ["worker01"], ["worker02"]]);
+    assert!(p.batching.is_none());
+    assert!(p.phases.iter().flat_map(|ph| &ph.batches).all(|b| b.bound.is_none()));
+}
+
+#[test]
+fn planner_batches_online_workers_within_the_budgets() {
+    let fx = zoned_fx();
+    let p = super::planner::make(&fx, &online("100%"));
+    assert_eq!(worker_batches(&p), [vec!["worker00", "worker01"], vec!["worker02"]]);
+    let phase = p.phases.iter().find(|ph| ph.kind == crate::planner::PhaseKind::Worker).unwrap();
+    assert!(matches!(phase.batches[0].bound, Some(Bound::Pdb { allows: 2, .. }) | Some(Bound::Replicas { .. })));
+    let summary = p.batching.as_ref().unwrap();
+    assert_eq!((summary.max, summary.max_unavailable), (3, MaxUnavailable::Percent(100)));
+    for b in worker_batches(&p) {
+        let refs: Vec<&str> = b.iter().map(String::as_str).collect();
+        assert_eq!(admissible(&fx.facts, &refs), Ok(()), "{b:?}");
+    }
+    // The masters and etcd nodes still go one at a time.
+    assert!(
+        p.phases
+            .iter()
+            .filter(|ph| ph.kind != crate::planner::PhaseKind::Worker)
+            .flat_map(|ph| &ph.batches)
+            .all(|b| b.nodes.len() == 1)
+    );
+}
+
+#[test]
+fn planner_puts_an_acknowledged_ingress_node_alone() {
+    let mut fx = zoned_fx();
+    fx.node("worker00").roles.push(Role::Ingress);
+    let opts =
+        crate::planner::PlanOptions { accepted: vec!["ingress-node@worker00".parse().unwrap()], ..online("100%") };
+    let p = super::planner::make(&fx, &opts);
+    assert_eq!(p.status, crate::planner::PlanStatus::Ready, "{p:#?}");
+    let batches = worker_batches(&p);
+    assert!(batches.contains(&vec!["worker00".to_string()]), "{batches:?}");
+    let phase = p.phases.iter().find(|ph| ph.kind == crate::planner::PhaseKind::Worker).unwrap();
+    let alone = phase.batches.iter().find(|b| b.nodes[0].host == "worker00").unwrap();
+    assert_eq!(alone.bound, Some(Bound::Accepted { code: "ingress-node".into() }));
+}
+
+#[test]
+fn offline_ignores_max_unavailable() {
+    let fx = zoned_fx();
+    let opts = crate::planner::PlanOptions {
+        max_unavailable: MaxUnavailable::Percent(100),
+        max_parallel_workers: 2,
+        ..crate::planner::PlanOptions::new(Mode::Offline)
+    };
+    let a = fx.analyze(Mode::Offline);
+    let p = crate::planner::plan(&fx.facts, &a, &fx.release, &opts);
+    assert_eq!(worker_batches(&p), [vec!["worker00", "worker01"], vec!["worker02"]]);
+    assert!(p.batching.is_none());
+}

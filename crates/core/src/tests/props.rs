@@ -179,7 +179,15 @@ proptest! {
         let fx = build(&s);
         let mode = if s.online { Mode::Online } else { Mode::Offline };
         let analysis = crate::checks::analyze(&fx.facts, &fx.release, &CheckOptions::new(mode)).unwrap();
-        let opts = PlanOptions { mode, partial_ok: s.partial_ok, ignore_safety_checks: s.ignore && s.online, max_parallel_workers: s.parallel, accepted: Vec::new() };
+        // Online, the same number bounds the worker batches (--max-unavailable).
+        let opts = PlanOptions {
+            mode,
+            partial_ok: s.partial_ok,
+            ignore_safety_checks: s.ignore && s.online,
+            max_parallel_workers: s.parallel,
+            max_unavailable: crate::batching::MaxUnavailable::Count(s.parallel as u32),
+            ..PlanOptions::new(mode)
+        };
         let p = plan(&fx.facts, &analysis, &fx.release, &opts);
         let inv = &fx.facts.inventory;
 
@@ -263,8 +271,21 @@ proptest! {
                 prop_assert!(np.steps.iter().all(|st| !matches!(st.action, Action::Drain | Action::Cordon | Action::Uncordon)));
             }
         } else {
+            // One node at a time except workers, whose batches are at most --max-unavailable and admissible.
             for ph in &p.phases {
-                prop_assert!(ph.batches.iter().all(|b| b.nodes.len() == 1));
+                if ph.kind == PhaseKind::Worker {
+                    for b in &ph.batches {
+                        prop_assert!(!b.nodes.is_empty() && b.nodes.len() <= s.parallel.max(1));
+                        // A node alone goes whatever its pods (the findings gate it); several go together only
+                        // when their drains fit every budget.
+                        if b.nodes.len() > 1 {
+                            let hosts: Vec<&str> = b.nodes.iter().map(|n| n.host.as_str()).collect();
+                            prop_assert_eq!(crate::batching::admissible(&fx.facts, &hosts), Ok(()));
+                        }
+                    }
+                } else {
+                    prop_assert!(ph.batches.iter().all(|b| b.nodes.len() == 1));
+                }
             }
         }
         // Partial plans end before the cluster services.
@@ -354,7 +375,7 @@ proptest! {
         let mode = if s.online { Mode::Online } else { Mode::Offline };
         let run = |mode: Mode, partial_ok: bool, accepted: Vec<Acceptance>| {
             let analysis = crate::checks::analyze(&fx.facts, &fx.release, &CheckOptions::new(mode)).unwrap();
-            let opts = PlanOptions { mode, partial_ok, ignore_safety_checks: false, max_parallel_workers: 1, accepted };
+            let opts = PlanOptions { mode, partial_ok, accepted, ..PlanOptions::new(mode) };
             plan(&fx.facts, &analysis, &fx.release, &opts)
         };
         let p = run(mode, s.partial_ok, Vec::new());
