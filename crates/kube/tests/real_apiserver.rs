@@ -52,7 +52,7 @@ async fn facts_cordon_and_drains_against_kubernetes_1_20() {
     let started = Instant::now();
     let cp = ControlPlane::start(&["disruption"]);
     let bin = cp.bin.clone();
-    let client = until(&cp, "the API server's /readyz", Duration::from_secs(60), || async {
+    let client = until(&cp, "the API server's /readyz", Duration::from_secs(120), || async {
         let c = kismatic_kube::connect_without_retry(&cp.kubeconfig).await.ok()?;
         let v = kismatic_kube::ready_version(&c).await.ok()?;
         assert_eq!(v, "v1.20.2");
@@ -90,7 +90,7 @@ async fn facts_cordon_and_drains_against_kubernetes_1_20() {
     .unwrap();
     assert_eq!(applied.len(), 2);
     // The disruption controller has judged both budgets once the web budget counts its two pods.
-    until(&cp, "the disruption controller's budget status", Duration::from_secs(60), || async {
+    until(&cp, "the disruption controller's budget status", Duration::from_secs(120), || async {
         let f = kismatic_kube::gather(&client, "test").await.ok()?;
         let web = f.pdbs.iter().find(|b| b.name == "web")?;
         (web.current_healthy == 2 && web.expected_pods == 2).then_some(())
@@ -147,7 +147,7 @@ async fn facts_cordon_and_drains_against_kubernetes_1_20() {
         .patch("web", &PatchParams::default(), &Patch::Merge(&relax))
         .await
         .unwrap();
-    until(&cp, "the relaxed budget's status", Duration::from_secs(60), || async {
+    until(&cp, "the relaxed budget's status", Duration::from_secs(120), || async {
         let f = kismatic_kube::gather(&client, "test").await.ok()?;
         (f.pdbs.iter().find(|b| b.name == "web")?.disruptions_allowed == 2).then_some(())
     })
@@ -173,7 +173,7 @@ async fn gather_10000_pods_against_kubectl() {
     use futures::StreamExt;
     let cp = ControlPlane::start(&[]);
     let bin = cp.bin.clone();
-    let client = until(&cp, "the API server's /readyz", Duration::from_secs(60), || async {
+    let client = until(&cp, "the API server's /readyz", Duration::from_secs(120), || async {
         let c = kismatic_kube::connect_without_retry(&cp.kubeconfig).await.ok()?;
         kismatic_kube::ready_version(&c).await.ok().map(|_| c)
     })

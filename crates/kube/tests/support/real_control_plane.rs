@@ -200,13 +200,13 @@ impl ControlPlane {
 
     /// Waits for `/readyz` (as admin); returns how long after `since` it answered.
     pub fn wait_ready(&self, since: Instant) -> Duration {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let o = self.kubectl(&["get", "--raw", "/readyz"]);
             if o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "ok" {
                 return since.elapsed();
             }
-            assert!(Instant::now() < deadline, "kube-apiserver not ready within 60 s\n{}", self.logs());
+            assert!(Instant::now() < deadline, "kube-apiserver not ready within 120 s\n{}", self.logs());
             std::thread::sleep(Duration::from_millis(200));
         }
     }
