@@ -104,9 +104,57 @@ fn kernel() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
+/// Whether the NodeRestriction admission plugin lets a kubelet set this label on its own Node (Kubernetes 1.16+):
+/// labels outside the `kubernetes.io` and `k8s.io` domains, the kubelet's well-known labels, and the
+/// `kubelet.kubernetes.io` and `node.kubernetes.io` namespaces. Not `node-role.kubernetes.io/*`: roles are set by an
+/// administrator (as kubeadm does), and a real API server refuses the whole registration otherwise.
+pub fn kubelet_may_set(key: &str) -> bool {
+    const WELL_KNOWN: &[&str] = &[
+        "kubernetes.io/hostname",
+        "kubernetes.io/arch",
+        "kubernetes.io/os",
+        "beta.kubernetes.io/arch",
+        "beta.kubernetes.io/os",
+        "beta.kubernetes.io/instance-type",
+        "node.kubernetes.io/instance-type",
+        "failure-domain.beta.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/zone",
+        "topology.kubernetes.io/region",
+        "topology.kubernetes.io/zone",
+    ];
+    let Some((prefix, _)) = key.split_once('/') else { return true };
+    let under = |domain: &str| prefix == domain || prefix.ends_with(&format!(".{domain}"));
+    if under("node-restriction.kubernetes.io") {
+        return false;
+    }
+    WELL_KNOWN.contains(&key)
+        || under("kubelet.kubernetes.io")
+        || under("node.kubernetes.io")
+        || !(under("kubernetes.io") || under("k8s.io"))
+}
+
+/// Labels a kubelet may not set (role labels): asked for once after registration, best effort. kube-sim's own API
+/// server accepts them; a real one with NodeRestriction refuses them (403), and then an administrator sets them
+/// (the testbed does). A refusal never stops registration or heartbeats.
+async fn patch_restricted_labels(kube: &Kube, node: &str, restricted: &BTreeMap<String, String>) {
+    if restricted.is_empty() {
+        return;
+    }
+    let patch = json!({"metadata": {"labels": restricted}});
+    match kube.merge_patch(res("nodes"), None, node, None, &patch).await {
+        Ok(_) => tracing::info!(node, "role labels set"),
+        Err(e) => tracing::warn!(
+            node,
+            "labels {:?} refused ({e}); an administrator must set them (NodeRestriction keeps them from kubelets)",
+            restricted.keys().collect::<Vec<_>>()
+        ),
+    }
+}
+
 async fn register(kube: &Kube, cfg: &KubeletConfig, node: &str) -> Result<(), crate::client::KubeError> {
     let nodes = res("nodes");
-    let labels = node_labels(cfg, node);
+    let (labels, restricted): (BTreeMap<String, String>, BTreeMap<String, String>) =
+        node_labels(cfg, node).into_iter().partition(|(k, _)| kubelet_may_set(k));
     match kube.get(nodes, None, node).await? {
         None => {
             let taints: Vec<Value> = cfg
@@ -132,11 +180,15 @@ async fn register(kube: &Kube, cfg: &KubeletConfig, node: &str) -> Result<(), cr
             }
         }
         Some(_) => {
-            // Re-registration: labels the kubelet owns are refreshed; the rest (cordon, user labels) is kept.
-            kube.merge_patch(nodes, None, node, None, &json!({"metadata": {"labels": labels}})).await?;
-            tracing::info!(node, "node already registered; labels refreshed");
+            // Re-registration: labels the kubelet owns are refreshed; the rest (cordon, user labels) is kept. A
+            // refused refresh must not keep the node from heartbeating.
+            match kube.merge_patch(nodes, None, node, None, &json!({"metadata": {"labels": labels}})).await {
+                Ok(_) => tracing::info!(node, "node already registered; labels refreshed"),
+                Err(e) => tracing::warn!(node, "node already registered; refreshing its labels refused: {e}"),
+            }
         }
     }
+    patch_restricted_labels(kube, node, &restricted).await;
     heartbeat(kube, cfg, node).await
 }
 
@@ -345,4 +397,35 @@ async fn sync_pod(kube: &Kube, cfg: &KubeletConfig, node: &str, pod: &Value) -> 
         tracing::info!(node, pod = %format!("{ns}/{name}"), phase, ready, "pod status");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kubelet_may_set;
+
+    #[test]
+    fn node_restriction_label_rules() {
+        for ok in [
+            "kubernetes.io/hostname",
+            "beta.kubernetes.io/os",
+            "topology.kubernetes.io/zone",
+            "node.kubernetes.io/instance-type",
+            "node.kubernetes.io/anything",
+            "x.kubelet.kubernetes.io/y",
+            "kismatic/test",
+            "plain",
+            "example.com/team",
+        ] {
+            assert!(kubelet_may_set(ok), "{ok}");
+        }
+        for refused in [
+            "node-role.kubernetes.io/worker",
+            "node-role.kubernetes.io/master",
+            "node-restriction.kubernetes.io/pool",
+            "kubernetes.io/role",
+            "foo.k8s.io/bar",
+        ] {
+            assert!(!kubelet_may_set(refused), "{refused}");
+        }
+    }
 }

@@ -6,191 +6,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/real_control_plane.rs"]
+mod support;
+
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    SanType,
-};
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const ETCD: &str = "/usr/bin/etcd";
-
-/// The built control plane's folder; fails (never builds, never skips) when it is not built.
-fn control_plane() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-kubernetes.sh");
-    let out = Command::new("bash").arg(&script).arg("--cached").stderr(Stdio::inherit()).output().expect("bash");
-    assert!(out.status.success(), "the real control plane is not built (see above): run bash scripts/setup.sh");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(dir: &Path, name: &str, bin: &Path, args: &[String]) -> Proc {
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let child = Command::new(bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-    Proc(child)
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
-}
-
-struct Pki {
-    ca: String,
-    server: (String, String),
-    admin: (String, String),
-    sa_pub: String,
-    sa_key: String,
-}
-
-fn pki(dir: &Path) -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, "kismatic-test-ca");
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    let ca_pem = p.self_signed(&ca_key).unwrap().pem();
-    let issuer = Issuer::new(p, ca_key);
-    let leaf = |name: &str, cn: &str, org: Option<&str>, server: bool| {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec!["localhost".to_string(), "kubernetes.default.svc".into()]).unwrap();
-        p.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        p.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 1))));
-        p.distinguished_name.push(DnType::CommonName, cn);
-        if let Some(o) = org {
-            p.distinguished_name.push(DnType::OrganizationName, o);
-        }
-        p.extended_key_usages = if server {
-            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
-        } else {
-            vec![ExtendedKeyUsagePurpose::ClientAuth]
-        };
-        let cert = p.signed_by(&key, &issuer).unwrap();
-        (write(dir, &format!("{name}.crt"), &cert.pem()), write(dir, &format!("{name}.key"), &key.serialize_pem()))
-    };
-    let sa = KeyPair::generate().unwrap();
-    Pki {
-        ca: write(dir, "ca.crt", &ca_pem),
-        server: leaf("apiserver", "kube-apiserver", None, true),
-        admin: leaf("admin", "admin", Some("system:masters"), false),
-        sa_pub: write(dir, "sa.pub", &sa.public_key_pem()),
-        sa_key: write(dir, "sa.key", &sa.serialize_pem()),
-    }
-}
-
-struct ControlPlane {
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-    // Dropped in reverse order of start: controller-manager, API server, then etcd.
-    _procs: Vec<Proc>,
-}
-
-impl ControlPlane {
-    fn start(bin: &Path) -> ControlPlane {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let pki = pki(d);
-        let (client, peer, api) = (free_port(), free_port(), free_port());
-        let s = |x: &str| x.to_string();
-        let etcd = spawn(
-            d,
-            "etcd",
-            Path::new(ETCD),
-            &[
-                s("--name=e0"),
-                format!("--data-dir={}", d.join("etcd").display()),
-                format!("--listen-client-urls=http://127.0.0.1:{client}"),
-                format!("--advertise-client-urls=http://127.0.0.1:{client}"),
-                format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
-                format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
-                format!("--initial-cluster=e0=http://127.0.0.1:{peer}"),
-            ],
-        );
-        let apiserver = spawn(
-            d,
-            "kube-apiserver",
-            &bin.join("v1.20.2/kube-apiserver"),
-            &[
-                s("--advertise-address=127.0.0.1"),
-                s("--bind-address=127.0.0.1"),
-                format!("--secure-port={api}"),
-                format!("--tls-cert-file={}", pki.server.0),
-                format!("--tls-private-key-file={}", pki.server.1),
-                format!("--client-ca-file={}", pki.ca),
-                s("--authorization-mode=Node,RBAC"),
-                s("--enable-admission-plugins=NodeRestriction"),
-                format!("--etcd-servers=http://127.0.0.1:{client}"),
-                s("--service-account-issuer=https://kubernetes.default.svc"),
-                format!("--service-account-key-file={}", pki.sa_pub),
-                format!("--service-account-signing-key-file={}", pki.sa_key),
-                s("--service-cluster-ip-range=10.96.0.0/12"),
-                s("--endpoint-reconciler-type=none"),
-                format!("--cert-dir={}", d.join("certs").display()),
-            ],
-        );
-        let kubeconfig = d.join("admin.kubeconfig");
-        write(
-            d,
-            "admin.kubeconfig",
-            &format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster: {{server: \"https://127.0.0.1:{api}\", certificate-authority: \"{}\"}}\nusers:\n- name: admin\n  user: {{client-certificate: \"{}\", client-key: \"{}\"}}\ncontexts:\n- name: t\n  context: {{cluster: t, user: admin}}\ncurrent-context: t\n",
-                pki.ca, pki.admin.0, pki.admin.1
-            ),
-        );
-        // Only the disruption controller: it computes the budgets' status the Eviction API decides by.
-        let cm = spawn(
-            d,
-            "kube-controller-manager",
-            &bin.join("v1.20.2/kube-controller-manager"),
-            &[
-                format!("--kubeconfig={}", kubeconfig.display()),
-                s("--controllers=disruption"),
-                s("--leader-elect=false"),
-                s("--port=0"),
-                s("--secure-port=0"),
-            ],
-        );
-        ControlPlane { dir, kubeconfig, _procs: vec![etcd, apiserver, cm] }
-    }
-
-    fn logs(&self) -> String {
-        let mut out = String::new();
-        for n in ["etcd", "kube-apiserver", "kube-controller-manager"] {
-            let text = std::fs::read_to_string(self.dir.path().join(format!("{n}.log"))).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(15).collect();
-            out.push_str(&format!("--- {n} (last lines)\n"));
-            for l in tail.iter().rev() {
-                out.push_str(l);
-                out.push('\n');
-            }
-        }
-        out
-    }
-}
+use support::ControlPlane;
 
 async fn until<T, F: std::future::Future<Output = Option<T>>>(
     cp: &ControlPlane,
@@ -225,10 +49,10 @@ async fn ready_pod(client: &kube::Client, ns: &str, name: &str, node: &str, app:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn facts_cordon_and_drains_against_kubernetes_1_20() {
-    let bin = control_plane();
-    let cp = ControlPlane::start(&bin);
     let started = Instant::now();
-    let client = until(&cp, "the API server's /readyz", Duration::from_secs(60), || async {
+    let cp = ControlPlane::start(&["disruption"]);
+    let bin = cp.bin.clone();
+    let client = until(&cp, "the API server's /readyz", Duration::from_secs(120), || async {
         let c = kismatic_kube::connect_without_retry(&cp.kubeconfig).await.ok()?;
         let v = kismatic_kube::ready_version(&c).await.ok()?;
         assert_eq!(v, "v1.20.2");
@@ -266,7 +90,7 @@ async fn facts_cordon_and_drains_against_kubernetes_1_20() {
     .unwrap();
     assert_eq!(applied.len(), 2);
     // The disruption controller has judged both budgets once the web budget counts its two pods.
-    until(&cp, "the disruption controller's budget status", Duration::from_secs(60), || async {
+    until(&cp, "the disruption controller's budget status", Duration::from_secs(120), || async {
         let f = kismatic_kube::gather(&client, "test").await.ok()?;
         let web = f.pdbs.iter().find(|b| b.name == "web")?;
         (web.current_healthy == 2 && web.expected_pods == 2).then_some(())
@@ -323,7 +147,7 @@ async fn facts_cordon_and_drains_against_kubernetes_1_20() {
         .patch("web", &PatchParams::default(), &Patch::Merge(&relax))
         .await
         .unwrap();
-    until(&cp, "the relaxed budget's status", Duration::from_secs(60), || async {
+    until(&cp, "the relaxed budget's status", Duration::from_secs(120), || async {
         let f = kismatic_kube::gather(&client, "test").await.ok()?;
         (f.pdbs.iter().find(|b| b.name == "web")?.disruptions_allowed == 2).then_some(())
     })
@@ -347,9 +171,9 @@ async fn facts_cordon_and_drains_against_kubernetes_1_20() {
 #[ignore = "measurement; run explicitly"]
 async fn gather_10000_pods_against_kubectl() {
     use futures::StreamExt;
-    let bin = control_plane();
-    let cp = ControlPlane::start(&bin);
-    let client = until(&cp, "the API server's /readyz", Duration::from_secs(60), || async {
+    let cp = ControlPlane::start(&[]);
+    let bin = cp.bin.clone();
+    let client = until(&cp, "the API server's /readyz", Duration::from_secs(120), || async {
         let c = kismatic_kube::connect_without_retry(&cp.kubeconfig).await.ok()?;
         kismatic_kube::ready_version(&c).await.ok().map(|_| c)
     })
