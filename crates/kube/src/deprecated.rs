@@ -194,4 +194,15 @@ apiserver_requested_deprecated_apis{broken
         assert!(kinds.contains(&("policy", "PodDisruptionBudget")));
         assert!(!kinds.iter().any(|(_, k)| k.ends_with("Review")));
     }
+
+    #[test]
+    fn the_control_planes_own_managers_are_not_clients_that_break() {
+        let fs = json!({"metadata": {"name": "exempt", "managedFields": [
+            {"manager": "api-priority-and-fairness-config-producer-v1", "apiVersion": "flowcontrol.apiserver.k8s.io/v1beta1"},
+            {"manager": "kube-controller-manager", "apiVersion": "flowcontrol.apiserver.k8s.io/v1beta1"},
+            {"manager": "helm", "apiVersion": "flowcontrol.apiserver.k8s.io/v1beta1"}]}});
+        let uses = object_uses("FlowSchema", &fs);
+        assert_eq!(uses.len(), 1, "{uses:?}");
+        assert_eq!(uses[0].source, UseSource::ManagedFields { manager: "helm".into() });
+    }
 }

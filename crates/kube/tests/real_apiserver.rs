@@ -241,9 +241,9 @@ async fn gather_10000_pods_against_kubectl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removed_api_uses_against_kubernetes_1_20() {
     use kismatic_core::removed_api;
-    let bin = control_plane();
-    let cp = ControlPlane::start(&bin);
-    let client = until(&cp, "the API server's /readyz", Duration::from_secs(60), || async {
+    let cp = ControlPlane::start(&[]);
+    let bin = cp.bin.clone();
+    let client = until(&cp, "the API server's /readyz", Duration::from_secs(120), || async {
         let c = kismatic_kube::connect_without_retry(&cp.kubeconfig).await.ok()?;
         kismatic_kube::ready_version(&c).await.ok().map(|_| c)
     })
@@ -256,15 +256,18 @@ async fn removed_api_uses_against_kubernetes_1_20() {
 
     let ns: Namespace = obj(serde_json::json!({"metadata": {"name": "shop"}}));
     Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
-    let manifest = write(
-        cp.dir.path(),
-        "ingress.yaml",
+    let manifest = cp.dir.path().join("ingress.yaml");
+    std::fs::write(
+        &manifest,
         "apiVersion: networking.k8s.io/v1beta1\nkind: Ingress\nmetadata: {name: web, namespace: shop}\n\
          spec: {backend: {serviceName: web, servicePort: 80}}\n",
-    );
+    )
+    .unwrap();
     let kubectl = Command::new(bin.join("kubectl"))
         .arg(format!("--kubeconfig={}", cp.kubeconfig.display()))
-        .args(["apply", "-f", &manifest])
+        .arg("apply")
+        .arg("-f")
+        .arg(&manifest)
         .output()
         .unwrap();
     assert!(kubectl.status.success(), "{}", String::from_utf8_lossy(&kubectl.stderr));
