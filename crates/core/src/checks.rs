@@ -605,6 +605,22 @@ fn removed_apis(out: &mut Out, facts: &Facts, release: &Release) {
             crossed.join(", ")
         )
     };
+    // The release's own manifests: known without the cluster.
+    let heads: Vec<removed_api::ManifestObject<'_>> = release
+        .manifest_objects
+        .iter()
+        .map(|m| removed_api::ManifestObject {
+            file: &m.file,
+            api_version: &m.api_version,
+            kind: &m.kind,
+            namespace: m.namespace.as_deref(),
+            name: &m.name,
+        })
+        .collect();
+    let release_name = release.version.to_string();
+    for u in removed_api::from_manifests(from.minor, to.minor, &release_name, &heads) {
+        out.push(Code::RemovedApi, format!("{moving}: {}", u.message), Some(u.object));
+    }
     let Some(kube) = &facts.kube else {
         out.push(Code::RemovedApi, unknown("the Kubernetes API could not be read".into()), None);
         return;

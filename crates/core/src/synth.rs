@@ -54,6 +54,7 @@ pub fn release() -> Release {
             comp("registry", "2.8.3", Delivery::Manifest, &[]),
             comp("dns", "1.11.1", Delivery::Manifest, &[]),
         ],
+        manifest_objects: Vec::new(),
     }
 }
 

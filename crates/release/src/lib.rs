@@ -31,6 +31,20 @@ pub struct Release {
     /// The `kubernetes:` marker value, with its leading `v`, e.g. `v1.34.1`.
     pub kubernetes: String,
     pub components: Vec<Component>,
+    /// Every object the release's manifests declare, as read when the release was loaded (the `removed-api`
+    /// gate checks their API versions before anything runs).
+    pub manifest_objects: Vec<ManifestHead>,
+}
+
+/// What a manifest object is: enough to name it and to judge its API version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestHead {
+    /// The manifest's path in the release directory.
+    pub file: String,
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
 }
 
 impl Release {
@@ -266,7 +280,7 @@ pub fn parse(dir: &Path, path: &Path, text: &str) -> Result<Release, ReleaseErro
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         ReleaseError::Syntax { path: path.to_path_buf(), line, column, message: first_line(&e.to_string()) }
     })?;
-    let mut v = Validator { dir, problems: Vec::new() };
+    let mut v = Validator { dir, problems: Vec::new(), manifest_objects: Vec::new() };
     let release = v.release(raw);
     if v.problems.is_empty() {
         Ok(release)
@@ -335,11 +349,13 @@ struct ManifestObject {
 struct ManifestMeta {
     #[serde(default)]
     name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
 }
 
 /// A manifest must be YAML documents that are each a Kubernetes object with `apiVersion`, `kind` and
 /// `metadata.name` (what applying it needs), at least one.
-fn manifest_problems(text: &str) -> Vec<String> {
+fn manifest_problems(text: &str, file: &str, heads: &mut Vec<ManifestHead>) -> Vec<String> {
     let docs: Vec<Option<ManifestObject>> = match serde_saphyr::from_multiple(text) {
         Ok(d) => d,
         Err(e) => {
@@ -378,7 +394,16 @@ fn manifest_problems(text: &str) -> Vec<String> {
                 kismatic_plan::text::quoted(a),
                 kismatic_plan::text::quoted(k)
             ));
+            continue;
         }
+        let meta = d.metadata.as_ref();
+        heads.push(ManifestHead {
+            file: file.to_string(),
+            api_version: d.api_version.clone().unwrap_or_default(),
+            kind: d.kind.clone().unwrap_or_default(),
+            namespace: meta.and_then(|m| m.namespace.clone()).filter(|n| !n.is_empty()),
+            name: meta.and_then(|m| m.name.clone()).unwrap_or_default(),
+        });
     }
     if objects == 0 {
         out.push("holds no Kubernetes object".into());
@@ -407,6 +432,7 @@ impl fmt::Display for Content {
 struct Validator<'a> {
     dir: &'a Path,
     problems: Vec<Problem>,
+    manifest_objects: Vec<ManifestHead>,
 }
 
 impl Validator<'_> {
@@ -464,7 +490,13 @@ impl Validator<'_> {
             let comp = self.component(c, &mut files);
             components.push(comp);
         }
-        Release { dir: self.dir.to_path_buf(), version, kubernetes: raw.kubernetes.value, components }
+        Release {
+            dir: self.dir.to_path_buf(),
+            version,
+            kubernetes: raw.kubernetes.value,
+            components,
+            manifest_objects: std::mem::take(&mut self.manifest_objects),
+        }
     }
 
     fn component(&mut self, c: RawComponent, files: &mut BTreeSet<PathBuf>) -> Component {
@@ -613,7 +645,7 @@ impl Validator<'_> {
     }
 
     /// What can be checked of a unit file or a manifest before anything runs.
-    fn content_problems(&self, rel: &Path, size: u64, kind: Content) -> Vec<String> {
+    fn content_problems(&mut self, rel: &Path, size: u64, kind: Content) -> Vec<String> {
         if kind == Content::Other {
             return Vec::new();
         }
@@ -630,7 +662,10 @@ impl Validator<'_> {
         };
         match kind {
             Content::Unit => unit_problem(text).into_iter().collect(),
-            Content::Manifest => manifest_problems(text),
+            Content::Manifest => {
+                let file = rel.display().to_string();
+                manifest_problems(text, &file, &mut self.manifest_objects)
+            }
             Content::Other => Vec::new(),
         }
     }

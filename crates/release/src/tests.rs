@@ -396,3 +396,21 @@ fn long_and_hostile_values_are_shortened_and_escaped() {
     assert!(msg.contains("component name \"reg\\u{1b}[31mistry\" must be"), "{msg}");
     assert!(!msg.contains('\u{1b}'), "{msg}");
 }
+
+#[test]
+fn the_manifests_objects_are_kept_for_the_removed_api_gate() {
+    let (dir, text) = fixture();
+    let r = load_text(dir.path(), &text).expect("loads");
+    let heads: Vec<(&str, &str, &str, &str)> = r
+        .manifest_objects
+        .iter()
+        .map(|m| (m.file.as_str(), m.api_version.as_str(), m.kind.as_str(), m.name.as_str()))
+        .collect();
+    assert_eq!(
+        heads,
+        [
+            ("manifests/registry.yaml", "apps/v1", "Deployment", "registry"),
+            ("manifests/dns.yaml", "apps/v1", "Deployment", "dns")
+        ]
+    );
+}

@@ -830,6 +830,49 @@ mod skew_and_removed_apis {
     }
 
     #[test]
+    fn the_releases_own_manifests_are_judged_without_the_cluster() {
+        let mut fx = fx_21_to_22();
+        with_metrics(&mut fx, vec![]);
+        let head = |api_version: &str, name: &str| kismatic_release::ManifestHead {
+            file: "manifests/ingress.yaml".into(),
+            api_version: api_version.into(),
+            kind: "Ingress".into(),
+            namespace: Some("kube-system".into()),
+            name: name.into(),
+        };
+        fx.release.manifest_objects = vec![head("extensions/v1beta1", "old"), head("networking.k8s.io/v1", "new")];
+        let a = fx.online();
+        let found = cluster_findings(&a);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].object, "Ingress kube-system/old");
+        assert!(found[0].message.contains("manifests/ingress.yaml"), "{}", found[0].message);
+        // Known without any Kubernetes facts too (offline, API unreachable): the manifest finding stays.
+        fx.facts.kube = None;
+        let a = fx.analyze(Mode::Offline);
+        assert!(cluster_findings(&a).iter().any(|f| f.object == "Ingress kube-system/old"));
+    }
+
+    #[test]
+    fn failed_object_lists_and_unasked_servers_make_the_answer_unknown() {
+        let mut fx = fx_21_to_22();
+        with_metrics(&mut fx, vec![]);
+        fx.kube().object_use_errors =
+            vec![crate::facts::ListError { list: "ingresses (networking.k8s.io/v1)".into(), error: "403".into() }];
+        let a = fx.online();
+        let found = cluster_findings(&a);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].message.contains("could not be listed") && found[0].message.contains("unknown"));
+        // Facts that never asked any API server for its metric.
+        let mut fx = fx_21_to_22();
+        let a = fx.online();
+        let found = cluster_findings(&a);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].message.contains("no API server's deprecated-API metric"), "{}", found[0].message);
+        fx.kube().api_servers.clear();
+        assert_eq!(cluster_findings(&fx.online()).len(), 1);
+    }
+
+    #[test]
     fn removed_api_gates_offline_and_can_be_accepted() {
         use crate::planner::{Acceptance, PlanOptions, plan};
         let mut fx = fx_21_to_22();
