@@ -32,6 +32,15 @@ async fn until<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
+/// A client of the control plane once its API server answers `/readyz`.
+async fn ready_client(cp: &ControlPlane) -> kube::Client {
+    until(cp, "the API server's /readyz", Duration::from_secs(120), || async {
+        let c = kismatic_kube::connect_without_retry(&cp.kubeconfig).await.ok()?;
+        kismatic_kube::ready_version(&c).await.ok().map(|_| c)
+    })
+    .await
+}
+
 fn obj<K: serde::de::DeserializeOwned>(v: serde_json::Value) -> K {
     serde_json::from_value(v).unwrap()
 }
@@ -173,11 +182,7 @@ async fn gather_10000_pods_against_kubectl() {
     use futures::StreamExt;
     let cp = ControlPlane::start(&[]);
     let bin = cp.bin.clone();
-    let client = until(&cp, "the API server's /readyz", Duration::from_secs(120), || async {
-        let c = kismatic_kube::connect_without_retry(&cp.kubeconfig).await.ok()?;
-        kismatic_kube::ready_version(&c).await.ok().map(|_| c)
-    })
-    .await;
+    let client = ready_client(&cp).await;
     let sa: ServiceAccount = obj(serde_json::json!({"metadata": {"name": "default"}}));
     Api::<ServiceAccount>::namespaced(client.clone(), "default").create(&PostParams::default(), &sa).await.unwrap();
     for i in 0..4 {
@@ -243,11 +248,7 @@ async fn removed_api_uses_against_kubernetes_1_20() {
     use kismatic_core::removed_api;
     let cp = ControlPlane::start(&[]);
     let bin = cp.bin.clone();
-    let client = until(&cp, "the API server's /readyz", Duration::from_secs(120), || async {
-        let c = kismatic_kube::connect_without_retry(&cp.kubeconfig).await.ok()?;
-        kismatic_kube::ready_version(&c).await.ok().map(|_| c)
-    })
-    .await;
+    let client = ready_client(&cp).await;
     let served = kismatic_kube::served::discover(&client).await.unwrap();
     let later: Vec<&removed_api::RemovedApi> = removed_api::crossed(20, u64::MAX).collect();
     // Nothing uses a removed API yet: no object, and no removed-API call in the metric.

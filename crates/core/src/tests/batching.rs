@@ -311,27 +311,6 @@ fn batch_count_against_the_lower_bound() {
 // The planner's use of the batches: online worker phases follow them, offline and the default keep one node at a
 // time (or --max-parallel-workers), and the plan says how it batched.
 
-/// The fixture's three workers in one zone, a Deployment with a replica on each and a PDB that allows 2.
-fn zoned_fx() -> Fx {
-    let mut fx = Fx::new();
-    for n in fx.kube().nodes.iter_mut().filter(|n| n.name.starts_with("worker")) {
-        n.labels = [(ZONE, "a")].into();
-    }
-    fx.deployment("default", "web", 3, &["worker00", "worker01", "worker02"]);
-    fx.kube().pdbs.push(PodDisruptionBudget {
-        namespace: "default".into(),
-        name: "web".into(),
-        selector: Some(LabelSelector { match_labels: [("app", "web")].into(), ..Default::default() }),
-        min_available: Some(IntOrPercent::Int(1)),
-        max_unavailable: None,
-        disruptions_allowed: 2,
-        current_healthy: 3,
-        desired_healthy: 1,
-        expected_pods: 3,
-    });
-    fx
-}
-
 fn worker_batches(p: &crate::planner::UpgradePlan) -> Vec<Vec<String>> {
     p.phases
         .iter()
@@ -350,7 +329,7 @@ fn online(max: &str) -> crate::planner::PlanOptions {
 
 #[test]
 fn planner_default_is_one_worker_at_a_time() {
-    let fx = zoned_fx();
+    let fx = Fx::zoned_with_budget();
     let p = super::planner::make(&fx, &crate::planner::PlanOptions::new(Mode::Online));
     assert_eq!(worker_batches(&p), [["worker00"], ["worker01"], ["worker02"]]);
     assert!(p.batching.is_none());
@@ -359,7 +338,7 @@ fn planner_default_is_one_worker_at_a_time() {
 
 #[test]
 fn planner_batches_online_workers_within_the_budgets() {
-    let fx = zoned_fx();
+    let fx = Fx::zoned_with_budget();
     let p = super::planner::make(&fx, &online("100%"));
     assert_eq!(worker_batches(&p), [vec!["worker00", "worker01"], vec!["worker02"]]);
     let phase = p.phases.iter().find(|ph| ph.kind == crate::planner::PhaseKind::Worker).unwrap();
@@ -382,7 +361,7 @@ fn planner_batches_online_workers_within_the_budgets() {
 
 #[test]
 fn planner_puts_an_acknowledged_ingress_node_alone() {
-    let mut fx = zoned_fx();
+    let mut fx = Fx::zoned_with_budget();
     fx.node("worker00").roles.push(Role::Ingress);
     let opts =
         crate::planner::PlanOptions { accepted: vec!["ingress-node@worker00".parse().unwrap()], ..online("100%") };
@@ -397,7 +376,7 @@ fn planner_puts_an_acknowledged_ingress_node_alone() {
 
 #[test]
 fn offline_ignores_max_unavailable() {
-    let fx = zoned_fx();
+    let fx = Fx::zoned_with_budget();
     let opts = crate::planner::PlanOptions {
         max_unavailable: MaxUnavailable::Percent(100),
         max_parallel_workers: 2,

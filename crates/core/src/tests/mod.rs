@@ -91,6 +91,28 @@ impl Fx {
         self.analyze(Mode::Online)
     }
 
+    /// The three workers in one zone, a Deployment `web` with a replica on each and a PDB that allows 2
+    /// disruptions: worker batching has something to bound it.
+    pub fn zoned_with_budget() -> Fx {
+        let mut fx = Fx::new();
+        for n in fx.kube().nodes.iter_mut().filter(|n| n.name.starts_with("worker")) {
+            n.labels = [("topology.kubernetes.io/zone", "a")].into();
+        }
+        fx.deployment("default", "web", 3, &["worker00", "worker01", "worker02"]);
+        fx.kube().pdbs.push(PodDisruptionBudget {
+            namespace: "default".into(),
+            name: "web".into(),
+            selector: Some(LabelSelector { match_labels: [("app", "web")].into(), ..Default::default() }),
+            min_available: Some(IntOrPercent::Int(1)),
+            max_unavailable: None,
+            disruptions_allowed: 2,
+            current_healthy: 3,
+            desired_healthy: 1,
+            expected_pods: 3,
+        });
+        fx
+    }
+
     /// A Deployment with `replicas` desired, its ReplicaSet, and one pod per entry of `nodes`.
     pub fn deployment(&mut self, ns: &str, name: &str, replicas: i64, nodes: &[&str]) {
         let duid = format!("d-{ns}-{name}");

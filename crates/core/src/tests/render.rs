@@ -116,22 +116,7 @@ fn snapshot_blocked_plan_json_lists_nodes_codes_and_remedies() {
 
 #[test]
 fn snapshot_batched_online_plan_text() {
-    let mut fx = Fx::new();
-    for n in fx.kube().nodes.iter_mut().filter(|n| n.name.starts_with("worker")) {
-        n.labels = [("topology.kubernetes.io/zone", "a")].into();
-    }
-    fx.deployment("default", "web", 3, &["worker00", "worker01", "worker02"]);
-    fx.kube().pdbs.push(PodDisruptionBudget {
-        namespace: "default".into(),
-        name: "web".into(),
-        selector: Some(LabelSelector { match_labels: [("app", "web")].into(), ..Default::default() }),
-        min_available: Some(IntOrPercent::Int(1)),
-        max_unavailable: None,
-        disruptions_allowed: 2,
-        current_healthy: 3,
-        desired_healthy: 1,
-        expected_pods: 3,
-    });
+    let fx = Fx::zoned_with_budget();
     let opts = PlanOptions { max_unavailable: "100%".parse().unwrap(), ..PlanOptions::new(Mode::Online) };
     insta::assert_snapshot!(plan_text(&make(&fx, &opts)));
 }
