@@ -15,13 +15,14 @@ pub const CLUSTER_LOCK: &str = "/var/lib/kismatic/run.lock";
 /// Exit status of [`LOCK_SCRIPT`] when another run holds the lock.
 const BUSY: i32 = 75;
 
-// Takes the lock without waiting and holds it until end of input. `$1` lock file, `$2` who holds it. Prints
-// `locked`, or `busy` and the holder (exit 75).
+// Takes the lock, waiting a few seconds (a run that has just ended may still be closing its holder's session on
+// the node), and holds it until end of input. `$1` lock file, `$2` who holds it. Prints `locked`, or `busy` and
+// the holder (exit 75).
 const LOCK_SCRIPT: &str = r#"set -u
 f=$1 holder=$2
 mkdir -p -- "${f%/*}" && chmod 700 -- "${f%/*}"
 exec 9>>"$f"
-if ! flock -n 9; then
+if ! flock -w 10 9; then
   echo busy
   cat -- "$f.holder" 2>/dev/null
   exit 75
