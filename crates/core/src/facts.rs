@@ -74,6 +74,11 @@ pub struct ComponentObservation {
     /// when not read (the skew rules then assume the load balancer, the stricter case).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<crate::skew::Upstream>,
+    /// kube-controller-manager and kube-scheduler: the API server URLs their running process is configured with
+    /// (`--master`, else the `server:` of the kubeconfig/config files on its command line), from which `upstream`
+    /// was judged. Empty when not read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_servers: Vec<String>,
 }
 
 impl NodeFacts {

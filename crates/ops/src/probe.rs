@@ -13,12 +13,15 @@
 //! dpkg  <dpkg-query version>
 //! unit  LoadState=loaded | ActiveState=active | MainPID=123
 //! exe  </proc/<MainPID>/exe target>
+//! cmdline, hex lines, endcmdline     kube-controller-manager/kube-scheduler only: /proc/<MainPID>/cmdline
+//! file  <path>, hex lines, endfile   ... and the kubeconfig/config files it names (see `api_clients`)
 //! endcomponent
 //! end
 //! ```
 //! Anything unexpected is ignored or reported as an invalid marker; parsing never panics.
 
 use kismatic_core::facts::{ComponentObservation, Marker, NodeFacts, NodeRead};
+use kismatic_core::skew::Upstream;
 use kismatic_fleet::{Fleet, NodeError, NodeSession, Target};
 use kismatic_plan::Inventory;
 use kismatic_release::{Delivery, Release};
@@ -64,8 +67,30 @@ comp() {
   fi
   if [ -n "$pid" ] && [ "$pid" != 0 ]; then
     if e=$(readlink "/proc/$pid/exe" 2>/dev/null); then printf 'exe\t%s\n' "$e"; fi
+    case $1 in kube-controller-manager|kube-scheduler) api_clients "$pid" ;; esac
   fi
   printf 'endcomponent\n'
+}
+# Whom a controller talks to: its command line (for --master) and the files its --kubeconfig/--config name, plus
+# the kubeconfig a --config file names (a KubeSchedulerConfiguration's clientConnection.kubeconfig).
+api_clients() {
+  printf 'cmdline\n'
+  od -An -v -tx1 -N 65536 -- "/proc/$1/cmdline" 2>/dev/null
+  printf 'endcmdline\n'
+  next=
+  for a in $(tr '\000' '\n' < "/proc/$1/cmdline" 2>/dev/null); do
+    if [ -n "$next" ]; then client_file "$a"; next=; continue; fi
+    case $a in
+      --kubeconfig=*|--config=*) client_file "${a#*=}" ;;
+      --kubeconfig|--config) next=1 ;;
+    esac
+  done
+}
+client_file() {
+  emit_file "$1"
+  k=$(sed -n 's/^[[:space:]]*kubeconfig:[[:space:]]*//p' -- "$1" 2>/dev/null | head -n 1)
+  k=${k%\"}; k=${k#\"}; k=${k%\'}; k=${k#\'}
+  if [ -n "$k" ]; then emit_file "$k"; fi
 }
 if [ $# -eq 0 ]; then
   set +f
@@ -146,8 +171,15 @@ pub async fn probe_nodes_detailed(fleet: &Fleet, inventory: &Inventory, release:
     targets
         .iter()
         .zip(results)
-        .map(|(t, r)| match r {
-            Ok(facts) => Probed { facts, error: None },
+        .zip(&inventory.nodes)
+        .map(|((t, r), node)| match r {
+            Ok(mut facts) => {
+                let local = [node.ip.as_str(), node.internal_ip.as_str(), node.host.as_str()];
+                for obs in facts.components.values_mut() {
+                    obs.upstream = upstream_of(&obs.api_servers, &local);
+                }
+                Probed { facts, error: None }
+            }
             Err(e) => Probed { facts: NodeFacts::unreachable(&t.name, e.to_string()), error: Some(e) },
         })
         .collect()
@@ -197,16 +229,8 @@ pub fn parse_report(host: &str, report: &[u8]) -> Result<NodeFacts, String> {
         let (kind, rest) = line.split_once('\t').unwrap_or((line, ""));
         match kind {
             "file" => {
-                let mut bytes = Vec::new();
-                let mut readable = true;
-                for l in lines.by_ref() {
-                    match l {
-                        "endfile" => break,
-                        "unreadable" => readable = false,
-                        hex => bytes.extend(hex.split_whitespace().filter_map(|b| u8::from_str_radix(b, 16).ok())),
-                    }
-                }
-                files.insert(rest.to_string(), readable.then_some(bytes));
+                let bytes = hex_block(&mut lines, "endfile");
+                files.insert(rest.to_string(), bytes);
             }
             "missing" => {
                 files.remove(rest);
@@ -262,10 +286,14 @@ fn parse_component<'a>(
     let mut load_state = None;
     let mut active_state = None;
     let mut exe = None;
-    for line in lines.by_ref() {
+    let mut cmdline = None;
+    let mut client_files: Vec<Vec<u8>> = Vec::new();
+    while let Some(line) = lines.next() {
         let (kind, rest) = line.split_once('\t').unwrap_or((line, ""));
         match kind {
             "endcomponent" => break,
+            "cmdline" => cmdline = Some(hex_block(lines, "endcmdline").unwrap_or_default()),
+            "file" => client_files.extend(hex_block(lines, "endfile")),
             "link" => link = Some(rest.to_string()),
             "dpkg" => dpkg = Some(rest.trim().to_string()).filter(|v| !v.is_empty()),
             "exe" => exe = Some(rest.to_string()),
@@ -292,7 +320,103 @@ fn parse_component<'a>(
     } else {
         exe.as_deref().and_then(|e| version_from_exe(name, e))
     };
-    ComponentObservation { installed_version, running_version, service_active, ..Default::default() }
+    let api_servers = match &cmdline {
+        Some(c) => api_servers(c, &client_files),
+        None => Vec::new(),
+    };
+    ComponentObservation { installed_version, running_version, service_active, api_servers, ..Default::default() }
+}
+
+/// The hex lines of an `od` block up to `end`; `None` when the block says `unreadable`.
+fn hex_block<'a>(lines: &mut impl Iterator<Item = &'a str>, end: &str) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut readable = true;
+    for l in lines.by_ref() {
+        match l {
+            l if l == end => break,
+            "unreadable" => readable = false,
+            hex => bytes.extend(hex.split_whitespace().filter_map(|b| u8::from_str_radix(b, 16).ok())),
+        }
+    }
+    readable.then_some(bytes)
+}
+
+/// The API servers a controller's process is configured with: `--master` on its command line (it overrides the
+/// kubeconfig, as in Kubernetes), else every `server:` of the files it reads (kubeconfig clusters, kube-sim's
+/// `api.server`). Order kept, duplicates dropped, at most 16.
+fn api_servers(cmdline: &[u8], files: &[Vec<u8>]) -> Vec<String> {
+    let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let mut servers = Vec::new();
+    for (i, a) in args.iter().enumerate() {
+        if let Some(v) = a.strip_prefix("--master=") {
+            servers.push(v.to_string());
+        } else if a == "--master"
+            && let Some(v) = args.get(i + 1)
+        {
+            servers.push(v.clone());
+        }
+    }
+    if servers.is_empty() {
+        for f in files {
+            servers.extend(server_values(&String::from_utf8_lossy(f)));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    servers.retain(|s| !s.is_empty() && seen.insert(s.clone()));
+    servers.truncate(16);
+    servers.into_iter().map(|s| truncate(&s, 256)).collect()
+}
+
+/// Values of `server:` keys in block (`    server: https://…`) or flow (`{server: https://…, ca: …}`) YAML, quotes
+/// removed. A line scan, not a YAML parse: the files are small and machine-written, and an unreadable one only makes
+/// the upstream unknown (the stricter case).
+fn server_values(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut rest = line;
+        while let Some(at) = rest.find("server:") {
+            let before = rest[..at].chars().next_back();
+            let value = &rest[at + "server:".len()..];
+            rest = value;
+            if before.is_some_and(|c| !(c.is_whitespace() || c == '{' || c == ',')) {
+                continue;
+            }
+            let v = value.trim_start();
+            let end = v.find([',', '}', ' ', '\t', '#']).unwrap_or(v.len());
+            let v = v[..end].trim_matches(['"', '\'']);
+            if !v.is_empty() {
+                out.push(v.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Where a controller's API servers are: on its own node (every URL names one of `local` addresses, 127.0.0.1,
+/// ::1 or localhost), else the load balancer or other masters — `None` when nothing was read.
+pub fn upstream_of(servers: &[String], local: &[&str]) -> Option<Upstream> {
+    if servers.is_empty() {
+        return None;
+    }
+    let is_local = |url: &str| {
+        let host = url_host(url);
+        matches!(host, "127.0.0.1" | "::1" | "localhost") || local.iter().any(|l| l.eq_ignore_ascii_case(host))
+    };
+    Some(if servers.iter().all(|s| is_local(s)) { Upstream::Local } else { Upstream::LoadBalancer })
+}
+
+/// `host` of `scheme://host:port/path`, `[v6]:port` or a bare `host:port`.
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("");
+    }
+    match authority.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    }
 }
 
 /// `1.2.3` from `1.2.3`, `/opt/kismatic/etcd/1.2.3` or `/opt/kismatic/etcd/1.2.3/`.
@@ -426,6 +550,91 @@ mod tests {
         }
         assert!(parse_report("n", b"").is_err());
         assert!(parse_report("n", b"kismatic-probe\t1\n").is_err());
+    }
+
+    #[test]
+    fn controller_api_servers_from_master_flag_kubeconfig_and_kube_sim_config() {
+        let kubeconfig = b"apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority: /ca\n    \
+            server: \"https://127.0.10.11:6443\"\n    tls-server-name: kubernetes\n  name: k\n";
+        let kube_sim = b"api: {server: https://127.0.10.100:6443, ca: /ca, cert: /c, key: /k}\n";
+        let cmd = |args: &[&str]| args.join("\0").into_bytes();
+        assert_eq!(
+            api_servers(&cmd(&["kcm", "--kubeconfig=/k"]), &[kubeconfig.to_vec()]),
+            ["https://127.0.10.11:6443"]
+        );
+        assert_eq!(
+            api_servers(&cmd(&["kube-sim", "--config", "/c"]), &[kube_sim.to_vec()]),
+            ["https://127.0.10.100:6443"]
+        );
+        // --master wins over the kubeconfig, as in Kubernetes.
+        assert_eq!(
+            api_servers(&cmd(&["kcm", "--master", "https://10.0.0.1:6443", "--kubeconfig=/k"]), &[kubeconfig.to_vec()]),
+            ["https://10.0.0.1:6443"]
+        );
+        assert_eq!(api_servers(&cmd(&["kcm", "--master=http://lb:8080"]), &[]), ["http://lb:8080"]);
+        assert!(api_servers(&cmd(&["kcm"]), &[b"garbage\xff: {{".to_vec()]).is_empty());
+        // Two clusters, one repeated.
+        let two = b"clusters:\n- cluster: {server: 'https://a:1'}\n- cluster:\n    server: https://b:2 # lb\n- cluster: {server: https://a:1}\n";
+        assert_eq!(server_values(&String::from_utf8_lossy(two)), ["https://a:1", "https://b:2", "https://a:1"]);
+        assert_eq!(api_servers(&cmd(&["x"]), &[two.to_vec()]), ["https://a:1", "https://b:2"]);
+    }
+
+    #[test]
+    fn upstream_is_local_only_when_every_server_is_on_the_node() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let local = ["127.0.10.11", "10.1.0.11", "master01"];
+        assert_eq!(upstream_of(&s(&[]), &local), None);
+        assert_eq!(upstream_of(&s(&["https://127.0.10.11:6443"]), &local), Some(Upstream::Local));
+        assert_eq!(upstream_of(&s(&["https://localhost:6443", "https://[::1]:6443"]), &local), Some(Upstream::Local));
+        assert_eq!(upstream_of(&s(&["https://MASTER01:6443/"]), &local), Some(Upstream::Local));
+        assert_eq!(upstream_of(&s(&["https://127.0.10.100:6443"]), &local), Some(Upstream::LoadBalancer));
+        assert_eq!(
+            upstream_of(&s(&["https://127.0.10.11:6443", "https://127.0.10.12:6443"]), &local),
+            Some(Upstream::LoadBalancer)
+        );
+        assert_eq!(url_host("https://user@h:1/p?q"), "h");
+        assert_eq!(url_host("h"), "h");
+        assert_eq!(url_host("[fe80::1]:6443"), "fe80::1");
+    }
+
+    /// The script itself, run by the machine's `sh` against a real process: a stand-in `systemctl` names the PID of
+    /// a process whose command line carries `--config FILE`, and FILE names a kubeconfig (as a
+    /// KubeSchedulerConfiguration does).
+    #[test]
+    fn the_probe_script_reads_a_running_controllers_kubeconfig() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = dir.path().join("scheduler.kubeconfig");
+        std::fs::write(&kubeconfig, "clusters:\n- cluster:\n    server: https://127.0.10.12:6443\n").expect("write");
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, format!("clientConnection:\n  kubeconfig: \"{}\"\n", kubeconfig.display()))
+            .expect("write");
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30; :", "kube-scheduler", "--config"])
+            .arg(&config)
+            .spawn()
+            .expect("spawn");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).expect("mkdir");
+        let systemctl = bin.join("systemctl");
+        std::fs::write(
+            &systemctl,
+            format!("#!/bin/sh\nprintf 'LoadState=loaded\\nActiveState=active\\nMainPID={}\\n'\n", child.id()),
+        )
+        .expect("write");
+        std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let out = std::process::Command::new("sh")
+            .args(["-c", PROBE_SCRIPT, "kismatic-probe", "kube-scheduler", "binary", "kube-scheduler", ""])
+            .env("PATH", path)
+            .output()
+            .expect("run the probe");
+        let _ = child.kill();
+        let _ = child.wait();
+        let facts = parse_report("master02", &out.stdout).expect("parses");
+        let obs = &facts.components["kube-scheduler"];
+        assert_eq!(obs.api_servers, ["https://127.0.10.12:6443"], "{}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(upstream_of(&obs.api_servers, &["127.0.10.12"]), Some(Upstream::Local));
     }
 
     #[test]
