@@ -58,3 +58,29 @@ fn a_cause_is_shown_once() {
         assert_eq!(stderr.matches("(os error 2)").count(), 1, "{args:?}: {stderr}");
     }
 }
+
+/// Issue 12: a 20 MB cluster name is read but never printed in full: `info` and `status` on such a plan (its nodes
+/// on unused loopback addresses, so unreachable at once) answer in a few KB.
+#[test]
+fn a_20_mb_cluster_name_is_never_printed_in_full() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/minimal.yaml"))
+        .expect("read the example plan");
+    let name = "x".repeat(20 * 1024 * 1024);
+    let plan = example.replace("name: minimal", &format!("name: {name}")).replace("127.0.11.", "127.0.251.");
+    assert!(plan.len() > 20 * 1024 * 1024);
+    let tb = dir.path().join("minimal.testbed");
+    std::fs::create_dir(&tb).expect("mkdir");
+    std::fs::write(tb.join("known_hosts"), "").expect("known_hosts");
+    std::fs::write(tb.join("id_ed25519"), "not a key\n").expect("key");
+    std::fs::set_permissions(tb.join("id_ed25519"), std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let path = dir.path().join("plan.yaml");
+    std::fs::write(&path, plan).expect("write plan");
+    for args in [&["info"][..], &["status"][..]] {
+        let out = kismatic().args(args).arg("-f").arg(&path).output().expect("runs");
+        let all = [out.stdout, out.stderr].concat();
+        assert!(all.len() < 16 * 1024, "{args:?}: {} bytes", all.len());
+        assert!(!String::from_utf8_lossy(&all).contains(&"x".repeat(300)), "{args:?}");
+    }
+}

@@ -48,7 +48,9 @@ fn explain(text: &str, path: &Path, err: &serde_saphyr::Error) -> Vec<Diagnostic
             let e = e.without_snippet();
             let epos = e.location().and_then(Pos::from_location);
             let msg = message_of(e);
-            if epos != pos || msg != message_of(inner) {
+            // One message per position: where the typed read failed at the same place, its message (with the
+            // key) says it.
+            if epos != pos {
                 out.push(Diagnostic::new(path, epos, "", msg));
             }
             None
@@ -63,7 +65,8 @@ fn explain(text: &str, path: &Path, err: &serde_saphyr::Error) -> Vec<Diagnostic
     out.extend(unknown);
     if !typed_error_covered {
         let key = tree.as_ref().zip(pos).and_then(|(t, pos)| key_at(t, pos)).unwrap_or_default();
-        out.push(Diagnostic::new(path, pos, key, message_of(inner)));
+        let message = number_message(text, pos, &key, inner).unwrap_or_else(|| message_of(inner));
+        out.push(Diagnostic::new(path, pos, key, message));
     }
     out
 }
@@ -77,6 +80,45 @@ fn message_of(e: &serde_saphyr::Error) -> String {
         serde_saphyr::Error::DuplicateMappingKey { key: None, .. } => "a key appears twice in the same map".to_string(),
         other => humanize(&strip_location(&other.to_string())),
     }
+}
+
+/// An integer field given something that is not a 64-bit integer: say what was written and, for a number too large
+/// to read, the field's range (the reader's own words are "invalid i64" or "non-finite float ... policy").
+fn number_message(text: &str, pos: Option<Pos>, key: &str, e: &serde_saphyr::Error) -> Option<String> {
+    let msg = strip_location(&e.to_string());
+    if msg != "invalid i64" && !msg.starts_with("non-finite float") {
+        return None;
+    }
+    let tok = scalar_at(text, pos?)?;
+    let digits = tok.strip_prefix(['-', '+']).unwrap_or(tok);
+    let shown = crate::text::shown(tok);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        let range = crate::validate::int_range(key).map(crate::validate::range_text);
+        return Some(match range {
+            Some(r) => format!("{shown} is out of range; it must be {r}"),
+            None => format!("{shown} is out of range for an integer"),
+        });
+    }
+    Some(format!("expected an integer, found {shown}"))
+}
+
+/// The plain scalar starting at `pos` (1-based line and column), up to the next separator.
+fn scalar_at(text: &str, pos: Pos) -> Option<&str> {
+    let line = text.lines().nth(usize::try_from(pos.line).ok()?.checked_sub(1)?)?;
+    let col = usize::try_from(pos.column).ok()?.checked_sub(1)?;
+    let at = line.char_indices().nth(col)?.0;
+    let rest = line.get(at..)?;
+    let token = if let Some(q) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') {
+        rest[1..].split(q).next().unwrap_or("")
+    } else {
+        // A plain scalar runs to the end of the line or a comment; inside a flow collection also to `,`, `]`, `}`.
+        let in_flow = line[..at].contains(['{', '[']);
+        let end = rest.find(" #").unwrap_or(rest.len());
+        let plain = &rest[..end];
+        let plain = if in_flow { plain.split([',', ']', '}']).next().unwrap_or("") } else { plain };
+        plain.trim()
+    };
+    Some(token).filter(|t| !t.is_empty())
 }
 
 /// serde-saphyr appends " at line L, column C" to messages; we print positions ourselves.

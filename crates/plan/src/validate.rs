@@ -132,9 +132,31 @@ fn cluster(v: &mut V, plan: &Plan) {
     v.check(&cp.config, "cluster.cloud_provider.config", "cloud config path", names::no_control);
 }
 
+/// The bounds of the plan's integer fields, by key: validation checks them, and the parser names them when a number
+/// is too large to read at all. `None` as maximum: no upper bound but the integer type's.
+pub(crate) fn int_range(key: &str) -> Option<(i64, Option<i64>)> {
+    let leaf = key.rsplit('.').next().unwrap_or(key);
+    match leaf {
+        "ssh_port" | "port" => Some((1, Some(65535))),
+        "workload_mtu" | "felix_input_mtu" => Some((68, Some(65535))),
+        "replicas" => Some((1, None)),
+        "expected_count" => Some((0, None)),
+        _ => None,
+    }
+}
+
+/// "in the range 1-65535" / "at least 1", for messages ("it must be …").
+pub(crate) fn range_text((min, max): (i64, Option<i64>)) -> String {
+    match max {
+        Some(max) => format!("in the range {min}-{max}"),
+        None => format!("at least {min}"),
+    }
+}
+
 fn port(v: &mut V, val: &LocInt, key: &str, what: &str) {
+    let (min, max) = int_range(key).unwrap_or((1, Some(65535)));
     if let Some(port) = val
-        && !(1..=65535).contains(&port.value)
+        && !(min..=max.unwrap_or(i64::MAX)).contains(&port.value)
     {
         v.err(port.pos, key, format!("{what} {} is invalid; it must be in the range 1-65535", port.value));
     }
