@@ -428,15 +428,6 @@ pub async fn wait_running(session: &NodeSession, c: &Component, timeout: Duratio
     }
 }
 
-/// Health ports of the control-plane components that have one (Kubernetes' defaults; docs/node-contract.md).
-pub fn health_port(component: &str) -> Option<u16> {
-    match component {
-        "kube-controller-manager" => Some(10257),
-        "kube-scheduler" => Some(10259),
-        _ => None,
-    }
-}
-
 // Asks `/healthz` on the node itself, at each address in turn (the node's own address, then loopback): with curl
 // when the node has it (HTTPS as Kubernetes serves it, then plain HTTP), else a plain HTTP/1.0 request through
 // bash's /dev/tcp. Prints `healthy` or exits 1.

@@ -7,7 +7,8 @@ use crate::etcd::{self, EtcdAccess};
 use crate::events::{Reporter, StepEvent, WaitKind, WaitSpan};
 use crate::install::{self, InstallError};
 use crate::poll::{self, PollError, Seen};
-use kismatic_core::planner::{Action, NodePlan, PhaseKind, ServiceStep, UpgradePlan};
+use kismatic_core::gates::Gate;
+use kismatic_core::planner::{Action, NodePlan, PhaseKind, ServiceStep, SnapshotStep, StageStep, UpgradePlan};
 use kismatic_fleet::{Fleet, NodeError, NodeSession, Target};
 use kismatic_journal::store::{self, JournalWriter, RunsDir, StoreError};
 use kismatic_journal::{Event, Header, MovedWorkload, Record, ResumeDecision, RunIdentity};
@@ -19,9 +20,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Components that are etcd clusters (upgraded member by member under quorum gates).
-pub const ETCD_CLUSTERS: [&str; 2] = ["etcd", "etcd-networking"];
 
 /// Where etcd snapshots are written on the etcd node that takes them.
 pub const SNAPSHOT_DIR: &str = "/var/lib/kismatic/backups";
@@ -40,8 +38,6 @@ pub struct ExecConfig {
     /// How long drained workloads must stay at their ready counts before the next node.
     pub stable_for: Duration,
     pub restart_services: bool,
-    /// Port of the API server on each master, for the per-master health gate.
-    pub apiserver_port: u16,
     pub events: Option<PathBuf>,
     /// Start a new journal even if the previous run is unfinished.
     pub discard_previous: bool,
@@ -152,59 +148,10 @@ type SessionCell = Arc<tokio::sync::OnceCell<Arc<NodeSession>>>;
 /// Per node, how its staging ended (absent while it runs).
 type StagingBoard = tokio::sync::watch::Receiver<BTreeMap<String, Result<(), String>>>;
 
-/// Journal step ids of a plan, in execution order: artifacts staged on every node first, then an etcd snapshot
-/// per upgraded etcd cluster.
-pub fn journal_steps(plan: &UpgradePlan) -> Vec<String> {
-    let mut steps: Vec<String> = staged_hosts(plan).into_iter().map(stage_step).collect();
-    steps.extend(snapshot_clusters(plan).into_iter().map(|c| snapshot_step(&c)));
-    for phase in &plan.phases {
-        for b in &phase.batches {
-            for n in &b.nodes {
-                steps.extend(n.steps.iter().map(|s| s.id.clone()));
-            }
-        }
-        steps.extend(phase.services.iter().map(|s| s.id.clone()));
-    }
-    steps
-}
-
-fn stage_step(host: &str) -> String {
-    format!("stage/{host}")
-}
-
-/// Every planned host once, in plan order (a master split across phases is staged once, for all its parts).
-fn staged_hosts(plan: &UpgradePlan) -> Vec<&str> {
-    let mut hosts: Vec<&str> = Vec::new();
-    for (_, np) in plan.node_plans() {
-        if !hosts.contains(&np.host.as_str()) {
-            hosts.push(&np.host);
-        }
-    }
-    hosts
-}
-
 /// Nodes staged at the same time, at least. Staging runs in plan order ahead of the rolling upgrade, which takes
 /// one node (or one batch) at a time: a couple of transfers keep ahead of it while the next node's transfer is not
 /// slowed by all the others sharing the link (and the CPU).
 const STAGE_PARALLEL: usize = 2;
-
-fn snapshot_step(cluster: &str) -> String {
-    format!("etcd/snapshot/{cluster}")
-}
-
-/// etcd clusters with at least one member upgrade in the plan.
-fn snapshot_clusters(plan: &UpgradePlan) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for (_, np) in plan.node_plans() {
-        for (component, _, _) in np.upgrades() {
-            if ETCD_CLUSTERS.contains(&component) && !out.iter().any(|c| c == component) {
-                out.push(component.to_string());
-            }
-        }
-    }
-    out.sort_by_key(|c| ETCD_CLUSTERS.iter().position(|e| e == c));
-    out
-}
 
 /// When the plan has nothing to do: the latest run's journal may still hold nodes cordoned (an interrupted run
 /// whose nodes reached their target before their uncordon). They are uncordoned, and an unfinished run of this
@@ -370,7 +317,7 @@ fn open_journal(
                 run_id: run_id.clone(),
                 started_at_ms: crate::time::now_ms(),
                 identity,
-                steps: journal_steps(plan),
+                steps: plan.journal_steps(),
             };
             let writer = runs.create_run(&header)?;
             // A copy of the plan file beside the journal, and the upgrade plan with its findings: what this run
@@ -443,7 +390,7 @@ async fn execute_locked(
             events,
             store::append_private(&run_dir.join("run.log")).ok(),
             cfg.quiet,
-            journal_steps(plan).len(),
+            plan.journal_steps().len(),
         )),
         done,
         cordoned: Mutex::new(cordoned),
@@ -492,6 +439,7 @@ async fn execute_locked(
         }
     };
     ctx.progress(|r| r.finish());
+    ctx.report_round_trips();
     match result {
         Ok(()) => {
             let message = if plan.partial {
@@ -554,6 +502,7 @@ struct Took {
     total: Duration,
     waits: Duration,
     remote: Duration,
+    round_trips: u64,
     spans: Vec<WaitSpan>,
 }
 
@@ -588,10 +537,34 @@ impl Ctx<'_> {
                 duration_ms: took.as_ref().map(|t| t.total.as_millis() as u64),
                 wait_ms: took.as_ref().map(|t| t.waits.as_millis() as u64),
                 remote_ms: took.as_ref().map(|t| t.remote.as_millis() as u64),
+                round_trips: took.as_ref().map(|t| t.round_trips),
                 waits: took.as_ref().map(|t| t.spans.as_slice()).unwrap_or_default(),
                 message,
             };
             r.event(&ev);
+        }
+    }
+
+    /// Per node, the SSH connections and commands of the whole run, as `info` events (docs/ssh.md): the interpreter
+    /// must not add round trips, and this is where that is measured.
+    fn report_round_trips(&self) {
+        let Ok(mut r) = self.reporter.lock() else { return };
+        for (node, rt) in self.fleet.round_trips() {
+            let message = format!("{} connection(s), {} command(s)", rt.connections, rt.commands);
+            r.event(&StepEvent {
+                at_ms: crate::time::now_ms(),
+                run_id: &self.run_id,
+                phase: "run",
+                node: Some(&node),
+                step: "ssh",
+                state: "info",
+                duration_ms: None,
+                wait_ms: None,
+                remote_ms: None,
+                round_trips: Some(rt.commands),
+                waits: &[],
+                message: &message,
+            });
         }
     }
 
@@ -613,11 +586,12 @@ impl Ctx<'_> {
         self.progress(|r| r.working_on(&format!("{phase} {} {label}", node.unwrap_or("-"))));
         let t = Instant::now();
         let mut waited = Waited::default();
-        let (result, remote) = kismatic_fleet::tally_remote(work(&mut waited)).await;
+        let (result, remote, round_trips) = kismatic_fleet::tally_remote_counted(work(&mut waited)).await;
         let took = Took {
             total: t.elapsed(),
             waits: waited.total,
             remote: remote.saturating_sub(waited.remote_inside),
+            round_trips,
             spans: waited.spans,
         };
         match result {
@@ -682,8 +656,8 @@ impl Ctx<'_> {
     }
 
     async fn roll(&self, staged: &StagingBoard, nodes: &mut Vec<(String, Duration, String)>) -> Result<(), ExecError> {
-        for cluster in snapshot_clusters(self.plan) {
-            self.snapshot(&cluster).await?;
+        for snap in &self.plan.snapshots {
+            self.snapshot(snap).await?;
         }
         for phase in &self.plan.phases {
             for batch in &phase.batches {
@@ -777,33 +751,28 @@ impl Ctx<'_> {
     /// the run before any node is touched, and each node's turn is then short).
     async fn stage_all(&self, board: tokio::sync::watch::Sender<BTreeMap<String, Result<(), String>>>) {
         use futures::stream::StreamExt;
-        let jobs = staged_hosts(self.plan).into_iter().map(|host| async {
-            let r = self.stage_node(host).await.map_err(|e| e.to_string());
+        let jobs = self.plan.staging.iter().map(|st| async {
+            let r = self.stage_node(st).await.map_err(|e| e.to_string());
             board.send_modify(|m| {
-                m.insert(host.to_string(), r);
+                m.insert(st.host.clone(), r);
             });
         });
         let widest_batch = self.plan.phases.iter().flat_map(|p| &p.batches).map(|b| b.nodes.len()).max().unwrap_or(1);
         futures::stream::iter(jobs).buffer_unordered(STAGE_PARALLEL.max(widest_batch)).collect::<Vec<()>>().await;
     }
 
-    async fn stage_node(&self, host: &str) -> Result<(), ExecError> {
+    async fn stage_node(&self, st: &StageStep) -> Result<(), ExecError> {
+        let (host, id) = (st.host.as_str(), st.id.as_str());
         let node = self.node(host)?;
-        let mut components: Vec<&Component> = Vec::new();
-        for (_, np) in self.plan.node_plans().filter(|(_, np)| np.host == host) {
-            for (name, _, _) in np.upgrades() {
-                components.push(self.component(name)?);
-            }
-        }
-        let id = stage_step(host);
+        let components = st.components.iter().map(|c| self.component(c)).collect::<Result<Vec<&Component>, _>>()?;
         // Reported as skipped without connecting.
-        if self.done.contains(&id) {
+        if self.done.contains(id) {
             return self
-                .step("stage", Some(host), &id, "stage artifacts", async |_: &mut Waited| Ok(String::new()))
+                .step("stage", Some(host), id, "stage artifacts", async |_: &mut Waited| Ok(String::new()))
                 .await;
         }
         let session = self.session(node).await?;
-        self.step("stage", Some(host), &id, "stage artifacts", async |_: &mut Waited| {
+        self.step("stage", Some(host), id, "stage artifacts", async |_: &mut Waited| {
             let staged = install::stage(
                 &session,
                 self.release,
@@ -827,15 +796,16 @@ impl Ctx<'_> {
     }
 
     /// Snapshot of one etcd cluster before its first member is touched, verified with `snapshot status`.
-    async fn snapshot(&self, cluster: &str) -> Result<(), ExecError> {
+    async fn snapshot(&self, snap: &SnapshotStep) -> Result<(), ExecError> {
+        let cluster = snap.cluster.as_str();
         let path = format!("{SNAPSHOT_DIR}/{cluster}-{}.db", self.run_id);
-        let Some(first) = self.inventory.nodes_with_role(Role::Etcd).next() else { return Ok(()) };
+        let first = self.node(&snap.node)?;
         self.snapshots.lock().map(|mut s| s.insert(cluster.to_string(), format!("{}:{path}", first.host))).ok();
         let run_id = self.run_id.as_str();
         let session = self.session(first).await?;
         let hosts = self.etcd_hosts();
         let label = format!("snapshot {cluster}");
-        self.step("etcd", Some(&first.host), &snapshot_step(cluster), &label, async |w: &mut Waited| {
+        self.step("etcd", Some(&first.host), &snap.id, &label, async |w: &mut Waited| {
             let access = etcd::access(&session, cluster).await?;
             // The health gate before the snapshot is a wait like the quorum gates between members.
             let facts = w.on(WaitKind::Health, etcd::cluster_facts(&session, &access, &hosts)).await?;
@@ -925,11 +895,11 @@ impl Ctx<'_> {
                     })
                     .await?
                 }
-                Action::Upgrade { component, from, to, .. } => {
+                Action::Upgrade { component, from, to, restart, .. } => {
                     let c = self.component(component)?;
                     let label = format!("upgrade {component} {} → {to}", from.as_deref().unwrap_or("none"));
                     self.step(ph, Some(host), &step.id, &label, async |w: &mut Waited| {
-                        self.upgrade_component(node, s, c, w).await
+                        self.upgrade_component(node, s, c, *restart, &step.gates, w).await
                     })
                     .await?
                 }
@@ -984,9 +954,11 @@ impl Ctx<'_> {
         node: &Node,
         s: &NodeSession,
         c: &Component,
+        restart: bool,
+        gates: &[Gate],
         w: &mut Waited,
     ) -> Result<String, StepError> {
-        if ETCD_CLUSTERS.contains(&c.name.as_str()) {
+        if gates.contains(&Gate::EtcdMember) {
             return self.upgrade_etcd_member(node, s, c, w).await;
         }
         let (changed, stale) = match c.delivery {
@@ -1001,42 +973,38 @@ impl Ctx<'_> {
             }
             Delivery::Manifest => return Ok("applied with the services".into()),
         };
-        let has_service = c.delivery == Delivery::Binary || c.service.is_some();
         // `stale`: switched by a run that died before restarting (the files say done, the process does not).
-        if has_service && (changed || stale || self.cfg.restart_services) {
+        if restart && (changed || stale || self.cfg.restart_services) {
             w.on(WaitKind::Restart, install::restart(s, c)).await?;
         }
-        // A package's installed version was checked by its install; a binary's running executable is polled.
-        if c.delivery == Delivery::Binary {
-            w.on(WaitKind::Health, install::wait_running(s, c, self.cfg.node_timeout)).await?;
-        }
-        if let Some(port) = install::health_port(&c.name) {
-            w.on(WaitKind::Health, install::wait_healthz(s, c, &node.internal_ip, port, self.cfg.node_timeout)).await?;
-        }
-        match c.name.as_str() {
-            "kube-apiserver" => {
-                let url = format!("https://{}:{}", node.internal_ip, self.cfg.apiserver_port);
-                w.on(WaitKind::Health, self.wait_apiserver(&url, &c.version)).await?;
-            }
-            "kubelet" => {
-                w.on(
-                    WaitKind::Health,
-                    kismatic_kube::ops::wait_node_ready(
-                        &self.kube,
-                        self.kube_name(&node.host),
-                        &c.version,
-                        self.cfg.node_timeout,
-                    ),
-                )
-                .await?;
-            }
-            _ => {}
+        for gate in gates {
+            w.on(WaitKind::Health, self.gate(node, s, c, *gate)).await?;
         }
         Ok(match (changed, stale) {
             (true, _) => format!("running {}", c.version),
             (false, true) => format!("restarted: the files were at {} but the service was not", c.version),
             (false, false) => format!("already at {}", c.version),
         })
+    }
+
+    /// One of the gates the plan put after a component's upgrade (how each is checked is here; which apply, core's
+    /// [`kismatic_core::gates::component_gates`]).
+    async fn gate(&self, node: &Node, s: &NodeSession, c: &Component, gate: Gate) -> Result<(), StepError> {
+        let deadline = self.cfg.node_timeout;
+        match gate {
+            Gate::Running => Ok(install::wait_running(s, c, deadline).await?),
+            Gate::Healthz { port } => Ok(install::wait_healthz(s, c, &node.internal_ip, port, deadline).await?),
+            Gate::ApiServer { port } => {
+                self.wait_apiserver(&format!("https://{}:{port}", node.internal_ip), &c.version).await
+            }
+            Gate::NodeReady => {
+                Ok(kismatic_kube::ops::wait_node_ready(&self.kube, self.kube_name(&node.host), &c.version, deadline)
+                    .await?)
+            }
+            Gate::EtcdMember | Gate::WorkloadsBack | Gate::Rollout => {
+                Err(StepError::Refused(format!("gate {gate:?} does not follow a component's upgrade")))
+            }
+        }
     }
 
     /// The master's own API server must answer `/readyz` and report the target in `/version`.
@@ -1260,9 +1228,9 @@ mod tests {
     fn a_cordon_the_abort_undid_is_redone_with_its_drain() {
         use kismatic_core::planner::Step;
         let steps = vec![
-            Step { id: "w/cordon".into(), action: Action::Cordon },
-            Step { id: "w/drain".into(), action: Action::Drain },
-            Step { id: "w/uncordon".into(), action: Action::Uncordon },
+            Step { id: "w/cordon".into(), action: Action::Cordon, gates: Vec::new() },
+            Step { id: "w/drain".into(), action: Action::Drain, gates: Vec::new() },
+            Step { id: "w/uncordon".into(), action: Action::Uncordon, gates: Vec::new() },
         ];
         let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<HashSet<String>>();
         let mut done = set(&["w/cordon", "w/drain"]);
