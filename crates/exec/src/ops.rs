@@ -16,6 +16,7 @@ use kismatic_core::gates::Gate;
 use kismatic_fleet::{Fleet, NodeError, NodeSession, RoundTrips, Target};
 use kismatic_kube::apply::Applied;
 use kismatic_kube::ops::Workload;
+use kismatic_ops::contract;
 use kismatic_plan::{Inventory, Node, Role};
 use kismatic_release::{Component, Delivery, Release};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -178,17 +179,18 @@ impl NodeOps for FleetNodes<'_> {
     async fn write_markers(&self, node: &Node, kismatic_version: &str) -> Result<(), StepError> {
         let s = self.session(node).await?;
         let on_node = self.release.components_for_roles(&node.roles).filter(|c| c.delivery != Delivery::Manifest);
-        let (_, mut versions) = install::marker_texts(self.release, on_node);
+        let (_, mut versions) = contract::marker_texts(self.release, on_node);
         // On-cluster services are recorded in the masters' markers; keep those entries.
         if node.has_role(Role::Master) {
-            versions = merge_service_markers(&s, self.release, &versions).await?;
+            let existing = contract::read_component_versions(&s).await?;
+            versions = contract::with_service_entries(&versions, &existing, self.release);
         }
-        Ok(install::write_markers(&s, kismatic_version, &versions).await?)
+        Ok(contract::write_markers(&s, kismatic_version, &versions).await?)
     }
 
     async fn record_service(&self, node: &Node, c: &Component) -> Result<(), StepError> {
         let s = self.session(node).await?;
-        Ok(set_marker_entries(&s, &[(c.name.as_str(), c.version.as_str())]).await?)
+        Ok(contract::set_component_versions(&s, &[(c.name.as_str(), c.version.as_str())]).await?)
     }
 
     fn round_trips(&self) -> BTreeMap<String, RoundTrips> {
@@ -204,35 +206,6 @@ impl NodeOps for FleetNodes<'_> {
             }
         }
     }
-}
-
-/// Component-versions text for a master: its own components plus the service entries already recorded.
-async fn merge_service_markers(s: &NodeSession, release: &Release, own: &str) -> Result<String, NodeError> {
-    let existing = read_marker_map(s).await?;
-    let mut text = own.to_string();
-    for c in release.components.iter().filter(|c| c.delivery == Delivery::Manifest) {
-        if let Some(v) = existing.get(&c.name) {
-            text.push_str(&format!("{}: {v}\n", c.name));
-        }
-    }
-    Ok(text)
-}
-
-/// The node's component-versions marker, read with the same parser as the node probe; an absent or unreadable
-/// marker counts as empty (it is rewritten whole).
-async fn read_marker_map(s: &NodeSession) -> Result<BTreeMap<String, String>, NodeError> {
-    let out = s.output("cat", &["--", "/etc/component-versions"], None).await?;
-    Ok(kismatic_ops::probe::parse_component_versions(&out.stdout).present().cloned().unwrap_or_default())
-}
-
-/// Sets entries in a node's component-versions marker, keeping the others.
-async fn set_marker_entries(s: &NodeSession, entries: &[(&str, &str)]) -> Result<(), NodeError> {
-    let mut map = read_marker_map(s).await?;
-    for (k, v) in entries {
-        map.insert((*k).to_string(), (*v).to_string());
-    }
-    let text: String = map.iter().map(|(k, v)| format!("{k}: \"{v}\"\n")).collect();
-    s.write_file("/etc/component-versions", text.as_bytes(), 0o644).await
 }
 
 /// [`ClusterOps`] over the Kubernetes API and, for etcd, `etcdctl` on the member nodes (through [`FleetNodes`]'s
@@ -370,7 +343,7 @@ impl ClusterOps for KubeCluster<'_> {
     async fn snapshot(&self, via: &Node, cluster: &str, run_id: &str) -> Result<(String, SnapshotInfo), StepError> {
         let s = self.nodes.session(via).await?;
         let access = self.etcd_access(&s, via, cluster).await?;
-        Ok(etcd::snapshot(&s, &access, crate::run::SNAPSHOT_DIR, run_id).await?)
+        Ok(etcd::snapshot(&s, &access, contract::SNAPSHOT_DIR, run_id).await?)
     }
 
     async fn copy_snapshot(&self, via: &Node, path: &str, dir: &Path) -> Result<PathBuf, StepError> {

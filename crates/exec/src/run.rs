@@ -23,8 +23,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Where etcd snapshots are written on the etcd node that takes them.
-pub const SNAPSHOT_DIR: &str = "/var/lib/kismatic/backups";
+pub use kismatic_ops::contract::SNAPSHOT_DIR;
 
 #[derive(Debug, Clone)]
 pub struct ExecConfig {
