@@ -186,14 +186,18 @@ struct Harness {
 }
 
 fn harness() -> Harness {
+    harness_with(PlanOptions { ignore_safety_checks: true, ..PlanOptions::new(Mode::Online) }, |_| {})
+}
+
+fn harness_with(opts: PlanOptions, adjust: impl FnOnce(&mut kismatic_core::facts::Facts)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let mut release = kismatic_core::synth::release();
     release.dir = dir.path().join("release");
     std::fs::create_dir_all(&release.dir).unwrap();
     std::fs::write(release.dir.join(kismatic_release::RELEASE_FILE), "synthetic\n").unwrap();
-    let facts = kismatic_core::synth::generate(8, 0);
+    let mut facts = kismatic_core::synth::generate(8, 0);
+    adjust(&mut facts);
     let analysis = kismatic_core::checks::analyze(&facts, &release, &CheckOptions::new(Mode::Online)).unwrap();
-    let opts = PlanOptions { ignore_safety_checks: true, ..PlanOptions::new(Mode::Online) };
     let plan = kismatic_core::planner::plan(&facts, &analysis, &release, &opts);
     assert!(!plan.is_blocked(), "{:?}", plan.status);
     let cfg = ExecConfig {
@@ -416,4 +420,30 @@ async fn a_resume_after_an_abort_that_uncordoned_redoes_cordon_and_drain() {
     let pos = |c: &str| calls.iter().position(|x| x == c).unwrap();
     assert!(pos("cordon worker00006") < pos("drain worker00006"));
     assert!(pos("drain worker00006") < pos("install worker00006 kubelet"));
+}
+
+/// A batch of workers (`--max-unavailable`): every node of it is cordoned before any is drained, and each cordon
+/// is journaled once.
+#[tokio::test]
+async fn a_batch_is_cordoned_whole_before_any_drain() {
+    let opts = PlanOptions {
+        ignore_safety_checks: true,
+        max_unavailable: "100%".parse().unwrap(),
+        ..PlanOptions::new(Mode::Online)
+    };
+    let h = harness_with(opts, |facts| {
+        for n in facts.kube.as_mut().unwrap().nodes.iter_mut().filter(|n| n.name.starts_with("worker")) {
+            n.labels.insert(kismatic_core::batching::DEFAULT_TOPOLOGY_KEY.into(), "zone-a".into());
+        }
+    });
+    let batch = h.plan.phases.iter().find(|p| p.kind == PhaseKind::Worker).unwrap();
+    assert_eq!(batch.batches.len(), 1, "{:?}", batch.batches);
+    let fake = Fake::new(&[]);
+    let out = h.run(&fake).await;
+    assert!(out.completed, "{}", out.message);
+    let calls = fake.calls();
+    let pos = |c: &str| calls.iter().position(|x| x == c).unwrap();
+    assert!(pos("cordon worker00007") < pos("drain worker00006"), "{calls:?}");
+    assert!(pos("cordon worker00006") < pos("drain worker00007"), "{calls:?}");
+    assert_eq!(calls.iter().filter(|c| c.starts_with("cordon worker")).count(), 2, "each cordon once");
 }
