@@ -71,6 +71,9 @@ impl Fake {
 }
 
 impl NodeOps for Fake {
+    async fn connect(&self, node: &Node) -> Result<(), StepError> {
+        self.call(format!("connect {}", node.host)).await
+    }
     async fn stage(&self, node: &Node, _: &[&Component]) -> Result<String, StepError> {
         self.call(format!("stage {}", node.host)).await.map(|()| String::new())
     }
@@ -390,6 +393,18 @@ async fn an_etcd_member_that_does_not_come_back_is_rolled_back_and_the_run_stops
     assert!(!fake.called("rollback etcd00 etcd"), "a healthy member is kept");
     assert!(!fake.called("install etcd02 etcd"), "no further member");
     assert_eq!(h.status("etcd/etcd01/upgrade/etcd"), kismatic_journal::StepStatus::Failed);
+}
+
+/// A node that cannot be reached at its turn is neither cordoned nor drained; the run stops naming it.
+#[tokio::test]
+async fn an_unreachable_node_is_not_cordoned() {
+    let h = harness();
+    let fake = Fake::new(&[("connect worker00006", Fault::Fail)]);
+    let out = h.run(&fake).await;
+    assert!(!out.completed);
+    assert!(out.message.contains("worker/worker00006: injected failure at connect worker00006"), "{}", out.message);
+    assert!(!fake.called("cordon worker00006"));
+    assert!(fake.called("uncordon master02"), "earlier nodes finished: {:?}", fake.calls());
 }
 
 /// An unhealthy etcd cluster is not snapshotted and no member is touched.

@@ -35,6 +35,8 @@ pub struct Installed {
 
 /// Work on one node. Every operation has a deadline (the fleet's, per command kind) and names the node in errors.
 pub trait NodeOps {
+    /// Makes sure the node can be reached (opens its session), before a node's turn touches anything.
+    async fn connect(&self, node: &Node) -> Result<(), StepError>;
     /// Stages the components' artifacts without touching what runs; returns a note for the log.
     async fn stage(&self, node: &Node, components: &[&Component]) -> Result<String, StepError>;
     /// Installs the staged component (switches it in); does not restart.
@@ -129,6 +131,11 @@ impl<'a> FleetNodes<'a> {
 }
 
 impl NodeOps for FleetNodes<'_> {
+    async fn connect(&self, node: &Node) -> Result<(), StepError> {
+        self.session(node).await.map(|_| ())?;
+        Ok(())
+    }
+
     async fn stage(&self, node: &Node, components: &[&Component]) -> Result<String, StepError> {
         let s = self.session(node).await?;
         let disabled = self.inventory.disable_package_installation;

@@ -846,11 +846,19 @@ impl<'a, N: NodeOps, C: ClusterOps> Ctx<'a, N, C> {
         .await
     }
 
-    /// One node's part of a phase: its steps in plan order, each journaled.
+    /// One node's part of a phase: its steps in plan order, each journaled. The node is reached first, so that an
+    /// unreachable node is not cordoned and drained for nothing.
     async fn upgrade_node(&self, phase: PhaseKind, np: &NodePlan) -> Result<(), ExecError> {
         let ph = phase.as_str();
         let node = self.node(&np.host)?;
         let host = node.host.as_str();
+        if np.steps.iter().all(|s| self.done.contains(&s.id)) {
+            return Ok(());
+        }
+        self.nodes
+            .connect(node)
+            .await
+            .map_err(|error| ExecError::Failed { step: np.id.clone(), error: Box::new(error) })?;
         for step in &np.steps {
             match &step.action {
                 Action::Cordon => {
