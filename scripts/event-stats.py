@@ -11,6 +11,8 @@ background, overlapping the foreground steps, so time is counted on the wall-clo
   tool itself  the rest: the tool's own work inside foreground steps (API calls, bookkeeping, local hashing)
                plus the time between steps
 
+The run's last events give each node's SSH connections and commands (round trips), printed at the end.
+
 Usage: event-stats.py EVENTS [RUN_ID]   (default: the last run in the file)"""
 import json
 import sys
@@ -21,6 +23,9 @@ if not events:
     sys.exit("no events")
 run = events[-1]["run_id"] if len(sys.argv) < 3 else sys.argv[2]
 events = [e for e in events if e["run_id"] == run]
+# `info` events (the per-node SSH totals written after the clean-up) are not part of the timeline.
+ssh = {e["node"]: e for e in events if e["state"] == "info" and e["step"] == "ssh"}
+events = [e for e in events if e["state"] != "info"]
 t0, t1 = events[0]["at_ms"], events[-1]["at_ms"]
 wall = (t1 - t0) / 1000
 done = [e for e in events if e["state"] in ("finished", "failed")]
@@ -76,3 +81,9 @@ for e in foreground:
 print("per node (foreground steps): total, waits, node commands, tool itself")
 for name, (d, w, r, _) in per.items():
     print(f"  {name:<14} {d / 1000:6.1f}s {w / 1000:6.1f}s {r / 1000:6.1f}s {(d - w - r) / 1000:6.2f}s")
+if ssh:
+    total = sum(e.get("round_trips", 0) for e in ssh.values())
+    print(f"SSH round trips: {total} command(s) over {len(ssh)} node(s) = {total / len(ssh):.1f} per node")
+    for name, e in sorted(ssh.items()):
+        in_steps = sum(x.get("round_trips", 0) for x in done if x.get("node") == name)
+        print(f"  {name:<14} {e.get('round_trips', 0):4d} commands ({in_steps} in its steps), {e['message']}")

@@ -417,7 +417,6 @@ fn packages(out: &mut Out, nf: &NodeFacts, need: &NodeNeed, release: &Release) {
 }
 
 const CONTROL_PLANE: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
-const ETCDS: [&str; 2] = ["etcd", "etcd-networking"];
 
 /// The lowest API server version once the plan has run: the release's `kube-apiserver` (every master needing it
 /// is upgraded, or the run is blocked), or when the release does not carry one, the lowest version reported.
@@ -463,7 +462,7 @@ fn version_policy(
     for change in &need.changes {
         let (Some(from), Some(to)) = (change.from.as_deref(), version::parse(&change.to)) else { continue };
         let Some(f) = version::parse(from) else { continue };
-        let is_etcd = ETCDS.contains(&change.component.as_str());
+        let is_etcd = crate::gates::is_etcd(&change.component);
         let one_minor = CONTROL_PLANE.contains(&change.component.as_str()) || is_etcd;
         step_policy(out, &change.component, from, &f, &change.to, &to, one_minor);
         if is_etcd && let Some(min) = crate::skew::etcd_minimum_unmet(&f, &to) {

@@ -3,11 +3,12 @@
 //! - [`facts`]: what gatherers fill (node facts over SSH, Kubernetes and etcd facts) and the facts document.
 //! - [`version`]: version parsing and comparison; [`summary`]: cluster version summary for `kismatic info`.
 //! - [`need`]: which nodes need an upgrade; [`checks`]: findings; [`planner`]: the upgrade plan;
-//!   [`render`]: simple text and JSON renderings of plans and findings; [`human`]: sizes and durations for people.
+//!   [`gates`]: etcd clusters and the health gate of each component; [`render`]: simple text and JSON renderings of plans and findings; [`human`]: sizes and durations for people.
 pub mod batching;
 pub mod checks;
 pub mod facts;
 pub mod facts_check;
+pub mod gates;
 pub mod human;
 pub mod need;
 pub mod planner;

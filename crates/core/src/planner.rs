@@ -8,6 +8,7 @@
 use crate::batching::{self, BatchOptions, Bound, DEFAULT_TOPOLOGY_KEY, MaxUnavailable};
 use crate::checks::{Analysis, Class, Code, Finding, Mode};
 use crate::facts::Facts;
+use crate::gates::{self, Gate};
 use kismatic_plan::{Node, Role};
 use kismatic_release::{Delivery, Release, ServicePhase};
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,8 @@ pub struct PlanOptions {
     pub topology_key: String,
     /// Online only: findings the operator has acknowledged (`--accept CODE[@NODE]`); reported, not gating.
     pub accepted: Vec<Acceptance>,
+    /// Where each master's own API server listens: the port of its health gate.
+    pub apiserver_port: u16,
 }
 
 /// An operator's acknowledgement of one kind of unsafe or unavailable finding, on one node or on all: narrower
@@ -82,6 +85,7 @@ impl PlanOptions {
             max_unavailable: MaxUnavailable::default(),
             topology_key: DEFAULT_TOPOLOGY_KEY.to_string(),
             accepted: Vec::new(),
+            apiserver_port: kismatic_plan::DEFAULT_APISERVER_PORT,
         }
     }
 }
@@ -97,6 +101,13 @@ pub struct UpgradePlan {
     pub status: PlanStatus,
     /// `--partial-ok` pruned nodes: the plan ends before the cluster services.
     pub partial: bool,
+    /// Every planned node's artifacts, staged in the background from the start, in this order (a node's own turn
+    /// waits for its staging).
+    #[serde(default)]
+    pub staging: Vec<StageStep>,
+    /// A verified snapshot of each etcd cluster that will change, before any node is touched.
+    #[serde(default)]
+    pub snapshots: Vec<SnapshotStep>,
     pub phases: Vec<Phase>,
     /// Nodes already at the target release.
     pub skipped: Vec<String>,
@@ -250,16 +261,50 @@ pub struct Step {
     pub id: String,
     #[serde(flatten)]
     pub action: Action,
+    /// What must be seen, in this order, before the step counts as done ([`Gate`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<Gate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     Cordon,
+    /// Every pod evicted through the Eviction API (budgets respected); the workloads moved are journaled.
     Drain,
-    Upgrade { component: String, delivery: Delivery, from: Option<String>, to: String },
-    WriteMarkers { kismatic_version: String, kubernetes: String },
+    /// Install the component at `to` (staged artifacts, switched in place), restart its service when `restart`
+    /// and the files or the running process were not at the target, then pass the step's gates.
+    Upgrade {
+        component: String,
+        delivery: Delivery,
+        from: Option<String>,
+        to: String,
+        #[serde(default)]
+        restart: bool,
+    },
+    WriteMarkers {
+        kismatic_version: String,
+        kubernetes: String,
+    },
     Uncordon,
+}
+
+/// Staging one node's artifacts: uploaded once per digest, checked and unpacked beside what runs
+/// (docs/node-contract.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageStep {
+    pub id: String,
+    pub host: String,
+    /// Components staged, in the order the node's parts upgrade them.
+    pub components: Vec<String>,
+}
+
+/// A snapshot of one etcd cluster, taken on `node` and verified, once the cluster is healthy with a leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotStep {
+    pub id: String,
+    pub cluster: String,
+    pub node: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -269,6 +314,8 @@ pub struct ServiceStep {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     pub to: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<Gate>,
 }
 
 /// Canonical order of components on a node: data store first, then the runtime, the control plane, the node agents.
@@ -371,6 +418,8 @@ fn plan_core(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanO
         kubernetes: release.kubernetes.clone(),
         status: PlanStatus::Ready,
         partial: false,
+        staging: Vec::new(),
+        snapshots: Vec::new(),
         phases: Vec::new(),
         skipped: Vec::new(),
         pruned: Vec::new(),
@@ -469,16 +518,22 @@ fn plan_core(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanO
             // A drain protects the node's pods from what restarts under them; an API server, controller-manager
             // or scheduler of its own (split out before the rest) restarts nothing on the node.
             let touches_pods = components.iter().any(|c| {
-                !matches!(
-                    c.component.as_str(),
-                    "etcd" | "etcd-networking" | "kube-apiserver" | "kube-controller-manager" | "kube-scheduler"
-                )
+                !matches!(c.component.as_str(), "kube-apiserver" | "kube-controller-manager" | "kube-scheduler")
+                    && !gates::is_etcd(&c.component)
             });
             let drain = opts.mode == Mode::Online
                 && registered
                 && !components.is_empty()
                 && (touches_pods || (!split && i == last));
-            by_phase.entry(kind).or_default().push(node_plan(node, kind, &components, drain, i == last, release));
+            by_phase.entry(kind).or_default().push(node_plan(
+                node,
+                kind,
+                &components,
+                drain,
+                i == last,
+                release,
+                opts.apiserver_port,
+            ));
         }
     }
     for (kind, nodes) in by_phase {
@@ -537,7 +592,44 @@ fn plan_core(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanO
         out.partial = false;
         out.findings.extend(skew);
     }
+    if !out.is_blocked() {
+        out.staging = staging(&out);
+        out.snapshots = snapshots(&out, inv);
+    }
     out
+}
+
+/// One staging step per planned host, in plan order (a master split across phases is staged once, for all its
+/// parts).
+fn staging(plan: &UpgradePlan) -> Vec<StageStep> {
+    let mut out: Vec<StageStep> = Vec::new();
+    for (_, np) in plan.node_plans() {
+        let components = np.upgrades().map(|(c, _, _)| c.to_string());
+        match out.iter_mut().find(|s| s.host == np.host) {
+            Some(s) => s.components.extend(components),
+            None => out.push(StageStep {
+                id: format!("stage/{}", np.host),
+                host: np.host.clone(),
+                components: components.collect(),
+            }),
+        }
+    }
+    out
+}
+
+/// A snapshot of each etcd cluster with at least one member upgrade in the plan, in [`gates::ETCD_CLUSTERS`]
+/// order, taken on the first etcd node of the plan file.
+fn snapshots(plan: &UpgradePlan, inv: &kismatic_plan::Inventory) -> Vec<SnapshotStep> {
+    let Some(first) = inv.nodes_with_role(Role::Etcd).next() else { return Vec::new() };
+    gates::ETCD_CLUSTERS
+        .iter()
+        .filter(|cluster| plan.node_plans().any(|(_, np)| np.upgrades().any(|(c, _, _)| c == **cluster)))
+        .map(|cluster| SnapshotStep {
+            id: format!("etcd/snapshot/{cluster}"),
+            cluster: cluster.to_string(),
+            node: first.host.clone(),
+        })
+        .collect()
 }
 
 type Grouped = Vec<Vec<(NodePlan, Option<Bound>)>>;
@@ -663,36 +755,41 @@ fn node_plan(
     drain: bool,
     markers: bool,
     release: &Release,
+    apiserver_port: u16,
 ) -> NodePlan {
     let id = format!("{}/{}", kind.as_str(), node.host);
-    let step = |what: &str| format!("{id}/{what}");
+    let step = |what: &str, action: Action, gates: Vec<Gate>| Step { id: format!("{id}/{what}"), action, gates };
     let mut steps = Vec::new();
     if drain {
-        steps.push(Step { id: step("cordon"), action: Action::Cordon });
-        steps.push(Step { id: step("drain"), action: Action::Drain });
+        steps.push(step("cordon", Action::Cordon, Vec::new()));
+        steps.push(step("drain", Action::Drain, Vec::new()));
     }
     for c in components {
-        steps.push(Step {
-            id: step(&format!("upgrade/{}", c.component)),
-            action: Action::Upgrade {
+        let restart = release.component(&c.component).is_some_and(gates::restarts);
+        steps.push(step(
+            &format!("upgrade/{}", c.component),
+            Action::Upgrade {
                 component: c.component.clone(),
                 delivery: c.delivery,
                 from: c.from.clone(),
                 to: c.to.clone(),
+                restart,
             },
-        });
+            gates::component_gates(&c.component, c.delivery, apiserver_port),
+        ));
     }
     if markers {
-        steps.push(Step {
-            id: step("markers"),
-            action: Action::WriteMarkers {
+        steps.push(step(
+            "markers",
+            Action::WriteMarkers {
                 kismatic_version: release.version.to_string(),
                 kubernetes: release.kubernetes.clone(),
             },
-        });
+            Vec::new(),
+        ));
     }
     if drain {
-        steps.push(Step { id: step("uncordon"), action: Action::Uncordon });
+        steps.push(step("uncordon", Action::Uncordon, vec![Gate::WorkloadsBack]));
     }
     NodePlan { id, host: node.host.clone(), roles: node.roles.clone(), drain, steps }
 }
@@ -704,7 +801,7 @@ fn node_plan(
 fn component_phase(component: &str, node: &Node, earliest: PhaseKind, split: bool, other_api: bool) -> PhaseKind {
     let own_role = if node.has_role(Role::Master) { PhaseKind::Master } else { PhaseKind::Worker };
     match component {
-        "etcd" | "etcd-networking" => earliest,
+        c if gates::is_etcd(c) => earliest,
         _ if earliest == PhaseKind::Etcd && !other_api && !split => earliest,
         "kube-apiserver" if split => PhaseKind::ApiServers,
         _ if earliest == PhaseKind::Etcd || split => own_role,
@@ -759,6 +856,7 @@ fn service_step(facts: &Facts, kind: PhaseKind, c: &kismatic_release::Component)
         component: c.name.clone(),
         from: markers.iter().flatten().next().map(|s| s.to_string()),
         to: c.version.clone(),
+        gates: vec![Gate::Rollout],
     })
 }
 
@@ -856,6 +954,19 @@ fn codes_list(codes: &BTreeSet<Code>) -> String {
 impl UpgradePlan {
     pub fn is_blocked(&self) -> bool {
         matches!(self.status, PlanStatus::Blocked { .. })
+    }
+
+    /// Every journaled step's id, in execution order: staging, snapshots, then the phases' node and service steps.
+    /// The journal's header lists them; a rerun skips the finished ones.
+    pub fn journal_steps(&self) -> Vec<String> {
+        let mut steps: Vec<String> = self.staging.iter().map(|s| s.id.clone()).collect();
+        steps.extend(self.snapshots.iter().map(|s| s.id.clone()));
+        for phase in &self.phases {
+            let nodes = phase.batches.iter().flat_map(|b| &b.nodes);
+            steps.extend(nodes.flat_map(|n| &n.steps).map(|s| s.id.clone()));
+            steps.extend(phase.services.iter().map(|s| s.id.clone()));
+        }
+        steps
     }
 
     /// Every node plan, in execution order.

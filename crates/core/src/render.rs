@@ -47,6 +47,18 @@ pub fn plan_text(plan: &UpgradePlan) -> String {
             blocked_text(&mut s, plan, blocking, cluster, remedies);
         }
     }
+    if !plan.staging.is_empty() {
+        let _ = writeln!(s, "\nStaging (in the background from the start; each node's turn waits for its own):");
+        for st in &plan.staging {
+            let _ = writeln!(s, "  {}: {}", st.id, st.components.join(", "));
+        }
+    }
+    if !plan.snapshots.is_empty() {
+        let _ = writeln!(s, "\nBefore any node (cluster healthy with a leader, snapshot verified):");
+        for sn in &plan.snapshots {
+            let _ = writeln!(s, "  {} on {}", sn.id, sn.node);
+        }
+    }
     for (i, phase) in plan.phases.iter().enumerate() {
         let _ = writeln!(s, "\nPhase {}: {}", i + 1, phase.kind.as_str());
         if phase.kind == PhaseKind::ApiServers {
@@ -88,32 +100,32 @@ pub fn plan_text(plan: &UpgradePlan) -> String {
             for n in &batch.nodes {
                 let roles: Vec<&str> = n.roles.iter().map(|r| r.as_str()).collect();
                 let indent = if parallel || batch.bound.is_some() { "    " } else { "  " };
-                let _ = writeln!(
-                    s,
-                    "{indent}{} [{}]{}",
-                    n.host,
-                    roles.join(","),
-                    if n.drain { " cordon, drain, uncordon" } else { "" }
-                );
+                let _ = writeln!(s, "{indent}{} [{}]", n.host, roles.join(","));
                 for step in &n.steps {
-                    match &step.action {
-                        Action::Upgrade { component, from, to, delivery } => {
-                            let _ = writeln!(
-                                s,
-                                "{indent}  {component} {} → {to} ({delivery})",
-                                from.as_deref().unwrap_or("none")
-                            );
-                        }
-                        Action::WriteMarkers { kismatic_version, .. } => {
-                            let _ = writeln!(s, "{indent}  markers → {kismatic_version}");
-                        }
-                        Action::Cordon | Action::Drain | Action::Uncordon => {}
-                    }
+                    let what = match &step.action {
+                        Action::Upgrade { component, from, to, delivery, restart } => format!(
+                            "{component} {} → {to} ({delivery}{})",
+                            from.as_deref().unwrap_or("none"),
+                            if *restart { ", restart" } else { "" }
+                        ),
+                        Action::WriteMarkers { kismatic_version, .. } => format!("markers → {kismatic_version}"),
+                        Action::Cordon => "cordon".into(),
+                        Action::Drain => "drain".into(),
+                        Action::Uncordon => "uncordon".into(),
+                    };
+                    let _ = writeln!(s, "{indent}  {what}{}", gates_text(&step.gates));
                 }
             }
         }
         for svc in &phase.services {
-            let _ = writeln!(s, "  {} {} → {}", svc.component, svc.from.as_deref().unwrap_or("none"), svc.to);
+            let _ = writeln!(
+                s,
+                "  {} {} → {}{}",
+                svc.component,
+                svc.from.as_deref().unwrap_or("none"),
+                svc.to,
+                gates_text(&svc.gates)
+            );
         }
     }
     if !plan.skipped.is_empty() {
@@ -137,6 +149,15 @@ pub fn plan_text(plan: &UpgradePlan) -> String {
         s.push_str(&findings_text(&plan.findings));
     }
     s
+}
+
+/// A step's gates as a plan shows them: `; gate: a, b`.
+fn gates_text(gates: &[crate::gates::Gate]) -> String {
+    if gates.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = gates.iter().map(|g| g.describe()).collect();
+    format!("; gate: {}", each.join(", "))
 }
 
 /// `--accept` pairs printed before the list is cut short (the JSON has them all).

@@ -48,11 +48,16 @@ impl StepError {
 
     /// The sentence the end of the run adds after the error.
     pub fn advice(&self) -> &'static str {
-        if self.retry_may_help() {
-            "This may pass when retried: rerun the same command."
-        } else {
-            "Retrying alone will not help: fix the cause first, then rerun the same command."
-        }
+        advice(self.retry_may_help())
+    }
+}
+
+/// The sentence the end of the run adds after an error, by whether rerunning can help.
+pub fn advice(retry_may_help: bool) -> &'static str {
+    if retry_may_help {
+        "This may pass when retried: rerun the same command."
+    } else {
+        "Retrying alone will not help: fix the cause first, then rerun the same command."
     }
 }
 

@@ -1,10 +1,12 @@
 //! etcd access through `etcdctl` on an etcd node over SSH, as Kismatic did: the node's own client certificate is
-//! used and snapshots stay on the node. Node contract (docs/node-contract.md): for a cluster component `C`
-//! (`etcd`, `etcd-networking`), `/opt/kismatic/C/current/bin/etcdctl`, the member's configuration
-//! `/etc/kismatic/C/etcd.conf.yml` and client TLS material in `/etc/kismatic/C/tls/{ca.crt,client.crt,client.key}`.
+//! used and snapshots stay on the node. Node contract (docs/node-contract.md; the paths in `kismatic_ops::contract`):
+//! for a cluster component `C` (`etcd`, `etcd-networking`), `/opt/kismatic/C/current/bin/etcdctl`, the member's
+//! configuration `/etc/kismatic/C/etcd.conf.yml` and client TLS material in
+//! `/etc/kismatic/C/tls/{ca.crt,client.crt,client.key}`.
 
 use kismatic_core::facts::{EtcdClusterFacts, EtcdMember};
 use kismatic_fleet::{NodeError, NodeSession, OpKind};
+use kismatic_ops::contract::{etcd_config, etcd_tls_dir as tls_dir, etcdctl as etcdctl_path};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -14,14 +16,6 @@ pub struct EtcdAccess {
     pub component: String,
     /// Client URL of the member on this node (from its `advertise-client-urls`).
     pub endpoint: String,
-}
-
-fn etcdctl_path(component: &str) -> String {
-    format!("/opt/kismatic/{component}/current/bin/etcdctl")
-}
-
-fn tls_dir(component: &str) -> String {
-    format!("/etc/kismatic/{component}/tls")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +30,7 @@ pub enum EtcdError {
 
 /// Reads the member's own client URL from its configuration.
 pub async fn access(session: &NodeSession, component: &str) -> Result<EtcdAccess, EtcdError> {
-    let path = format!("/etc/kismatic/{component}/etcd.conf.yml");
+    let path = etcd_config(component);
     let text = session.read_file(&path).await?;
     let text = String::from_utf8_lossy(&text);
     let endpoint = advertise_client_url(&text).ok_or_else(|| EtcdError::Parse {

@@ -24,6 +24,10 @@ pub struct StepEvent<'a> {
     /// Time in node commands (round trip and the command's own run) outside the waits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote_ms: Option<u64>,
+    /// Node commands (SSH round trips) the step ran; on the `info` event `ssh` at the end of a run, the node's
+    /// total over the run (connections in `message`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round_trips: Option<u64>,
     /// Each wait inside the step, in order (finished and failed events): what was waited on, from when, how long.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub waits: &'a [WaitSpan],
@@ -172,6 +176,8 @@ pub struct LoggedEvent {
     pub wait_ms: Option<u64>,
     #[serde(default)]
     pub remote_ms: Option<u64>,
+    #[serde(default)]
+    pub round_trips: Option<u64>,
     #[serde(default)]
     pub waits: Vec<WaitSpan>,
     #[serde(default)]

@@ -2,8 +2,8 @@
 //! (paginated cluster-wide lists), and each etcd cluster through `etcdctl` on one of its members.
 
 use crate::etcd;
-use crate::run::ETCD_CLUSTERS;
 use kismatic_core::facts::{ApiServerFacts, EtcdClusterFacts, Facts, KubeFacts, ListError};
+use kismatic_core::gates::ETCD_CLUSTERS;
 use kismatic_fleet::{Fleet, Target};
 use kismatic_plan::{Inventory, Role};
 use kismatic_release::Release;

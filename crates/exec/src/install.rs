@@ -8,8 +8,7 @@ use kismatic_fleet::{NodeError, NodeSession, OpKind};
 use kismatic_release::{Artifact, Component, Delivery, Release};
 use std::time::Duration;
 
-/// Where artifacts are staged on a node before their digest is checked.
-pub const STAGING: &str = "/var/cache/kismatic/staging";
+pub use kismatic_ops::contract::STAGING;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
@@ -56,7 +55,7 @@ fn running_from(c: &Component, stdout: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(stdout);
     text.lines()
         .find_map(|l| l.strip_prefix("exe "))
-        .and_then(|exe| kismatic_ops::probe::version_from_exe(&c.name, exe))
+        .and_then(|exe| kismatic_ops::contract::version_from_exe(&c.name, exe))
 }
 
 /// The file inside each staged version directory naming the sha256 of the artifact it was unpacked from; a
@@ -428,15 +427,6 @@ pub async fn wait_running(session: &NodeSession, c: &Component, timeout: Duratio
     }
 }
 
-/// Health ports of the control-plane components that have one (Kubernetes' defaults; docs/node-contract.md).
-pub fn health_port(component: &str) -> Option<u16> {
-    match component {
-        "kube-controller-manager" => Some(10257),
-        "kube-scheduler" => Some(10259),
-        _ => None,
-    }
-}
-
 // Asks `/healthz` on the node itself, at each address in turn (the node's own address, then loopback): with curl
 // when the node has it (HTTPS as Kubernetes serves it, then plain HTTP), else a plain HTTP/1.0 request through
 // bash's /dev/tcp. Prints `healthy` or exits 1.
@@ -494,57 +484,4 @@ pub async fn rollback_binary(session: &NodeSession, c: &Component) -> Result<Str
     let args = ["-c", BINARY_ROLLBACK, "kismatic-rollback", &c.name, service(c)];
     let out = session.run_within(OpKind::Restart, "sh", &args, None).await?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// The marker files' contents for a node at `release` with these components (`/etc/component-versions` is a YAML
-/// map component → version plus `kubernetes`).
-pub fn marker_texts<'a>(release: &Release, components: impl Iterator<Item = &'a Component>) -> (String, String) {
-    let mut versions = String::new();
-    for c in components {
-        versions.push_str(&format!("{}: {}\n", c.name, yaml_scalar(&c.version)));
-    }
-    versions.push_str(&format!("kubernetes: {}\n", yaml_scalar(&release.kubernetes)));
-    (release.version.to_string(), versions)
-}
-
-// Versions are validated semver-ish strings, but quote anything YAML could misread (e.g. `1.10` as a float).
-fn yaml_scalar(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_'))
-        && s.chars().any(|c| c.is_ascii_alphabetic())
-    {
-        s.to_string()
-    } else {
-        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-    }
-}
-
-/// Writes the node's markers (only after all its components are verified at the target).
-/// Both files in one round trip, each replaced atomically; the version marker last, so that a node whose
-/// `/etc/kismatic-version` says the new release always has the matching component list.
-pub async fn write_markers(session: &NodeSession, version: &str, component_versions: &str) -> Result<(), InstallError> {
-    session.run("sh", &["-c", WRITE_MARKERS, "kismatic-markers", component_versions, version], None).await?;
-    Ok(())
-}
-
-const WRITE_MARKERS: &str = r#"
-set -eu
-printf '%s' "$1" > /etc/.component-versions.kismatic-tmp
-chmod 644 /etc/.component-versions.kismatic-tmp
-mv -f /etc/.component-versions.kismatic-tmp /etc/component-versions
-printf '%s' "$2" > /etc/.kismatic-version.kismatic-tmp
-chmod 644 /etc/.kismatic-version.kismatic-tmp
-mv -f /etc/.kismatic-version.kismatic-tmp /etc/kismatic-version
-"#;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn yaml_scalars_are_quoted_when_ambiguous() {
-        assert_eq!(yaml_scalar("v1.34.1"), "v1.34.1");
-        assert_eq!(yaml_scalar("3.5.1"), "\"3.5.1\"");
-        assert_eq!(yaml_scalar("1.10"), "\"1.10\"");
-        assert_eq!(yaml_scalar("a\"b"), "\"a\\\"b\"");
-    }
 }

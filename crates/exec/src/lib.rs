@@ -7,6 +7,7 @@ pub mod events;
 pub mod gather;
 pub mod install;
 pub mod lock;
+mod ops;
 pub mod poll;
 pub mod run;
 pub mod signals;

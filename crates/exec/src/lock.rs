@@ -9,8 +9,7 @@
 use kismatic_fleet::{Fleet, Held, Target};
 use kismatic_plan::{Inventory, Role};
 
-/// The lock file on the lock node.
-pub const CLUSTER_LOCK: &str = "/var/lib/kismatic/run.lock";
+pub use kismatic_ops::contract::CLUSTER_LOCK;
 
 /// Exit status of [`LOCK_SCRIPT`] when another run holds the lock.
 const BUSY: i32 = 75;

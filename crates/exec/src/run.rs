@@ -1,30 +1,29 @@
-//! Walks an [`UpgradePlan`]: etcd snapshot, then node by node (etcd → masters → workers), then on-cluster
-//! services, recording every step's start and end in the run journal, gating each node on health, and on abort
-//! uncordoning what this run cordoned.
+//! The interpreter of an [`UpgradePlan`]: for each planned step, journal its start, apply it through the two I/O
+//! interfaces ([`NodeOps`], [`ClusterOps`] in [`crate::ops`]), pass its gates, journal its end. The sequence, in one
+//! place ([`Ctx::walk`]): staging in the background; the etcd snapshots; node by node (etcd → masters → workers,
+//! batches together) with each step; the on-cluster services. Clean-up, whatever the end: commands left running
+//! on nodes are stopped and nodes this run cordoned are uncordoned.
 
 use crate::error::StepError;
-use crate::etcd::{self, EtcdAccess};
+use crate::etcd;
 use crate::events::{Reporter, StepEvent, WaitKind, WaitSpan};
-use crate::install::{self, InstallError};
+use crate::install::InstallError;
+use crate::ops::{ClusterOps, ClusterTimeouts, FleetNodes, KubeCluster, NodeOps};
 use crate::poll::{self, PollError, Seen};
-use kismatic_core::planner::{Action, NodePlan, PhaseKind, ServiceStep, UpgradePlan};
-use kismatic_fleet::{Fleet, NodeError, NodeSession, Target};
+use kismatic_core::gates::Gate;
+use kismatic_core::planner::{Action, NodePlan, PhaseKind, ServiceStep, SnapshotStep, StageStep, UpgradePlan};
+use kismatic_fleet::{Fleet, NodeError};
 use kismatic_journal::store::{self, JournalWriter, RunsDir, StoreError};
 use kismatic_journal::{Event, Header, MovedWorkload, Record, ResumeDecision, RunIdentity};
 use kismatic_kube::ops::Workload;
 use kismatic_plan::{Inventory, Node, Role};
-use kismatic_release::{Component, Delivery, Release};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use kismatic_release::{Component, Release};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Components that are etcd clusters (upgraded member by member under quorum gates).
-pub const ETCD_CLUSTERS: [&str; 2] = ["etcd", "etcd-networking"];
-
-/// Where etcd snapshots are written on the etcd node that takes them.
-pub const SNAPSHOT_DIR: &str = "/var/lib/kismatic/backups";
+pub use kismatic_ops::contract::SNAPSHOT_DIR;
 
 #[derive(Debug, Clone)]
 pub struct ExecConfig {
@@ -40,8 +39,6 @@ pub struct ExecConfig {
     /// How long drained workloads must stay at their ready counts before the next node.
     pub stable_for: Duration,
     pub restart_services: bool,
-    /// Port of the API server on each master, for the per-master health gate.
-    pub apiserver_port: u16,
     pub events: Option<PathBuf>,
     /// Start a new journal even if the previous run is unfinished.
     pub discard_previous: bool,
@@ -87,6 +84,9 @@ pub enum ExecError {
     /// A journaled step failed.
     #[error("{step}: {error}")]
     Failed { step: String, error: Box<StepError> },
+    /// A node's staging failed (the run stopped at the next node boundary).
+    #[error("{message}")]
+    Staging { message: String, retry_may_help: bool },
 }
 
 impl ExecError {
@@ -94,7 +94,8 @@ impl ExecError {
     pub fn advice(&self) -> &'static str {
         match self {
             ExecError::Failed { error, .. } => error.advice(),
-            ExecError::Node(e) if e.retry_may_help() => "This may pass when retried: rerun the same command.",
+            ExecError::Staging { retry_may_help, .. } => crate::error::advice(*retry_may_help),
+            ExecError::Node(e) if e.retry_may_help() => crate::error::advice(true),
             _ => "",
         }
     }
@@ -122,13 +123,25 @@ pub struct Outcome {
     pub resumed: bool,
 }
 
-struct Ctx<'a> {
+/// What stops a run from outside: SIGINT, SIGTERM, SIGHUP in the real run ([`crate::signals::Signals`]).
+pub(crate) trait Interrupts {
+    /// Waits for the next one; returns its name.
+    async fn next(&mut self) -> String;
+}
+
+impl Interrupts for crate::signals::Signals {
+    async fn next(&mut self) -> String {
+        crate::signals::Signals::next(self).await.to_string()
+    }
+}
+
+struct Ctx<'a, N, C> {
     plan: &'a UpgradePlan,
     inventory: &'a Inventory,
     release: &'a Release,
-    fleet: &'a Fleet,
     cfg: &'a ExecConfig,
-    kube: kube::Client,
+    nodes: &'a N,
+    cluster: &'a C,
     run_id: String,
     journal: Mutex<JournalWriter>,
     reporter: Mutex<Reporter>,
@@ -142,69 +155,23 @@ struct Ctx<'a> {
     moved: Mutex<BTreeMap<String, BTreeSet<Workload>>>,
     /// Snapshot location per etcd cluster, for messages.
     snapshots: Mutex<BTreeMap<String, String>>,
-    /// One SSH session per node, opened once and kept for the run (a connection costs a key exchange).
-    sessions: Mutex<HashMap<String, SessionCell>>,
-    artifacts: install::ArtifactCache,
 }
-
-type SessionCell = Arc<tokio::sync::OnceCell<Arc<NodeSession>>>;
 
 /// Per node, how its staging ended (absent while it runs).
-type StagingBoard = tokio::sync::watch::Receiver<BTreeMap<String, Result<(), String>>>;
+type StagingBoard = tokio::sync::watch::Receiver<BTreeMap<String, Result<(), Staging>>>;
 
-/// Journal step ids of a plan, in execution order: artifacts staged on every node first, then an etcd snapshot
-/// per upgraded etcd cluster.
-pub fn journal_steps(plan: &UpgradePlan) -> Vec<String> {
-    let mut steps: Vec<String> = staged_hosts(plan).into_iter().map(stage_step).collect();
-    steps.extend(snapshot_clusters(plan).into_iter().map(|c| snapshot_step(&c)));
-    for phase in &plan.phases {
-        for b in &phase.batches {
-            for n in &b.nodes {
-                steps.extend(n.steps.iter().map(|s| s.id.clone()));
-            }
-        }
-        steps.extend(phase.services.iter().map(|s| s.id.clone()));
-    }
-    steps
-}
-
-fn stage_step(host: &str) -> String {
-    format!("stage/{host}")
-}
-
-/// Every planned host once, in plan order (a master split across phases is staged once, for all its parts).
-fn staged_hosts(plan: &UpgradePlan) -> Vec<&str> {
-    let mut hosts: Vec<&str> = Vec::new();
-    for (_, np) in plan.node_plans() {
-        if !hosts.contains(&np.host.as_str()) {
-            hosts.push(&np.host);
-        }
-    }
-    hosts
+/// A node's staging failure, kept for the node boundary where the run stops: the message and whether a rerun may
+/// pass.
+#[derive(Debug, Clone)]
+struct Staging {
+    error: String,
+    retry_may_help: bool,
 }
 
 /// Nodes staged at the same time, at least. Staging runs in plan order ahead of the rolling upgrade, which takes
 /// one node (or one batch) at a time: a couple of transfers keep ahead of it while the next node's transfer is not
 /// slowed by all the others sharing the link (and the CPU).
 const STAGE_PARALLEL: usize = 2;
-
-fn snapshot_step(cluster: &str) -> String {
-    format!("etcd/snapshot/{cluster}")
-}
-
-/// etcd clusters with at least one member upgrade in the plan.
-fn snapshot_clusters(plan: &UpgradePlan) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for (_, np) in plan.node_plans() {
-        for (component, _, _) in np.upgrades() {
-            if ETCD_CLUSTERS.contains(&component) && !out.iter().any(|c| c == component) {
-                out.push(component.to_string());
-            }
-        }
-    }
-    out.sort_by_key(|c| ETCD_CLUSTERS.iter().position(|e| e == c));
-    out
-}
 
 /// When the plan has nothing to do: the latest run's journal may still hold nodes cordoned (an interrupted run
 /// whose nodes reached their target before their uncordon). They are uncordoned, and an unfinished run of this
@@ -276,7 +243,22 @@ pub async fn execute(
         crate::time::rfc3339_now()
     );
     let cluster_lock = crate::lock::take(fleet, inventory, &holder).await.map_err(ExecError::Conflict)?;
-    let result = execute_locked(plan, inventory, release, fleet, cfg, &runs).await;
+    let result = async {
+        let kube =
+            kismatic_kube::connect_without_retry(&cfg.kubeconfig).await.map_err(|e| ExecError::Step(e.to_string()))?;
+        let nodes = FleetNodes::new(fleet, release, inventory, cfg.node_timeout);
+        let timeouts = ClusterTimeouts {
+            drain: cfg.drain_timeout,
+            node: cfg.node_timeout,
+            workload: cfg.workload_timeout,
+            stable_for: cfg.stable_for,
+        };
+        let cluster = KubeCluster::new(kube, &cfg.kubeconfig, &nodes, release, inventory, timeouts);
+        let mut signals =
+            crate::signals::Signals::new().map_err(|e| ExecError::Step(format!("signal handlers: {e}")))?;
+        interpret(plan, inventory, release, cfg, &runs, &nodes, &cluster, &mut signals).await
+    }
+    .await;
     if let Some(l) = cluster_lock {
         l.release().await;
     }
@@ -370,7 +352,7 @@ fn open_journal(
                 run_id: run_id.clone(),
                 started_at_ms: crate::time::now_ms(),
                 identity,
-                steps: journal_steps(plan),
+                steps: plan.journal_steps(),
             };
             let writer = runs.create_run(&header)?;
             // A copy of the plan file beside the journal, and the upgrade plan with its findings: what this run
@@ -396,131 +378,54 @@ fn open_journal(
     })
 }
 
-async fn execute_locked(
+/// The run under its locks: opens (or resumes) the journal, walks the plan until it ends or is interrupted, cleans
+/// up and records the end.
+#[allow(clippy::too_many_arguments)] // the run's inputs and its three I/O edges, each used once
+async fn interpret<N: NodeOps, C: ClusterOps>(
     plan: &UpgradePlan,
     inventory: &Inventory,
     release: &Release,
-    fleet: &Fleet,
     cfg: &ExecConfig,
     runs: &RunsDir,
+    nodes: &N,
+    cluster: &C,
+    interrupts: &mut impl Interrupts,
 ) -> Result<Outcome, ExecError> {
-    let Opened { writer, done, cordoned, moved, run_id, resumed, torn } =
-        open_journal(plan, inventory, release, cfg, runs)?;
-    let run_dir = writer.dir().to_path_buf();
-    let mut writer = writer;
-    writer.append(&Record {
-        at_ms: crate::time::now_ms(),
-        event: Event::Attached {
-            pid: std::process::id(),
-            host: kismatic_journal::store::local_host(),
-            command: cfg.command.clone(),
-            cwd: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        },
-    })?;
-    let events = match &cfg.events {
-        Some(p) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| ExecError::Step(format!("events file {}: {e}", p.display())))?,
-        ),
-        None => None,
-    };
-    let kube =
-        kismatic_kube::connect_without_retry(&cfg.kubeconfig).await.map_err(|e| ExecError::Step(e.to_string()))?;
-    let ctx = Ctx {
-        plan,
-        inventory,
-        release,
-        fleet,
-        cfg,
-        kube,
-        run_id,
-        journal: Mutex::new(writer),
-        reporter: Mutex::new(Reporter::new(
-            events,
-            store::append_private(&run_dir.join("run.log")).ok(),
-            cfg.quiet,
-            journal_steps(plan).len(),
-        )),
-        done,
-        cordoned: Mutex::new(cordoned),
-        cordoned_ahead: Mutex::new(HashSet::new()),
-        moved: Mutex::new(moved),
-        snapshots: Mutex::new(BTreeMap::new()),
-        sessions: Mutex::new(HashMap::new()),
-        artifacts: install::ArtifactCache::default(),
-    };
-    if torn > 0 {
-        ctx.line(&format!(
-            "the journal's last line was torn (a write that never completed): cut off {torn} byte(s) before resuming"
-        ));
-    }
-    if resumed {
-        ctx.line(&format!("resuming run {} (journal {})", ctx.run_id, run_dir.display()));
-    } else {
-        ctx.line(&format!("run {} (journal {})", ctx.run_id, run_dir.display()));
-    }
+    let opened = open_journal(plan, inventory, release, cfg, runs)?;
+    let resumed = opened.resumed;
+    let (ctx, run_dir) = Ctx::new(plan, inventory, release, cfg, nodes, cluster, opened)?;
     let mut nodes = Vec::new();
-    let mut signals = crate::signals::Signals::new().map_err(|e| ExecError::Step(format!("signal handlers: {e}")))?;
     let result = tokio::select! {
         r = ctx.walk(&mut nodes) => r,
-        sig = signals.next() => Err(ExecError::Step(format!("interrupted ({sig})"))),
+        sig = interrupts.next() => Err(ExecError::Step(format!("interrupted ({sig})"))),
     };
     // Clean-up (commands left running on nodes are stopped, nodes uncordoned) unless a second signal asks to exit
     // at once; the journal is consistent at every record, so it then only lacks what the clean-up would have done.
     let cleanup = async {
-        ctx.close_sessions().await;
+        ctx.nodes.close().await;
         // Also after a successful run: a node an earlier, interrupted run cordoned may have reached its target
         // before its uncordon, and then no step of this plan uncordons it.
         ctx.uncordon_all().await
     };
+    let journal = run_dir.join(kismatic_journal::store::JOURNAL_FILE);
     let uncordoned = tokio::select! {
         u = cleanup => u,
-        sig = signals.next() => {
+        sig = interrupts.next() => {
             ctx.progress(|r| r.finish());
             let message = format!(
                 "The upgrade stopped: {}; a second {sig} stopped the clean-up: nodes this run cordoned may still be \
                  cordoned and commands may still run on nodes. Rerun the same command to resume (journal: {}).",
                 match &result { Ok(()) => "finished".to_string(), Err(e) => e.to_string() },
-                run_dir.join(kismatic_journal::store::JOURNAL_FILE).display()
+                journal.display()
             );
             let _ = ctx.record(Event::Ended { completed: false, message: format!("second {sig} during clean-up") });
             return Ok(Outcome { run_dir, completed: false, nodes, message, resumed });
         }
     };
     ctx.progress(|r| r.finish());
-    match result {
-        Ok(()) => {
-            let message = if plan.partial {
-                "Partial upgrade complete. Cluster level services are still left to upgrade. These can only be \
-                 upgraded when performing a full upgrade."
-                    .to_string()
-            } else {
-                format!("The cluster was upgraded successfully to release {}.", release.version)
-            };
-            ctx.record(Event::Ended { completed: true, message: message.clone() })?;
-            let message = format!("{uncordoned}{message}");
-            Ok(Outcome { run_dir, completed: true, nodes, message, resumed })
-        }
-        Err(e) => {
-            let message = format!(
-                "The upgrade stopped: {e}\n{}{}{}Rerun the same command to resume at the first unfinished step \
-                 (journal: {}).",
-                match e.advice() {
-                    "" => String::new(),
-                    a => format!("{a}\n"),
-                },
-                uncordoned,
-                ctx.snapshot_note(),
-                run_dir.join(kismatic_journal::store::JOURNAL_FILE).display()
-            );
-            let _ = ctx.record(Event::Ended { completed: false, message: e.to_string() });
-            Ok(Outcome { run_dir, completed: false, nodes, message, resumed })
-        }
-    }
+    ctx.report_round_trips();
+    let (completed, message) = ctx.end(result, &uncordoned, &journal)?;
+    Ok(Outcome { run_dir, completed, nodes, message, resumed })
 }
 
 /// Time spent waiting (restarts, health, drains) inside a step, for the event stream; and the part of the step's
@@ -554,10 +459,108 @@ struct Took {
     total: Duration,
     waits: Duration,
     remote: Duration,
+    round_trips: u64,
     spans: Vec<WaitSpan>,
 }
 
-impl Ctx<'_> {
+impl<'a, N: NodeOps, C: ClusterOps> Ctx<'a, N, C> {
+    /// The run's context over its journal: records that this process took charge, opens the event stream and the
+    /// run log, and says which run this is. Returns it with the run folder.
+    fn new(
+        plan: &'a UpgradePlan,
+        inventory: &'a Inventory,
+        release: &'a Release,
+        cfg: &'a ExecConfig,
+        nodes: &'a N,
+        cluster: &'a C,
+        opened: Opened,
+    ) -> Result<(Self, PathBuf), ExecError> {
+        let Opened { mut writer, done, cordoned, moved, run_id, resumed, torn } = opened;
+        let run_dir = writer.dir().to_path_buf();
+        writer.append(&Record {
+            at_ms: crate::time::now_ms(),
+            event: Event::Attached {
+                pid: std::process::id(),
+                host: kismatic_journal::store::local_host(),
+                command: cfg.command.clone(),
+                cwd: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+        })?;
+        let events = match &cfg.events {
+            Some(p) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| ExecError::Step(format!("events file {}: {e}", p.display())))?,
+            ),
+            None => None,
+        };
+        let log = store::append_private(&run_dir.join("run.log")).ok();
+        let ctx = Ctx {
+            plan,
+            inventory,
+            release,
+            cfg,
+            nodes,
+            cluster,
+            run_id,
+            journal: Mutex::new(writer),
+            reporter: Mutex::new(Reporter::new(events, log, cfg.quiet, plan.journal_steps().len())),
+            done,
+            cordoned: Mutex::new(cordoned),
+            cordoned_ahead: Mutex::new(HashSet::new()),
+            moved: Mutex::new(moved),
+            snapshots: Mutex::new(BTreeMap::new()),
+        };
+        if torn > 0 {
+            ctx.line(&format!(
+                "the journal's last line was torn (a write that never completed): cut off {torn} byte(s) before \
+                 resuming"
+            ));
+        }
+        let what = if resumed { "resuming run" } else { "run" };
+        ctx.line(&format!("{what} {} (journal {})", ctx.run_id, run_dir.display()));
+        Ok((ctx, run_dir))
+    }
+
+    /// Records the run's end; returns whether it completed and the message for the operator.
+    fn end(
+        &self,
+        result: Result<(), ExecError>,
+        uncordoned: &str,
+        journal: &std::path::Path,
+    ) -> Result<(bool, String), ExecError> {
+        match result {
+            Ok(()) => {
+                let message = if self.plan.partial {
+                    "Partial upgrade complete. Cluster level services are still left to upgrade. These can only be \
+                     upgraded when performing a full upgrade."
+                        .to_string()
+                } else {
+                    format!("The cluster was upgraded successfully to release {}.", self.release.version)
+                };
+                self.record(Event::Ended { completed: true, message: message.clone() })?;
+                Ok((true, format!("{uncordoned}{message}")))
+            }
+            Err(e) => {
+                let advice = match e.advice() {
+                    "" => String::new(),
+                    a => format!("{a}\n"),
+                };
+                let message = format!(
+                    "The upgrade stopped: {e}\n{advice}{uncordoned}{}Rerun the same command to resume at the first \
+                     unfinished step (journal: {}).",
+                    self.snapshot_note(),
+                    journal.display()
+                );
+                let _ = self.record(Event::Ended { completed: false, message: e.to_string() });
+                Ok((false, message))
+            }
+        }
+    }
+
     fn line(&self, text: &str) {
         if let Ok(mut r) = self.reporter.lock() {
             r.line(text);
@@ -588,10 +591,34 @@ impl Ctx<'_> {
                 duration_ms: took.as_ref().map(|t| t.total.as_millis() as u64),
                 wait_ms: took.as_ref().map(|t| t.waits.as_millis() as u64),
                 remote_ms: took.as_ref().map(|t| t.remote.as_millis() as u64),
+                round_trips: took.as_ref().map(|t| t.round_trips),
                 waits: took.as_ref().map(|t| t.spans.as_slice()).unwrap_or_default(),
                 message,
             };
             r.event(&ev);
+        }
+    }
+
+    /// Per node, the SSH connections and commands of the whole run, as `info` events (docs/ssh.md): the interpreter
+    /// must not add round trips, and this is where that is measured.
+    fn report_round_trips(&self) {
+        let Ok(mut r) = self.reporter.lock() else { return };
+        for (node, rt) in self.nodes.round_trips() {
+            let message = format!("{} connection(s), {} command(s)", rt.connections, rt.commands);
+            r.event(&StepEvent {
+                at_ms: crate::time::now_ms(),
+                run_id: &self.run_id,
+                phase: "run",
+                node: Some(&node),
+                step: "ssh",
+                state: "info",
+                duration_ms: None,
+                wait_ms: None,
+                remote_ms: None,
+                round_trips: Some(rt.commands),
+                waits: &[],
+                message: &message,
+            });
         }
     }
 
@@ -613,11 +640,12 @@ impl Ctx<'_> {
         self.progress(|r| r.working_on(&format!("{phase} {} {label}", node.unwrap_or("-"))));
         let t = Instant::now();
         let mut waited = Waited::default();
-        let (result, remote) = kismatic_fleet::tally_remote(work(&mut waited)).await;
+        let (result, remote, round_trips) = kismatic_fleet::tally_remote_counted(work(&mut waited)).await;
         let took = Took {
             total: t.elapsed(),
             waits: waited.total,
             remote: remote.saturating_sub(waited.remote_inside),
+            round_trips,
             spans: waited.spans,
         };
         match result {
@@ -664,9 +692,13 @@ impl Ctx<'_> {
             let verdict = {
                 let board = rx.borrow_and_update();
                 match board.iter().find(|(_, r)| r.is_err()) {
-                    Some((failed, Err(e))) => Some(Err(ExecError::Step(format!(
-                        "staging artifacts on {failed} failed, so the run stops before {host}: {e}"
-                    )))),
+                    Some((failed, Err(e))) => Some(Err(ExecError::Staging {
+                        message: format!(
+                            "staging artifacts on {failed} failed, so the run stops before {host}: {}",
+                            e.error
+                        ),
+                        retry_may_help: e.retry_may_help,
+                    })),
                     _ if board.contains_key(host) => Some(Ok(())),
                     _ => None,
                 }
@@ -682,8 +714,8 @@ impl Ctx<'_> {
     }
 
     async fn roll(&self, staged: &StagingBoard, nodes: &mut Vec<(String, Duration, String)>) -> Result<(), ExecError> {
-        for cluster in snapshot_clusters(self.plan) {
-            self.snapshot(&cluster).await?;
+        for snap in &self.plan.snapshots {
+            self.snapshot(snap).await?;
         }
         for phase in &self.plan.phases {
             for batch in &phase.batches {
@@ -739,117 +771,52 @@ impl Ctx<'_> {
             .ok_or_else(|| ExecError::Step(format!("node {host} is in the plan but not in the plan file")))
     }
 
-    /// The node's session for this run, connecting on first use and reconnecting when the kept one died.
-    async fn session(&self, node: &Node) -> Result<Arc<NodeSession>, ExecError> {
-        for _ in 0..2 {
-            let cell = self
-                .sessions
-                .lock()
-                .map_err(|_| ExecError::Step("session table poisoned".into()))?
-                .entry(node.host.clone())
-                .or_default()
-                .clone();
-            let session = cell
-                .get_or_try_init(|| async {
-                    self.fleet.connect(&Target::new(&node.host, &node.ip)).await.map(Arc::new)
-                })
-                .await?
-                .clone();
-            if session.is_alive().await {
-                return Ok(session);
-            }
-            self.sessions.lock().map(|mut m| m.remove(&node.host)).ok();
-        }
-        Err(ExecError::Step(format!("{}: the SSH connection keeps dying", node.host)))
-    }
-
-    async fn close_sessions(&self) {
-        let cells: Vec<SessionCell> =
-            self.sessions.lock().map(|mut m| std::mem::take(&mut *m).into_values().collect()).unwrap_or_default();
-        for cell in cells {
-            if let Some(session) = Arc::into_inner(cell).and_then(|c| c.into_inner()).and_then(Arc::into_inner) {
-                session.close().await;
-            }
-        }
-    }
-
     /// Every node's artifacts, staged concurrently before anything is changed (a transfer or digest problem stops
     /// the run before any node is touched, and each node's turn is then short).
-    async fn stage_all(&self, board: tokio::sync::watch::Sender<BTreeMap<String, Result<(), String>>>) {
+    async fn stage_all(&self, board: tokio::sync::watch::Sender<BTreeMap<String, Result<(), Staging>>>) {
         use futures::stream::StreamExt;
-        let jobs = staged_hosts(self.plan).into_iter().map(|host| async {
-            let r = self.stage_node(host).await.map_err(|e| e.to_string());
+        let jobs = self.plan.staging.iter().map(|st| async {
+            let r = self
+                .stage_node(st)
+                .await
+                .map_err(|e| Staging { error: e.to_string(), retry_may_help: StepError::from(e).retry_may_help() });
             board.send_modify(|m| {
-                m.insert(host.to_string(), r);
+                m.insert(st.host.clone(), r);
             });
         });
         let widest_batch = self.plan.phases.iter().flat_map(|p| &p.batches).map(|b| b.nodes.len()).max().unwrap_or(1);
         futures::stream::iter(jobs).buffer_unordered(STAGE_PARALLEL.max(widest_batch)).collect::<Vec<()>>().await;
     }
 
-    async fn stage_node(&self, host: &str) -> Result<(), ExecError> {
-        let node = self.node(host)?;
-        let mut components: Vec<&Component> = Vec::new();
-        for (_, np) in self.plan.node_plans().filter(|(_, np)| np.host == host) {
-            for (name, _, _) in np.upgrades() {
-                components.push(self.component(name)?);
-            }
-        }
-        let id = stage_step(host);
-        // Reported as skipped without connecting.
-        if self.done.contains(&id) {
-            return self
-                .step("stage", Some(host), &id, "stage artifacts", async |_: &mut Waited| Ok(String::new()))
-                .await;
-        }
-        let session = self.session(node).await?;
-        self.step("stage", Some(host), &id, "stage artifacts", async |_: &mut Waited| {
-            let staged = install::stage(
-                &session,
-                self.release,
-                &self.artifacts,
-                &components,
-                self.inventory.disable_package_installation,
-            )
-            .await?;
-            Ok(format!(
-                "{} artifact(s) uploaded, {:.1} MB, {} already in place",
-                staged.uploads,
-                staged.bytes as f64 / 1e6,
-                staged.already
-            ))
+    async fn stage_node(&self, st: &StageStep) -> Result<(), ExecError> {
+        let node = self.node(&st.host)?;
+        let components = st.components.iter().map(|c| self.component(c)).collect::<Result<Vec<&Component>, _>>()?;
+        self.step("stage", Some(&st.host), &st.id, "stage artifacts", async |_: &mut Waited| {
+            self.nodes.stage(node, &components).await
         })
         .await
     }
 
-    fn etcd_hosts(&self) -> BTreeMap<String, String> {
-        self.inventory.nodes_with_role(Role::Etcd).map(|n| (n.host.clone(), n.ip.clone())).collect()
-    }
-
     /// Snapshot of one etcd cluster before its first member is touched, verified with `snapshot status`.
-    async fn snapshot(&self, cluster: &str) -> Result<(), ExecError> {
+    async fn snapshot(&self, snap: &SnapshotStep) -> Result<(), ExecError> {
+        let cluster = snap.cluster.as_str();
         let path = format!("{SNAPSHOT_DIR}/{cluster}-{}.db", self.run_id);
-        let Some(first) = self.inventory.nodes_with_role(Role::Etcd).next() else { return Ok(()) };
+        let first = self.node(&snap.node)?;
         self.snapshots.lock().map(|mut s| s.insert(cluster.to_string(), format!("{}:{path}", first.host))).ok();
-        let run_id = self.run_id.as_str();
-        let session = self.session(first).await?;
-        let hosts = self.etcd_hosts();
         let label = format!("snapshot {cluster}");
-        self.step("etcd", Some(&first.host), &snapshot_step(cluster), &label, async |w: &mut Waited| {
-            let access = etcd::access(&session, cluster).await?;
+        self.step("etcd", Some(&first.host), &snap.id, &label, async |w: &mut Waited| {
             // The health gate before the snapshot is a wait like the quorum gates between members.
-            let facts = w.on(WaitKind::Health, etcd::cluster_facts(&session, &access, &hosts)).await?;
+            let facts = w.on(WaitKind::Health, self.cluster.etcd_cluster(first, cluster)).await?;
             if let Some(p) = etcd::quorum_problem(&facts) {
                 return Err(StepError::Refused(format!("not taking a snapshot of an unhealthy cluster: {p}")));
             }
-            let (path, info) =
-                w.on(WaitKind::Snapshot, etcd::snapshot(&session, &access, SNAPSHOT_DIR, run_id)).await?;
+            let (path, info) = w.on(WaitKind::Snapshot, self.cluster.snapshot(first, cluster, &self.run_id)).await?;
             let location =
                 Event::Snapshot { cluster: cluster.to_string(), node: first.host.clone(), path: path.clone() };
             self.record(location)?;
             let copied = match &self.cfg.snapshot_dir {
                 Some(dir) => {
-                    let local = w.on(WaitKind::Snapshot, etcd::copy_snapshot(&session, &path, dir)).await?;
+                    let local = w.on(WaitKind::Snapshot, self.cluster.copy_snapshot(first, &path, dir)).await?;
                     self.snapshots
                         .lock()
                         .map(|mut s| {
@@ -871,7 +838,7 @@ impl Ctx<'_> {
     async fn cordon(&self, ph: &str, host: &str, id: &str) -> Result<(), ExecError> {
         self.step(ph, Some(host), id, "cordon", async |_: &mut Waited| {
             let name = self.kube_name(host);
-            kismatic_kube::ops::cordon(&self.kube, name).await?;
+            self.cluster.cordon(name).await?;
             self.cordoned.lock().map(|mut c| c.insert(name.to_string())).ok();
             self.record(Event::Cordoned { node: name.to_string() })?;
             Ok(String::new())
@@ -879,18 +846,19 @@ impl Ctx<'_> {
         .await
     }
 
+    /// One node's part of a phase: its steps in plan order, each journaled. The node is reached first, so that an
+    /// unreachable node is not cordoned and drained for nothing.
     async fn upgrade_node(&self, phase: PhaseKind, np: &NodePlan) -> Result<(), ExecError> {
+        let ph = phase.as_str();
         let node = self.node(&np.host)?;
+        let host = node.host.as_str();
         if np.steps.iter().all(|s| self.done.contains(&s.id)) {
             return Ok(());
         }
-        let session = self.session(node).await?;
-        self.node_steps(phase, np, node, &session).await
-    }
-
-    async fn node_steps(&self, phase: PhaseKind, np: &NodePlan, node: &Node, s: &NodeSession) -> Result<(), ExecError> {
-        let ph = phase.as_str();
-        let host = node.host.as_str();
+        self.nodes
+            .connect(node)
+            .await
+            .map_err(|error| ExecError::Failed { step: np.id.clone(), error: Box::new(error) })?;
         for step in &np.steps {
             match &step.action {
                 Action::Cordon => {
@@ -910,39 +878,23 @@ impl Ctx<'_> {
                             self.record(Event::Draining { node: host.to_string(), workloads })
                                 .map_err(|e| e.to_string())
                         };
-                        let moved = w
-                            .on(
-                                WaitKind::Drain,
-                                kismatic_kube::ops::drain(
-                                    &self.kube,
-                                    self.kube_name(host),
-                                    self.cfg.drain_timeout,
-                                    record_moved,
-                                ),
-                            )
-                            .await?;
+                        let moved =
+                            w.on(WaitKind::Drain, self.cluster.drain(self.kube_name(host), &record_moved)).await?;
                         Ok(format!("{} workload(s) moved", moved.len()))
                     })
                     .await?
                 }
-                Action::Upgrade { component, from, to, .. } => {
+                Action::Upgrade { component, from, to, restart, .. } => {
                     let c = self.component(component)?;
                     let label = format!("upgrade {component} {} → {to}", from.as_deref().unwrap_or("none"));
                     self.step(ph, Some(host), &step.id, &label, async |w: &mut Waited| {
-                        self.upgrade_component(node, s, c, w).await
+                        self.upgrade_component(node, c, *restart, &step.gates, w).await
                     })
                     .await?
                 }
                 Action::WriteMarkers { kismatic_version, .. } => {
                     self.step(ph, Some(host), &step.id, "write version markers", async |_: &mut Waited| {
-                        let on_node =
-                            self.release.components_for_roles(&node.roles).filter(|c| c.delivery != Delivery::Manifest);
-                        let (_, mut versions) = install::marker_texts(self.release, on_node);
-                        // On-cluster services are recorded in the masters' markers; keep those entries.
-                        if node.has_role(Role::Master) {
-                            versions = merge_service_markers(s, self.release, &versions).await?;
-                        }
-                        install::write_markers(s, kismatic_version, &versions).await?;
+                        self.nodes.write_markers(node, kismatic_version).await?;
                         Ok(format!("at {kismatic_version}"))
                     })
                     .await?
@@ -950,20 +902,18 @@ impl Ctx<'_> {
                 Action::Uncordon => {
                     self.step(ph, Some(host), &step.id, "uncordon and wait for workloads", async |w: &mut Waited| {
                         let name = self.kube_name(host);
-                        kismatic_kube::ops::uncordon(&self.kube, name).await?;
+                        self.cluster.uncordon(name).await?;
                         self.cordoned.lock().map(|mut c| c.remove(name)).ok();
                         self.record(Event::Uncordoned { node: name.to_string() })?;
                         let moved = self.moved.lock().ok().and_then(|m| m.get(host).cloned()).unwrap_or_default();
-                        w.on(
-                            WaitKind::Rollout,
-                            kismatic_kube::ops::wait_workloads_ready(
-                                &self.kube,
-                                &moved,
-                                self.cfg.stable_for,
-                                self.cfg.workload_timeout,
-                            ),
-                        )
-                        .await?;
+                        for gate in &step.gates {
+                            match gate {
+                                Gate::WorkloadsBack => {
+                                    w.on(WaitKind::Rollout, self.cluster.workloads_back(&moved)).await?
+                                }
+                                other => return Err(unexpected_gate(*other, "an uncordon")),
+                            }
+                        }
                         Ok(format!("{} workload(s) ready", moved.len()))
                     })
                     .await?
@@ -979,151 +929,98 @@ impl Ctx<'_> {
         })
     }
 
+    /// Install, restart when the plan says the component has a service and something changed, then the step's
+    /// gates in plan order. An etcd member has its own sequence ([`Self::upgrade_etcd_member`]).
     async fn upgrade_component(
         &self,
         node: &Node,
-        s: &NodeSession,
         c: &Component,
+        restart: bool,
+        gates: &[Gate],
         w: &mut Waited,
     ) -> Result<String, StepError> {
-        if ETCD_CLUSTERS.contains(&c.name.as_str()) {
-            return self.upgrade_etcd_member(node, s, c, w).await;
+        if gates.contains(&Gate::EtcdMember) {
+            return self.upgrade_etcd_member(node, c, restart, w).await;
         }
-        let (changed, stale) = match c.delivery {
-            Delivery::Binary => {
-                let out = install::install_binary(s, self.release, c).await?;
-                (out.changed, out.running.as_deref() != Some(c.version.as_str()))
-            }
-            Delivery::Package => {
-                let out =
-                    install::install_package(s, self.release, c, self.inventory.disable_package_installation).await?;
-                (out.changed, false)
-            }
-            Delivery::Manifest => return Ok("applied with the services".into()),
-        };
-        let has_service = c.delivery == Delivery::Binary || c.service.is_some();
+        if c.delivery == kismatic_release::Delivery::Manifest {
+            return Ok("applied with the services".into());
+        }
+        let installed = self.nodes.install(node, c).await?;
         // `stale`: switched by a run that died before restarting (the files say done, the process does not).
-        if has_service && (changed || stale || self.cfg.restart_services) {
-            w.on(WaitKind::Restart, install::restart(s, c)).await?;
+        if restart && (installed.changed || installed.stale || self.cfg.restart_services) {
+            w.on(WaitKind::Restart, self.nodes.restart(node, c)).await?;
         }
-        // A package's installed version was checked by its install; a binary's running executable is polled.
-        if c.delivery == Delivery::Binary {
-            w.on(WaitKind::Health, install::wait_running(s, c, self.cfg.node_timeout)).await?;
+        for gate in gates {
+            w.on(WaitKind::Health, self.gate(node, c, *gate)).await?;
         }
-        if let Some(port) = install::health_port(&c.name) {
-            w.on(WaitKind::Health, install::wait_healthz(s, c, &node.internal_ip, port, self.cfg.node_timeout)).await?;
-        }
-        match c.name.as_str() {
-            "kube-apiserver" => {
-                let url = format!("https://{}:{}", node.internal_ip, self.cfg.apiserver_port);
-                w.on(WaitKind::Health, self.wait_apiserver(&url, &c.version)).await?;
-            }
-            "kubelet" => {
-                w.on(
-                    WaitKind::Health,
-                    kismatic_kube::ops::wait_node_ready(
-                        &self.kube,
-                        self.kube_name(&node.host),
-                        &c.version,
-                        self.cfg.node_timeout,
-                    ),
-                )
-                .await?;
-            }
-            _ => {}
-        }
-        Ok(match (changed, stale) {
+        Ok(match (installed.changed, installed.stale) {
             (true, _) => format!("running {}", c.version),
             (false, true) => format!("restarted: the files were at {} but the service was not", c.version),
             (false, false) => format!("already at {}", c.version),
         })
     }
 
-    /// The master's own API server must answer `/readyz` and report the target in `/version`.
-    async fn wait_apiserver(&self, url: &str, version: &str) -> Result<(), StepError> {
-        let client = kismatic_kube::connect_to(&self.cfg.kubeconfig, url).await?;
-        poll::until(self.cfg.node_timeout, Duration::from_millis(500), || async {
-            Ok::<_, String>(match kismatic_kube::ready_version(&client).await {
-                Ok(v) if kismatic_core::version::same(&v, version) => Seen::Ready(()),
-                Ok(v) => Seen::NotYet(format!("ready at {v}")),
-                Err(e) => Seen::NotYet(e.to_string()),
-            })
-        })
-        .await
-        .map_err(|e| {
-            StepError::NotReady(match e {
-                PollError::Failed(e) => e,
-                PollError::TimedOut { last } => format!(
-                    "API server {url} not ready at {version} within {}s (last: {last})",
-                    self.cfg.node_timeout.as_secs()
-                ),
-            })
-        })
+    /// One of the gates the plan put after a component's upgrade: which apply is core's choice
+    /// ([`kismatic_core::gates::component_gates`]); how each is checked, the I/O side's.
+    async fn gate(&self, node: &Node, c: &Component, gate: Gate) -> Result<(), StepError> {
+        match gate {
+            Gate::Running | Gate::Healthz { .. } => self.nodes.gate(node, c, gate).await,
+            Gate::ApiServer { .. } | Gate::NodeReady => {
+                self.cluster.gate(node, self.kube_name(&node.host), c, gate).await
+            }
+            Gate::EtcdMember | Gate::WorkloadsBack | Gate::Rollout => {
+                Err(unexpected_gate(gate, "a component's upgrade"))
+            }
+        }
     }
 
     /// One etcd member: the cluster must be healthy with a leader before; after the restart this member must be
-    /// healthy at the target version. If it does not come back, it is rolled back to `previous` and the run stops.
+    /// healthy at the target version. If it does not come back, it is rolled back to its previous version and the
+    /// run stops.
     async fn upgrade_etcd_member(
         &self,
         node: &Node,
-        s: &NodeSession,
         c: &Component,
+        restart: bool,
         w: &mut Waited,
     ) -> Result<String, StepError> {
-        let hosts = self.etcd_hosts();
-        let access = etcd::access(s, &c.name).await?;
         // The quorum gate is a health wait like the one after the restart.
-        let before = w.on(WaitKind::Health, etcd::cluster_facts(s, &access, &hosts)).await?;
+        let before = w.on(WaitKind::Health, self.cluster.etcd_cluster(node, &c.name)).await?;
         if let Some(p) = etcd::quorum_problem(&before) {
             return Err(StepError::Refused(format!("not upgrading {} on {}: {p}", c.name, node.host)));
         }
-        let outcome = install::install_binary(s, self.release, c).await?;
+        let installed = self.nodes.install(node, c).await?;
         // A restart that fails (the new binary does not start) is handled like a member that does not come back.
-        let stale = outcome.running.as_deref() != Some(c.version.as_str());
-        let restarted = if outcome.changed || stale || self.cfg.restart_services {
-            w.on(WaitKind::Restart, install::restart(s, c))
+        let restarted = if restart && (installed.changed || installed.stale || self.cfg.restart_services) {
+            w.on(WaitKind::Restart, self.nodes.restart(node, c))
                 .await
                 .map_err(|e| StepError::NotReady(format!("restart failed: {e}")))
         } else {
             Ok(())
         };
         let healthy = match restarted {
-            Ok(()) => w.on(WaitKind::Health, self.wait_member(s, &access, &hosts, &node.host, &c.version)).await,
+            Ok(()) => w.on(WaitKind::Health, self.wait_member(node, &c.name, &c.version)).await,
             Err(e) => Err(e),
         };
-        match healthy {
-            Ok(()) => Ok(format!("member healthy at {}", c.version)),
-            Err(why) => {
-                let rolled = install::rollback_binary(s, c).await;
-                let after = match rolled {
-                    Ok(prev) => {
-                        let back =
-                            w.on(WaitKind::Health, self.wait_member(s, &access, &hosts, &node.host, &prev)).await;
-                        match back {
-                            Ok(()) => format!("rolled back to {prev}; the cluster is healthy"),
-                            Err(e) => format!("rolled back to {prev}, but the member is still not healthy: {e}"),
-                        }
-                    }
-                    Err(e) => format!("rollback failed: {e}"),
-                };
-                Err(StepError::Refused(format!(
-                    "member {} of {} did not come back healthy at {}: {why}; {after}",
-                    node.host, c.name, c.version
-                )))
-            }
-        }
+        let Err(why) = healthy else { return Ok(format!("member healthy at {}", c.version)) };
+        let after = match self.nodes.rollback(node, c).await {
+            Ok(prev) => match w.on(WaitKind::Health, self.wait_member(node, &c.name, &prev)).await {
+                Ok(()) => format!("rolled back to {prev}; the cluster is healthy"),
+                Err(e) => format!("rolled back to {prev}, but the member is still not healthy: {e}"),
+            },
+            Err(e) => format!("rollback failed: {e}"),
+        };
+        Err(StepError::Refused(format!(
+            "member {} of {} did not come back healthy at {}: {why}; {after}",
+            node.host, c.name, c.version
+        )))
     }
 
-    async fn wait_member(
-        &self,
-        s: &NodeSession,
-        access: &EtcdAccess,
-        hosts: &BTreeMap<String, String>,
-        host: &str,
-        version: &str,
-    ) -> Result<(), StepError> {
+    /// Polls until the member on `node` is healthy at `version` and the cluster has a leader.
+    async fn wait_member(&self, node: &Node, cluster: &str, version: &str) -> Result<(), StepError> {
+        let host = node.host.as_str();
         poll::until(self.cfg.node_timeout, Duration::from_millis(500), || async {
-            let f = match etcd::cluster_facts(s, access, hosts).await {
+            let f = match self.cluster.etcd_cluster(node, cluster).await {
                 Ok(f) => f,
                 Err(e) => return Ok(Seen::NotYet(e.to_string())),
             };
@@ -1155,20 +1052,16 @@ impl Ctx<'_> {
         let c = self.component(&step.component)?;
         let label = format!("apply {} {} → {}", c.name, step.from.as_deref().unwrap_or("none"), step.to);
         self.step(phase.as_str(), None, &step.id, &label, async |w: &mut Waited| {
-            let path = self.release.dir.join(&c.artifact.file);
-            let bytes = install::read_verified(self.release, &c.artifact)?;
-            let text = String::from_utf8(bytes)
-                .map_err(|_| StepError::Refused(format!("{}: not UTF-8 text", path.display())))?;
-            let applied = kismatic_kube::apply::apply(&self.kube, &path.display().to_string(), &text).await?;
-            w.on(
-                WaitKind::Rollout,
-                kismatic_kube::apply::wait_rollout(&self.kube, &applied, self.cfg.workload_timeout),
-            )
-            .await?;
+            let applied = self.cluster.apply(c).await?;
+            for gate in &step.gates {
+                match gate {
+                    Gate::Rollout => w.on(WaitKind::Rollout, self.cluster.rollout(&applied)).await?,
+                    other => return Err(unexpected_gate(*other, "a service")),
+                }
+            }
             // Recorded in every master's component-versions marker.
             for m in self.inventory.nodes_with_role(Role::Master) {
-                let s = self.session(m).await?;
-                set_marker_entries(&s, &[(c.name.as_str(), c.version.as_str())]).await?;
+                self.nodes.record_service(m, c).await?;
             }
             Ok(format!("{} object(s) applied and rolled out", applied.len()))
         })
@@ -1185,7 +1078,7 @@ impl Ctx<'_> {
         let mut ok = Vec::new();
         let mut failed = Vec::new();
         for n in nodes {
-            match kismatic_kube::ops::uncordon(&self.kube, &n).await {
+            match self.cluster.uncordon(&n).await {
                 Ok(()) => {
                     let _ = self.record(Event::Uncordoned { node: n.clone() });
                     ok.push(n);
@@ -1209,33 +1102,9 @@ impl Ctx<'_> {
     }
 }
 
-/// Component-versions text for a master: its own components plus the service entries already recorded.
-async fn merge_service_markers(s: &NodeSession, release: &Release, own: &str) -> Result<String, NodeError> {
-    let existing = read_marker_map(s).await?;
-    let mut text = own.to_string();
-    for c in release.components.iter().filter(|c| c.delivery == Delivery::Manifest) {
-        if let Some(v) = existing.get(&c.name) {
-            text.push_str(&format!("{}: {v}\n", c.name));
-        }
-    }
-    Ok(text)
-}
-
-/// The node's component-versions marker, read with the same parser as the node probe; an absent or unreadable
-/// marker counts as empty (it is rewritten whole).
-async fn read_marker_map(s: &NodeSession) -> Result<BTreeMap<String, String>, NodeError> {
-    let out = s.output("cat", &["--", "/etc/component-versions"], None).await?;
-    Ok(kismatic_ops::probe::parse_component_versions(&out.stdout).present().cloned().unwrap_or_default())
-}
-
-/// Sets entries in a node's component-versions marker, keeping the others.
-async fn set_marker_entries(s: &NodeSession, entries: &[(&str, &str)]) -> Result<(), NodeError> {
-    let mut map = read_marker_map(s).await?;
-    for (k, v) in entries {
-        map.insert((*k).to_string(), (*v).to_string());
-    }
-    let text: String = map.iter().map(|(k, v)| format!("{k}: \"{v}\"\n")).collect();
-    s.write_file("/etc/component-versions", text.as_bytes(), 0o644).await
+/// A gate the planner never puts where it was found (a plan from elsewhere, hand-edited).
+fn unexpected_gate(gate: Gate, place: &str) -> StepError {
+    StepError::Refused(format!("the plan puts gate {gate:?} after {place}, where it cannot be checked"))
 }
 
 fn moved_workload(w: &Workload) -> MovedWorkload {
@@ -1253,6 +1122,10 @@ impl From<InstallError> for ExecError {
 }
 
 #[cfg(test)]
+#[path = "interp_tests.rs"]
+mod interp_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -1260,9 +1133,9 @@ mod tests {
     fn a_cordon_the_abort_undid_is_redone_with_its_drain() {
         use kismatic_core::planner::Step;
         let steps = vec![
-            Step { id: "w/cordon".into(), action: Action::Cordon },
-            Step { id: "w/drain".into(), action: Action::Drain },
-            Step { id: "w/uncordon".into(), action: Action::Uncordon },
+            Step { id: "w/cordon".into(), action: Action::Cordon, gates: Vec::new() },
+            Step { id: "w/drain".into(), action: Action::Drain, gates: Vec::new() },
+            Step { id: "w/uncordon".into(), action: Action::Uncordon, gates: Vec::new() },
         ];
         let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<HashSet<String>>();
         let mut done = set(&["w/cordon", "w/drain"]);

@@ -24,18 +24,47 @@ use tokio::sync::Semaphore;
 tokio::task_local! {
     /// Nanoseconds spent in node commands by the future running under [`tally_remote`].
     static REMOTE_NANOS: std::cell::Cell<u64>;
+    /// Node commands (SSH round trips) run by the future running under [`tally_remote_counted`].
+    static REMOTE_COMMANDS: std::cell::Cell<u64>;
 }
 
 /// Runs `f` and returns, with its output, the time it spent waiting on node commands (round trip and the command's
 /// own run time). Futures running concurrently each keep their own tally. Lets a caller tell the nodes' work from
 /// its own.
 pub async fn tally_remote<F: std::future::Future>(f: F) -> (F::Output, Duration) {
-    REMOTE_NANOS
+    let (out, time, _) = tally_remote_counted(f).await;
+    (out, time)
+}
+
+/// [`tally_remote`], and the number of node commands (SSH round trips) `f` ran.
+pub async fn tally_remote_counted<F: std::future::Future>(f: F) -> (F::Output, Duration, u64) {
+    REMOTE_COMMANDS
         .scope(std::cell::Cell::new(0), async {
-            let out = f.await;
-            (out, remote_so_far().unwrap_or_default())
+            let (out, time) = REMOTE_NANOS
+                .scope(std::cell::Cell::new(0), async {
+                    let out = f.await;
+                    (out, remote_so_far().unwrap_or_default())
+                })
+                .await;
+            (out, time, REMOTE_COMMANDS.try_with(|c| c.get()).unwrap_or_default())
         })
         .await
+}
+
+/// SSH traffic to one node during a run: master connections opened (a key exchange each) and commands run on them
+/// (a round trip each, including the ones that stop an abandoned command).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoundTrips {
+    pub connections: u64,
+    pub commands: u64,
+}
+
+type TrafficTable = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, RoundTrips>>>;
+
+fn count(table: &TrafficTable, node: &str, f: impl FnOnce(&mut RoundTrips)) {
+    if let Ok(mut t) = table.lock() {
+        f(t.entry(node.to_string()).or_default());
+    }
 }
 
 /// The tally of the enclosing [`tally_remote`] so far (`None` outside one).
@@ -137,6 +166,7 @@ pub struct Fleet {
     control_dir: tempfile::TempDir,
     handshakes: Semaphore,
     sessions: Semaphore,
+    traffic: TrafficTable,
 }
 
 impl Fleet {
@@ -169,7 +199,13 @@ impl Fleet {
             config,
             known_hosts,
             control_dir,
+            traffic: TrafficTable::default(),
         })
+    }
+
+    /// SSH connections and commands per node so far, over every session this fleet opened.
+    pub fn round_trips(&self) -> std::collections::BTreeMap<String, RoundTrips> {
+        self.traffic.lock().map(|t| t.clone()).unwrap_or_default()
     }
 
     pub fn config(&self) -> &FleetConfig {
@@ -221,7 +257,9 @@ impl Fleet {
             };
             match result {
                 Ok(session) => {
+                    count(&self.traffic, &target.name, |t| t.connections += 1);
                     return Ok(NodeSession {
+                        traffic: self.traffic.clone(),
                         session,
                         name: target.name.clone(),
                         user: self.config.user.clone(),
@@ -398,6 +436,7 @@ pub struct NodeSession {
     /// Commands started and not seen to end (their future was dropped: interrupted), by process-group file; they
     /// are stopped on the node when the session closes.
     inflight: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    traffic: TrafficTable,
 }
 
 /// Every node command runs as the leader of a process group of its own (`setsid`), whose id it records in `$1`, so
@@ -591,6 +630,8 @@ impl NodeSession {
         }
         argv.push(program);
         argv.extend(args);
+        count(&self.traffic, &self.name, |t| t.commands += 1);
+        let _ = REMOTE_COMMANDS.try_with(|c| c.set(c.get().saturating_add(1)));
         let mut cmd = self.session.command(argv[0]);
         cmd.args(&argv[1..]);
         // Arguments may carry secrets (tokens, passwords in files being written): log only the program.

@@ -215,7 +215,6 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
         workload_timeout: Duration::from_secs(common.node_timeout.max(common.drain_timeout)),
         stable_for: Duration::from_secs(3),
         restart_services: common.restart_services,
-        apiserver_port: common.apiserver_port,
         events: common.events.clone(),
         discard_previous: common.discard_journal,
         quiet: matches!(common.output, Output::Json),
@@ -350,6 +349,7 @@ fn analyse_and_plan(
         max_unavailable: safety.max_unavailable,
         topology_key: safety.topology_key.clone(),
         accepted: safety.accepted.clone(),
+        apiserver_port: common.apiserver_port,
     };
     let plan = plan(facts, &analysis, release, &plan_opts);
     match common.output {

@@ -27,10 +27,10 @@ use kismatic_plan::Inventory;
 use kismatic_release::{Delivery, Release};
 use std::collections::BTreeMap;
 
-pub const KISMATIC_VERSION_FILE: &str = "/etc/kismatic-version";
-pub const COMPONENT_VERSIONS_FILE: &str = "/etc/component-versions";
-/// Markers larger than this are garbage; reading stops there.
-const MARKER_LIMIT: usize = 64 * 1024;
+use crate::contract::truncate;
+pub use crate::contract::{
+    COMPONENT_VERSIONS_FILE, KISMATIC_VERSION_FILE, parse_component_versions, parse_kismatic_version, version_from_exe,
+};
 
 /// The probe. `set -f`: no globbing of values; discovery turns it back on for its one glob.
 /// Arguments: groups of four `name delivery service package` (package empty for binaries). With no arguments,
@@ -424,58 +424,6 @@ fn last_segment(path: &str) -> Option<String> {
     path.trim_end_matches('/').rsplit('/').next().filter(|s| !s.is_empty()).map(str::to_string)
 }
 
-/// The `<version>` segment of `/opt/kismatic/<name>/<version>/...` (a replaced binary reads `... (deleted)`): the
-/// node contract's running-version rule, applied to the service's `/proc/<MainPID>/exe`.
-pub fn version_from_exe(name: &str, exe: &str) -> Option<String> {
-    let prefix = format!("/opt/kismatic/{name}/");
-    let rest = exe.strip_prefix(&prefix)?;
-    let (version, _) = rest.split_once('/')?;
-    (!version.is_empty() && version != "current").then(|| version.to_string())
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max { s.to_string() } else { format!("{}…", s.chars().take(max).collect::<String>()) }
-}
-
-fn raw_text(bytes: &[u8]) -> String {
-    let limited = &bytes[..bytes.len().min(MARKER_LIMIT)];
-    truncate(&String::from_utf8_lossy(limited), 200)
-}
-
-/// `/etc/kismatic-version`: semver without `v`; surrounding whitespace tolerated (hand-edited files end in a
-/// newline). Anything else, including an empty file, is `invalid version "<raw>"`.
-pub fn parse_kismatic_version(bytes: &[u8]) -> Marker<semver::Version> {
-    let raw = raw_text(bytes);
-    let text = match std::str::from_utf8(bytes) {
-        Ok(t) => t.trim(),
-        Err(_) => return Marker::Invalid { error: format!("invalid version {raw:?}: not UTF-8"), raw },
-    };
-    // The release's bounded parser (no leading `v` here): a minor of 2^63 on a node is garbage, not a version.
-    match kismatic_release::parse_version(text).ok().filter(|_| !text.starts_with('v')) {
-        Some(v) => Marker::Present { value: v },
-        None => Marker::Invalid { error: format!("invalid version {:?}", truncate(text, 200)), raw },
-    }
-}
-
-/// `/etc/component-versions`: a YAML map of component → version. Plain scalars are kept as written
-/// (`3.10` stays `3.10`).
-pub fn parse_component_versions(bytes: &[u8]) -> Marker<BTreeMap<String, String>> {
-    let raw = raw_text(bytes);
-    let Ok(text) = std::str::from_utf8(bytes) else {
-        return Marker::Invalid { raw, error: "not UTF-8".into() };
-    };
-    if text.trim().is_empty() {
-        return Marker::Invalid { raw, error: "empty file".into() };
-    }
-    match serde_saphyr::from_str::<BTreeMap<String, String>>(text) {
-        Ok(map) => Marker::Present { value: map },
-        Err(e) => {
-            let first = e.to_string().lines().next().unwrap_or("").to_string();
-            Marker::Invalid { raw, error: format!("not a YAML map of component versions: {first}") }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -639,9 +587,6 @@ mod tests {
 
     #[test]
     fn exe_versions() {
-        assert_eq!(version_from_exe("etcd", "/opt/kismatic/etcd/3.5.1/etcd").as_deref(), Some("3.5.1"));
-        assert_eq!(version_from_exe("etcd", "/usr/bin/etcd"), None);
-        assert_eq!(version_from_exe("etcd", "/opt/kismatic/etcd/current/etcd"), None);
         assert_eq!(last_segment("3.5.1/").as_deref(), Some("3.5.1"));
     }
 }

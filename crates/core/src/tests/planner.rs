@@ -355,3 +355,70 @@ fn acceptance_parsing() {
     assert!(e.starts_with("unknown finding code \"ingres-node\"; codes that can be accepted: unmanaged-pod"), "{e}");
     assert!("ingress-node@".parse::<Acceptance>().is_err());
 }
+
+/// The plan is the whole run: every planned node staged once (a split master once, with all its parts'
+/// components), each changing etcd cluster snapshotted before any node, and the journal's ids unique.
+#[test]
+fn staging_and_snapshots_are_planned_steps() {
+    let fx = Fx::new();
+    let p = make(&fx, &PlanOptions::new(Mode::Online));
+    let staged: Vec<&str> = p.staging.iter().map(|s| s.host.as_str()).collect();
+    assert_eq!(staged, ["etcd00", "etcd01", "etcd02", "master00", "master01", "worker00", "worker01", "worker02"]);
+    let m0 = p.staging.iter().find(|s| s.host == "master00").unwrap();
+    assert_eq!(m0.id, "stage/master00");
+    assert_eq!(m0.components[0], "kube-apiserver", "the apiservers part first");
+    assert_eq!(m0.components.len(), 6);
+    let snaps: Vec<(&str, &str, &str)> =
+        p.snapshots.iter().map(|s| (s.id.as_str(), s.cluster.as_str(), s.node.as_str())).collect();
+    assert_eq!(snaps, [("etcd/snapshot/etcd", "etcd", "etcd00")]);
+    let ids = p.journal_steps();
+    assert_eq!(ids[..8], p.staging.iter().map(|s| s.id.clone()).collect::<Vec<_>>()[..]);
+    assert_eq!(ids[8], "etcd/snapshot/etcd");
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "step ids are unique");
+    let node_steps = p.node_plans().map(|(_, n)| n.steps.len()).sum::<usize>();
+    let services = p.phases.iter().map(|ph| ph.services.len()).sum::<usize>();
+    assert_eq!(ids.len(), 8 + 1 + node_steps + services);
+}
+
+#[test]
+fn no_snapshot_when_etcd_does_not_change_and_nothing_staged_when_blocked() {
+    let mut fx = Fx::new();
+    for e in ["etcd00", "etcd01", "etcd02"] {
+        fx.at_target(e);
+    }
+    let p = make(&fx, &PlanOptions::new(Mode::Online));
+    assert!(p.snapshots.is_empty());
+    assert!(!p.staging.iter().any(|s| s.host.starts_with("etcd")));
+    let mut fx = Fx::new();
+    fx.node("worker02").roles.push(Role::Ingress);
+    let blocked = make(&fx, &PlanOptions::new(Mode::Online));
+    assert!(blocked.is_blocked());
+    assert!(blocked.staging.is_empty() && blocked.snapshots.is_empty() && blocked.journal_steps().is_empty());
+}
+
+/// Gate kinds and ports are chosen by the planner (core), not the executor.
+#[test]
+fn each_component_step_carries_its_gates() {
+    use crate::gates::Gate;
+    let fx = Fx::new();
+    let p = make(&fx, &PlanOptions { apiserver_port: 7443, ..PlanOptions::new(Mode::Online) });
+    let gates = |host: &str, component: &str| -> Vec<Gate> {
+        p.node_plans()
+            .filter(|(_, n)| n.host == host)
+            .flat_map(|(_, n)| &n.steps)
+            .find(|s| matches!(&s.action, Action::Upgrade { component: c, .. } if c == component))
+            .map(|s| s.gates.clone())
+            .unwrap()
+    };
+    assert_eq!(gates("etcd00", "etcd"), [Gate::EtcdMember]);
+    assert_eq!(gates("master00", "kube-apiserver"), [Gate::Running, Gate::ApiServer { port: 7443 }]);
+    assert_eq!(gates("master00", "kube-controller-manager"), [Gate::Running, Gate::Healthz { port: 10257 }]);
+    assert_eq!(gates("master00", "kube-scheduler"), [Gate::Running, Gate::Healthz { port: 10259 }]);
+    assert_eq!(gates("worker00", "kubelet"), [Gate::Running, Gate::NodeReady]);
+    assert_eq!(gates("worker00", "kube-proxy"), [Gate::Running]);
+    assert_eq!(gates("worker00", "container-runtime"), [], "a package's version is checked by its install");
+    let w0 = p.node_plans().find(|(_, n)| n.host == "worker00").unwrap().1;
+    assert_eq!(w0.steps.last().unwrap().gates, [Gate::WorkloadsBack]);
+    assert!(p.phases.iter().flat_map(|ph| &ph.services).all(|s| s.gates == [Gate::Rollout]));
+}

@@ -18,6 +18,29 @@ fn snapshot_ready_plan_text() {
     insta::assert_snapshot!(plan_text(&make(&fx, &PlanOptions::new(Mode::Online))));
 }
 
+/// The journal's step ids of a whole online plan, in execution order: what `--dry-run --output json` shows and a
+/// rerun resumes by (staging and snapshots first, then the phases).
+#[test]
+fn snapshot_ready_plan_step_ids() {
+    let fx = Fx::new();
+    insta::assert_snapshot!(make(&fx, &PlanOptions::new(Mode::Online)).journal_steps().join("\n"));
+}
+
+/// The JSON of the plan-level steps and of one master's node plan: staging, snapshot, every step with its gates.
+#[test]
+fn snapshot_ready_plan_json_steps() {
+    let fx = Fx::new();
+    let p = make(&fx, &PlanOptions::new(Mode::Online));
+    let master = p.node_plans().find(|(ph, _)| ph.kind == crate::planner::PhaseKind::Master).map(|(_, n)| n);
+    let parts = serde_json::json!({
+        "staging": &p.staging[..2],
+        "snapshots": p.snapshots,
+        "master_node_plan": master,
+        "services": p.phases.iter().flat_map(|ph| &ph.services).collect::<Vec<_>>(),
+    });
+    insta::assert_json_snapshot!(parts);
+}
+
 #[test]
 fn snapshot_offline_batched_plan_text() {
     let fx = Fx::new();
