@@ -105,6 +105,29 @@ fn removed_api_uses_block_a_release_that_removes_them() {
         f.iter().filter(|(_, code, _)| code == "removed-api").map(|(_, _, m)| m.clone()).collect()
     };
 
+    // Whom the masters' controller-manager and scheduler talk to, read from their running processes (the skew
+    // policy's `upstream`): the testbed points them at their own master's API server.
+    let facts_args = ["facts", "--release", crossing.to_str().expect("utf-8"), "--kubeconfig"];
+    let mut facts_args = facts_args.to_vec();
+    facts_args.push(kubeconfig.to_str().expect("utf-8"));
+    let facts = kismatic(&plan, &facts_args);
+    assert!(facts.status.success(), "kismatic facts");
+    let facts: serde_json::Value = serde_json::from_slice(&facts.stdout).expect("facts JSON");
+    let masters: Vec<&serde_json::Value> = facts["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter(|n| n["components"].get("kube-controller-manager").is_some())
+        .collect();
+    assert!(!masters.is_empty(), "no master in the facts");
+    for m in masters {
+        for c in ["kube-controller-manager", "kube-scheduler"] {
+            let obs = &m["components"][c];
+            assert_eq!(obs["upstream"], "local", "{}: {c}: {obs}", m["host"]);
+            assert!(obs["api_servers"].as_array().is_some_and(|a| !a.is_empty()), "{obs}");
+        }
+    }
+
     // Before anything uses a removed API: no removed-api finding (the version policy refuses the two-minor move).
     let before = dry_run();
     assert!(before.iter().any(|(_, code, _)| code == "version-policy"), "{before:?}");
