@@ -93,7 +93,7 @@ mod tests {
     #[test]
     fn examples_load() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-        for name in ["minimal.yaml", "ha.yaml"] {
+        for name in ["minimal.yaml", "ha.yaml", "scale.yaml"] {
             let inv = load_inventory(&root.join(name)).expect(name);
             assert!(inv.ssh.known_hosts.is_some(), "{name}");
         }
@@ -102,6 +102,15 @@ mod tests {
         assert_eq!(ha.nodes_with_role(Role::Master).count(), 2);
         assert_eq!(ha.nodes_with_role(Role::Worker).count(), 3);
         assert_eq!(ha.nodes_with_role(Role::Ingress).count(), 1);
+        let scale = load_inventory(&root.join("scale.yaml")).expect("scale");
+        let workers: Vec<_> = scale.nodes_with_role(Role::Worker).collect();
+        assert_eq!(workers.len(), 40);
+        for zone in ["zone-a", "zone-b", "zone-c", "zone-d"] {
+            let n = workers
+                .iter()
+                .filter(|w| w.labels.get("topology.kubernetes.io/zone").map(String::as_str) == Some(zone));
+            assert_eq!(n.count(), 10, "{zone}");
+        }
     }
 
     fn minimal_text() -> String {
