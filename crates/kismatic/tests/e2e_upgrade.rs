@@ -354,6 +354,9 @@ fn online_blocked_partial_then_full() {
         serde_json::from_str(journal.lines().last().expect("records")).expect("a whole last record");
     assert_eq!(last["event"], "ended", "{last}");
     assert!(last["message"].as_str().is_some_and(|m| m.contains("SIGTERM")), "{last}");
+    // The stopped drain may have evicted a web pod: until its replacement is Ready the budget allows no disruption
+    // and the analysis rightly blocks (exit 1 before attaching, seen in CI). An operator waits too.
+    c.wait_ready("web", 3);
     let mut child = c.spawn_upgrade(&full_args, &events);
     // From a second terminal, in the middle of the run: `kismatic status` sees it running, read-only.
     // (The partial run already upgraded every other node: this run has worker03 and the services.)
@@ -482,7 +485,7 @@ impl Cluster {
             .arg("--events")
             .arg(events)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(stderr_of(events)).expect("stderr file"))
             .spawn()
             .expect("kismatic starts")
     }
@@ -507,6 +510,11 @@ fn kill_when_started(mut child: std::process::Child, events: &Path, step: &str) 
     eprintln!("killed kismatic with SIGKILL as {step} started");
 }
 
+/// Where a spawned run's standard error goes: beside its events file (printed when it ends too early).
+fn stderr_of(events: &Path) -> PathBuf {
+    events.with_extension("stderr")
+}
+
 /// Waits until the event stream shows `step` started (the process must still be running).
 fn wait_started(child: &mut std::process::Child, events: &Path, step: &str) {
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -517,7 +525,8 @@ fn wait_started(child: &mut std::process::Child, events: &Path, step: &str) {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("kismatic ended ({status}) before {step} started:\n{text}");
+            let stderr = std::fs::read_to_string(stderr_of(events)).unwrap_or_default();
+            panic!("kismatic ended ({status}) before {step} started:\n{text}\nits standard error:\n{stderr}");
         }
         assert!(Instant::now() < deadline, "{step} never started");
         std::thread::sleep(Duration::from_millis(50));
