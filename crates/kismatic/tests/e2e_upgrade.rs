@@ -92,6 +92,19 @@ impl Cluster {
         self.plan.parent().expect("plan folder").join("runs")
     }
 
+    /// Until the budget's status (the disruption controller's count) allows a disruption again.
+    fn wait_disruption_allowed(&self, pdb: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let allowed = self.kubectl(&["get", "pdb", pdb, "-o", "jsonpath={.status.disruptionsAllowed}"]);
+            if allowed.trim().parse::<usize>().unwrap_or(0) >= 1 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "budget {pdb} allows no disruption: {allowed}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     fn wait_ready(&self, deployment: &str, want: usize) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -357,6 +370,7 @@ fn online_blocked_partial_then_full() {
     // The stopped drain may have evicted a web pod: until its replacement is Ready the budget allows no disruption
     // and the analysis rightly blocks (exit 1 before attaching, seen in CI). An operator waits too.
     c.wait_ready("web", 3);
+    c.wait_disruption_allowed("web");
     let mut child = c.spawn_upgrade(&full_args, &events);
     // From a second terminal, in the middle of the run: `kismatic status` sees it running, read-only.
     // (The partial run already upgraded every other node: this run has worker03 and the services.)
