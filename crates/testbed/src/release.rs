@@ -446,7 +446,7 @@ pub fn real_unit(component: &str) -> String {
          [Service]\nEnvironmentFile=/etc/kismatic/{component}/flags.env\n\
          ExecStart=/opt/kismatic/{component}/current/bin/{component} $FLAGS\n\
          StateDirectory=kismatic/{component}\nLogsDirectory=kubernetes\n\
-         Restart=on-failure\nRestartSec=2\nTimeoutStopSec=30\nLimitNOFILE=65536\n\n\
+         Restart=on-failure\nRestartSec=2\nTimeoutStopSec=15\nLimitNOFILE=65536\n\n\
          [Install]\nWantedBy=multi-user.target\n"
     )
 }

@@ -692,6 +692,9 @@ impl Testbed {
             // Loopback addresses are not valid endpoints of the `kubernetes` Service ("… loopback range").
             "--endpoint-reconciler-type=none".into(),
             "--cert-dir=/var/lib/kismatic/kube-apiserver".into(),
+            // On SIGTERM /readyz fails at once while requests are still served for 3 s: HAProxy's check (1 s,
+            // down after 2) takes the master out before its listener closes (docs/testbed.md).
+            "--shutdown-delay-duration=3s".into(),
         ];
         write_file(&dir.join("flags.env"), flags_env("kube-apiserver", &n.host, &flags), 0o644)?;
 
@@ -889,7 +892,7 @@ impl Testbed {
             // down or starting gets no new connections; `redispatch` retries a refused connection elsewhere.
             cfg.push_str(
                 "  option httpchk GET /readyz\n  http-check expect status 200\n  option redispatch\n  retries 3\n  \
-                 default-server check check-ssl verify none inter 1s fall 2 rise 2\n",
+                 default-server check check-ssl verify none inter 1s fall 2 rise 2 on-marked-down shutdown-sessions\n",
             );
             for m in self.inv.nodes_with_role(Role::Master) {
                 let _ = writeln!(cfg, "  server {} {}:{APISERVER_PORT}", m.host, m.ip);
