@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Bump when anything below changes what goes into a release: it is part of the cache key.
-const RECIPE: &str = "releases v5";
+const RECIPE: &str = "releases v6";
 
 pub const RUNTIME_PACKAGE: &str = "kismatic-runtime";
 
@@ -528,11 +528,22 @@ fn manifest(name: &str, version: &str) -> String {
         _ => ("DaemonSet", format!("calico/node:v{version}"), None),
     };
     let replicas = replicas.map(|r| format!("  replicas: {r}\n")).unwrap_or_default();
+    // Replicas on different nodes, as real add-ons ask (coredns: anti-affinity): the real scheduler only prefers
+    // spreading, and two replicas on one node are a replicas-on-single-node finding that stops online upgrades.
+    let spread = if kind == "Deployment" {
+        format!(
+            "      topologySpreadConstraints:\n      - maxSkew: 1\n        topologyKey: kubernetes.io/hostname\n        \
+             whenUnsatisfiable: ScheduleAnyway\n        labelSelector:\n          matchLabels:\n            \
+             app.kubernetes.io/name: {name}\n"
+        )
+    } else {
+        String::new()
+    };
     format!(
         "apiVersion: apps/v1\nkind: {kind}\nmetadata:\n  name: {name}\n  namespace: kube-system\n  labels:\n    \
          app.kubernetes.io/name: {name}\n    kismatic.io/component: {name}\n    kismatic.io/version: \"{version}\"\n\
          spec:\n{replicas}  selector:\n    matchLabels:\n      app.kubernetes.io/name: {name}\n  template:\n    \
-         metadata:\n      labels:\n        app.kubernetes.io/name: {name}\n    spec:\n      containers:\n      \
+         metadata:\n      labels:\n        app.kubernetes.io/name: {name}\n    spec:\n{spread}      containers:\n      \
          - name: {name}\n        image: {image}\n"
     )
 }

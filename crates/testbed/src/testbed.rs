@@ -50,7 +50,7 @@ impl ControlPlane {
         match std::env::var("KISMATIC_TESTBED_CONTROL_PLANE").as_deref() {
             Ok("real") => ControlPlane::Real,
             Ok("kube-sim") => ControlPlane::KubeSim,
-            _ => ControlPlane::KubeSim,
+            _ => ControlPlane::Real,
         }
     }
 }
@@ -692,9 +692,9 @@ impl Testbed {
             // Loopback addresses are not valid endpoints of the `kubernetes` Service ("… loopback range").
             "--endpoint-reconciler-type=none".into(),
             "--cert-dir=/var/lib/kismatic/kube-apiserver".into(),
-            // On SIGTERM /readyz fails at once while requests are still served for 3 s: HAProxy's check (1 s,
-            // down after 2) takes the master out before its listener closes (docs/testbed.md).
-            "--shutdown-delay-duration=3s".into(),
+            // On SIGTERM /readyz fails at once while requests are still served for 5 s: HAProxy's check (1 s,
+            // down after 3) takes the master out before its listener closes (docs/testbed.md).
+            "--shutdown-delay-duration=5s".into(),
         ];
         write_file(&dir.join("flags.env"), flags_env("kube-apiserver", &n.host, &flags), 0o644)?;
 
@@ -890,9 +890,11 @@ impl Testbed {
         if real_control_plane {
             // The real API server's own readiness (anonymous /readyz over TLS), so a master that is shutting
             // down or starting gets no new connections; `redispatch` retries a refused connection elsewhere.
+            // A check times out after 5 s, not after `inter`: on 2 loaded cores /readyz took over 1 s and both
+            // masters were marked down at once (the API refused connections through the load balancer).
             cfg.push_str(
                 "  option httpchk GET /readyz\n  http-check expect status 200\n  option redispatch\n  retries 3\n  \
-                 default-server check check-ssl verify none inter 1s fall 2 rise 2 on-marked-down shutdown-sessions\n",
+                 timeout check 5s\n  default-server check check-ssl verify none inter 1s fall 3 rise 2\n",
             );
             for m in self.inv.nodes_with_role(Role::Master) {
                 let _ = writeln!(cfg, "  server {} {}:{APISERVER_PORT}", m.host, m.ip);
@@ -960,6 +962,15 @@ impl Testbed {
             args.extend(n.roles.iter().map(|r| format!("node-role.kubernetes.io/{}=", r.as_str())));
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             kubectl(&args).with_context(|| format!("labelling node {} with its roles", n.host))?;
+        }
+        // The real node controller lifts the `node.kubernetes.io/not-ready` taint only on its next pass (up to
+        // 5 s after Ready): services applied before that would all land on the first untainted node (the real
+        // scheduler spreads as a preference), a replicas-on-single-node finding for every online upgrade.
+        for n in &kubelets {
+            util::wait_until(&format!("node {} schedulable", n.host), Duration::from_secs(60), || {
+                let keys = kubectl(&["get", "node", &n.host, "-o", "jsonpath={.spec.taints[*].key}"])?;
+                Ok((!keys.split_whitespace().any(|k| k.starts_with("node.kubernetes.io/"))).then_some(()))
+            })?;
         }
         for c in rel.components.iter().filter(|c| c.delivery == Delivery::Manifest) {
             let file = rel.dir.join(&c.artifact);
