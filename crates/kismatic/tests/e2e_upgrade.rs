@@ -1,5 +1,5 @@
-//! End-to-end upgrades on the testbed (systemd-nspawn nodes, real sshd, real TLS etcd 3.4 → 3.5, kube-sim control
-//! plane, HAProxy): blocked online upgrades change nothing, `--partial-ok` upgrades exactly the unflagged nodes,
+//! End-to-end upgrades on the testbed (systemd-nspawn nodes, real sshd, real TLS etcd 3.4 → 3.5, the real
+//! Kubernetes 1.20 control plane v1.20.2 → v1.20.3 behind HAProxy, kube-sim kubelets): blocked online upgrades change nothing, `--partial-ok` upgrades exactly the unflagged nodes,
 //! an online upgrade keeps PDB-protected workloads available and the API reachable, data survives, an interrupted
 //! run resumes, and a broken etcd artifact is rolled back.
 //!
@@ -139,7 +139,8 @@ spec:
     metadata: {labels: {app: web}}
     spec: {containers: [{name: web, image: nginx:1.27}]}
 ---
-apiVersion: policy/v1
+# The version Kubernetes 1.20 serves (policy/v1 came with 1.21).
+apiVersion: policy/v1beta1
 kind: PodDisruptionBudget
 metadata: {name: web, namespace: default}
 spec:
@@ -447,7 +448,7 @@ fn online_blocked_partial_then_full() {
         assert_eq!(exe.trim(), "/opt/kismatic/etcd/3.5.1/bin/etcd", "{e}");
     }
     let nodes = c.kubectl(&["get", "nodes", "-o", "jsonpath={.items[*].status.nodeInfo.kubeletVersion}"]);
-    assert!(nodes.split_whitespace().all(|v| v == "v1.34.1"), "{nodes}");
+    assert!(nodes.split_whitespace().all(|v| v == "v1.20.3"), "{nodes}");
     // Kept for timing reports (scripts/event-stats.py).
     let _ = std::fs::copy(&events, std::env::temp_dir().join("kismatic-e2e-online-events.jsonl"));
     drop(c);
@@ -597,17 +598,8 @@ fn offline_killed_twice_resumes_and_keeps_data() {
     assert_eq!(before.0.lines().count(), DATA_KEYS * 2, "keys and values");
     assert_eq!(before.1.len(), DATA_OBJECTS);
 
-    // The releases move the kubelet a minor (v1.33 → v1.34): offline, that is acknowledged in place.
-    let args = [
-        "upgrade",
-        "offline",
-        "--max-parallel-workers",
-        "2",
-        "--node-timeout",
-        "120",
-        "--accept",
-        "in-place-kubelet-minor",
-    ];
+    // The releases move Kubernetes a patch (v1.20.2 → v1.20.3): no in-place kubelet minor to acknowledge.
+    let args = ["upgrade", "offline", "--max-parallel-workers", "2", "--node-timeout", "120"];
     let events = work.join("events.jsonl");
     kill_when_started(c.spawn_upgrade(&args, &events), &events, "etcd/etcd02/upgrade/etcd");
     kill_when_started(c.spawn_upgrade(&args, &events), &events, "worker/worker01/upgrade/kubelet");
@@ -689,7 +681,7 @@ fn broken_etcd_artifact_is_rolled_back() {
     // First, a node that cannot take its artifacts (its staging folder's parent is a file): the run stops before
     // that node with nothing changed on it; once fixed, the same command resumes.
     c.ssh("etcd01", &["sh", "-c", "rm -rf /var/cache/kismatic && touch /var/cache/kismatic"]);
-    let blocked = c.kismatic(&["upgrade", "offline", "--node-timeout", "20", "--accept", "in-place-kubelet-minor"]);
+    let blocked = c.kismatic(&["upgrade", "offline", "--node-timeout", "20"]);
     assert_eq!(blocked.status.code(), Some(1), "{}", text(&blocked));
     assert!(
         text(&blocked).contains("staging artifacts on etcd01 failed, so the run stops before etcd01")
@@ -704,7 +696,7 @@ fn broken_etcd_artifact_is_rolled_back() {
     }
     c.ssh("etcd01", &["rm", "-f", "/var/cache/kismatic"]);
 
-    let out = c.kismatic(&["upgrade", "offline", "--node-timeout", "20", "--accept", "in-place-kubelet-minor"]);
+    let out = c.kismatic(&["upgrade", "offline", "--node-timeout", "20"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let t = text(&out);
     assert!(t.contains("resuming run"), "{t}");

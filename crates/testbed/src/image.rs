@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const SUITE: &str = "bookworm";
-const INCLUDE: &str = "systemd,systemd-sysv,dbus,openssh-server,iproute2,sudo,ca-certificates";
+// curl: the master health gate asks the controller-manager's and scheduler's HTTPS /healthz on the node, as on a real master.
+const INCLUDE: &str = "systemd,systemd-sysv,dbus,openssh-server,iproute2,sudo,ca-certificates,curl";
 /// Bump when the post-debootstrap steps below change: it is part of the recipe hash.
 const POST_STEPS: &str = "v1: remove ssh host keys; empty machine-id; empty sources.list; apt-get clean";
 

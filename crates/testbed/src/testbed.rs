@@ -18,8 +18,42 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/kismatic-testbed";
 /// The kube-sim apiserver port on each master.
 pub const APISERVER_PORT: u16 = 6443;
 
+/// The Service network of the real control plane and its `kubernetes` Service IP (in the API server's SANs).
+const SERVICE_RANGE: &str = "10.96.0.0/12";
+const SERVICE_IP: &str = "10.96.0.1";
+
+/// The real API server's audit policy: every request's metadata (no bodies: secrets never reach the log).
+const AUDIT_POLICY: &str =
+    "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n";
+
+/// `/etc/kismatic/<c>/flags.env`, read by the unit (`EnvironmentFile=`, `$FLAGS`): flags without spaces.
+fn flags_env(component: &str, host: &str, flags: &[String]) -> String {
+    format!("# {component} on {host}, written by the kismatic testbed\nFLAGS=\"{}\"\n", flags.join(" "))
+}
+
 /// An etcd cluster: component name, client port, peer port.
 pub const ETCD_CLUSTERS: [(&str, u16, u16); 2] = [("etcd", 2379, 2380), ("etcd-networking", 6666, 6660)];
+
+/// Which control plane the masters run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ControlPlane {
+    /// kube-apiserver, kube-controller-manager and kube-scheduler built by scripts/build-kubernetes.sh.
+    Real,
+    /// kube-sim's own simulated control plane.
+    KubeSim,
+}
+
+impl ControlPlane {
+    /// `$KISMATIC_TESTBED_CONTROL_PLANE` (`real` or `kube-sim`), else the default.
+    pub fn from_env() -> ControlPlane {
+        match std::env::var("KISMATIC_TESTBED_CONTROL_PLANE").as_deref() {
+            Ok("real") => ControlPlane::Real,
+            Ok("kube-sim") => ControlPlane::KubeSim,
+            _ => ControlPlane::Real,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -27,6 +61,10 @@ pub struct Options {
     pub state_dir: PathBuf,
     /// The kube-sim binary; `None` looks next to the running executable (the cargo target dir).
     pub kube_sim: Option<PathBuf>,
+    pub control_plane: ControlPlane,
+    /// The real control plane's build folder; `None`: `$KISMATIC_KUBERNETES`, else asked of
+    /// `scripts/build-kubernetes.sh --cached` in this source tree (never built here: a missing build is an error).
+    pub kubernetes: Option<PathBuf>,
     /// Debian mirror for debootstrap; `None` uses the mirror of this machine's apt sources.
     pub mirror: Option<String>,
     /// Keep what a failed `up` built, for debugging (default: tear it down).
@@ -42,6 +80,8 @@ impl Default for Options {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
             kube_sim: std::env::var_os("KUBE_SIM").map(PathBuf::from),
+            control_plane: ControlPlane::from_env(),
+            kubernetes: std::env::var_os("KISMATIC_KUBERNETES").map(PathBuf::from),
             mirror: None,
             keep_on_failure: false,
             boot_timeout: Duration::from_secs(120),
@@ -72,6 +112,9 @@ pub struct State {
     pub release_old: Option<PathBuf>,
     pub release_new: Option<PathBuf>,
     pub kube_sim: bool,
+    /// Masters run the real Kubernetes control plane.
+    #[serde(default)]
+    pub real_control_plane: bool,
 }
 
 pub struct Testbed {
@@ -218,6 +261,7 @@ impl Testbed {
             release_old: None,
             release_new: None,
             kube_sim: false,
+            real_control_plane: false,
         };
         self.save_state(&state)?;
 
@@ -230,14 +274,28 @@ impl Testbed {
             None => p("kube-sim binary not found (--kube-sim, $KUBE_SIM, or next to this executable): \
                  skipping the control plane, kubelets and on-cluster services"),
         }
+        let kubernetes = match (self.opts.control_plane, &kube_sim) {
+            (ControlPlane::Real, Some(_)) => {
+                let k = self.find_kubernetes()?;
+                p(&format!("control plane: Kubernetes from {}", k.display()));
+                Some(k)
+            }
+            _ => None,
+        };
         let releases = release::ensure(
             &self.opts.state_dir.join("releases"),
-            &release::Inputs { etcd_old: Path::new("/usr/bin"), etcd_new: &etcd_new, kube_sim: kube_sim.as_deref() },
+            &release::Inputs {
+                etcd_old: Path::new("/usr/bin"),
+                etcd_new: &etcd_new,
+                kube_sim: kube_sim.as_deref(),
+                kubernetes: kubernetes.as_deref(),
+            },
             &p,
         )?;
         state.release_old = Some(releases.old.dir.clone());
         state.release_new = Some(releases.new.dir.clone());
         state.kube_sim = releases.with_kube_sim;
+        state.real_control_plane = releases.real_control_plane;
 
         p("generating keys, certificates and node configuration");
         let authorized_key = {
@@ -316,7 +374,7 @@ impl Testbed {
         self.wait_etcd_healthy(Duration::from_secs(90))?;
         if let Some(lb) = &self.inv.load_balancer {
             p(&format!("starting HAProxy at {}:{}", lb.host, lb.port));
-            state.haproxy = Some(self.start_haproxy()?);
+            state.haproxy = Some(self.start_haproxy(releases.real_control_plane)?);
             self.save_state(&state)?;
         }
         if releases.with_kube_sim {
@@ -332,6 +390,23 @@ impl Testbed {
             self.kubeconfig_path().display()
         ));
         Ok(())
+    }
+
+    /// The real control plane's build folder (never builds it: that is scripts/setup.sh's job).
+    fn find_kubernetes(&self) -> Result<PathBuf> {
+        if let Some(k) = &self.opts.kubernetes {
+            return Ok(k.clone());
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-kubernetes.sh");
+        let out = Command::new("bash").arg(&script).arg("--cached").stderr(std::process::Stdio::inherit()).output();
+        match out {
+            Ok(o) if o.status.success() => Ok(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())),
+            _ => bail!(
+                "the real control plane is not built ({} --cached): run bash scripts/setup.sh, or pass --kubernetes \
+                 DIR, or --control-plane kube-sim",
+                script.display()
+            ),
+        }
     }
 
     fn find_kube_sim(&self) -> Option<PathBuf> {
@@ -395,7 +470,10 @@ impl Testbed {
                 }
             }
             if releases.with_kube_sim {
-                self.stage_kube_sim(ca, n, &etc, &etcd_client)?;
+                self.stage_kube_sim(ca, n, &etc, &etcd_client, releases.real_control_plane)?;
+            }
+            if releases.real_control_plane && n.has_role(Role::Master) {
+                self.stage_real_master(ca, n, &etc, &etcd_client)?;
             }
             // The marker as the tool writes it: components on this node, plus the Kubernetes version.
             let mut versions = String::new();
@@ -417,11 +495,20 @@ impl Testbed {
     }
 
     /// kube-sim component configuration (`/etc/kismatic/<component>/config.yaml` plus TLS files).
-    fn stage_kube_sim(&self, ca: &Ca, n: &Node, etc: &Path, etcd_client: &crate::pki::Cert) -> Result<()> {
+    fn stage_kube_sim(
+        &self,
+        ca: &Ca,
+        n: &Node,
+        etc: &Path,
+        etcd_client: &crate::pki::Cert,
+        real_control_plane: bool,
+    ) -> Result<()> {
         let etcd_endpoints: Vec<String> = self.etcd_nodes().iter().map(|e| format!("https://{}:2379", e.ip)).collect();
         let server = self.apiserver_url();
         for (component, _, roles) in release::KUBE_SIM_COMPONENTS {
-            if !roles.iter().any(|r| n.has_role(*r)) {
+            if !roles.iter().any(|r| n.has_role(*r))
+                || (real_control_plane && release::REAL_COMPONENTS.contains(&component))
+            {
                 continue;
             }
             let dir = etc.join(component);
@@ -432,14 +519,7 @@ impl Testbed {
             let d = format!("/etc/kismatic/{component}/tls");
             let mut cfg = format!("# kube-sim {component} on {}, written by the kismatic testbed\n", n.host);
             if component == "kube-apiserver" {
-                let lb = self.inv.load_balancer.as_ref().map(|l| l.host.clone()).unwrap_or_else(|| n.ip.clone());
-                let cert = ca.issue(
-                    &format!("apiserver-{}", n.host),
-                    "/CN=kube-apiserver",
-                    &[&n.ip, &lb, "127.0.0.1"],
-                    &[&n.host, "kubernetes", "kubernetes.default", "kubernetes.default.svc", "localhost"],
-                    Usage::ServerClient,
-                )?;
+                let cert = self.apiserver_cert(ca, n)?;
                 copy(&cert.cert, tls.join("server.crt"), 0o644)?;
                 copy(&cert.key, tls.join("server.key"), 0o600)?;
                 copy(&etcd_client.cert, tls.join("etcd-client.crt"), 0o644)?;
@@ -515,6 +595,154 @@ impl Testbed {
                 }
             }
             write_file(&dir.join("config.yaml"), cfg, 0o644)?;
+        }
+        Ok(())
+    }
+
+    /// The API server's serving certificate on a master (SANs: its address, the load balancer, loopback, the
+    /// `kubernetes` Service's IP and names).
+    fn apiserver_cert(&self, ca: &Ca, n: &Node) -> Result<crate::pki::Cert> {
+        let lb = self.inv.load_balancer.as_ref().map(|l| l.host.clone()).unwrap_or_else(|| n.ip.clone());
+        ca.issue(
+            &format!("apiserver-{}", n.host),
+            "/CN=kube-apiserver",
+            &[&n.ip, &lb, "127.0.0.1", SERVICE_IP],
+            &[
+                &n.host,
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+                "localhost",
+            ],
+            Usage::ServerClient,
+        )
+    }
+
+    /// The real control plane's configuration on a master: TLS material and `flags.env` per component under
+    /// /etc/kismatic/<c>/ (the units are the release's, the same on every master). The controller-manager and
+    /// scheduler talk to their own master's API server, with leader election among the masters.
+    fn stage_real_master(&self, ca: &Ca, n: &Node, etc: &Path, etcd_client: &crate::pki::Cert) -> Result<()> {
+        let copy = |from: &Path, to: PathBuf, mode: u32| -> Result<()> {
+            write_file(&to, fs::read(from).with_context(|| format!("reading {}", from.display()))?, mode)
+        };
+        let pki = &ca.dir;
+        let front_proxy = Ca::ensure(&pki.join("front-proxy"), &format!("{}-front-proxy", self.inv.cluster_name))?;
+        let proxy_client =
+            front_proxy.issue("front-proxy-client", "/CN=front-proxy-client", &[], &[], Usage::Client)?;
+        let kubelet_client = ca.issue(
+            "apiserver-kubelet-client",
+            "/O=system:masters/CN=kube-apiserver-kubelet-client",
+            &[],
+            &[],
+            Usage::Client,
+        )?;
+        let sa = crate::pki::key_pair(pki, "service-account")?;
+        let serving = self.apiserver_cert(ca, n)?;
+        let own = format!("https://{}:{APISERVER_PORT}", n.ip);
+        let etcd: Vec<String> = self.etcd_nodes().iter().map(|e| format!("https://{}:2379", e.ip)).collect();
+
+        let d = "/etc/kismatic/kube-apiserver";
+        let dir = etc.join("kube-apiserver");
+        copy(&ca.cert(), dir.join("tls/ca.crt"), 0o644)?;
+        copy(&serving.cert, dir.join("tls/server.crt"), 0o644)?;
+        copy(&serving.key, dir.join("tls/server.key"), 0o600)?;
+        copy(&etcd_client.cert, dir.join("tls/etcd-client.crt"), 0o644)?;
+        copy(&etcd_client.key, dir.join("tls/etcd-client.key"), 0o600)?;
+        copy(&kubelet_client.cert, dir.join("tls/kubelet-client.crt"), 0o644)?;
+        copy(&kubelet_client.key, dir.join("tls/kubelet-client.key"), 0o600)?;
+        copy(&front_proxy.cert(), dir.join("tls/front-proxy-ca.crt"), 0o644)?;
+        copy(&proxy_client.cert, dir.join("tls/front-proxy-client.crt"), 0o644)?;
+        copy(&proxy_client.key, dir.join("tls/front-proxy-client.key"), 0o600)?;
+        copy(&sa.cert, dir.join("tls/service-account.pub"), 0o644)?;
+        copy(&sa.key, dir.join("tls/service-account.key"), 0o600)?;
+        write_file(&dir.join("audit-policy.yaml"), AUDIT_POLICY, 0o644)?;
+        let flags = [
+            format!("--advertise-address={}", n.ip),
+            format!("--bind-address={}", n.ip),
+            format!("--secure-port={APISERVER_PORT}"),
+            format!("--tls-cert-file={d}/tls/server.crt"),
+            format!("--tls-private-key-file={d}/tls/server.key"),
+            format!("--client-ca-file={d}/tls/ca.crt"),
+            "--authorization-mode=Node,RBAC".into(),
+            "--enable-admission-plugins=NodeRestriction".into(),
+            "--allow-privileged=true".into(),
+            format!("--etcd-servers={}", etcd.join(",")),
+            format!("--etcd-cafile={d}/tls/ca.crt"),
+            format!("--etcd-certfile={d}/tls/etcd-client.crt"),
+            format!("--etcd-keyfile={d}/tls/etcd-client.key"),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={d}/tls/service-account.pub"),
+            format!("--service-account-signing-key-file={d}/tls/service-account.key"),
+            format!("--service-cluster-ip-range={SERVICE_RANGE}"),
+            format!("--kubelet-client-certificate={d}/tls/kubelet-client.crt"),
+            format!("--kubelet-client-key={d}/tls/kubelet-client.key"),
+            "--kubelet-preferred-address-types=InternalIP".into(),
+            format!("--proxy-client-cert-file={d}/tls/front-proxy-client.crt"),
+            format!("--proxy-client-key-file={d}/tls/front-proxy-client.key"),
+            format!("--requestheader-client-ca-file={d}/tls/front-proxy-ca.crt"),
+            "--requestheader-allowed-names=front-proxy-client".into(),
+            "--requestheader-username-headers=X-Remote-User".into(),
+            "--requestheader-group-headers=X-Remote-Group".into(),
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
+            format!("--audit-policy-file={d}/audit-policy.yaml"),
+            "--audit-log-path=/var/log/kubernetes/audit.log".into(),
+            "--audit-log-maxsize=20".into(),
+            "--audit-log-maxbackup=1".into(),
+            // Loopback addresses are not valid endpoints of the `kubernetes` Service ("… loopback range").
+            "--endpoint-reconciler-type=none".into(),
+            "--cert-dir=/var/lib/kismatic/kube-apiserver".into(),
+            // On SIGTERM /readyz fails at once while requests are still served for 5 s: HAProxy's check (1 s,
+            // down after 3) takes the master out before its listener closes (docs/testbed.md).
+            "--shutdown-delay-duration=5s".into(),
+        ];
+        write_file(&dir.join("flags.env"), flags_env("kube-apiserver", &n.host, &flags), 0o644)?;
+
+        for (component, cn, port) in [
+            ("kube-controller-manager", "system:kube-controller-manager", 10257),
+            ("kube-scheduler", "system:kube-scheduler", 10259),
+        ] {
+            let d = format!("/etc/kismatic/{component}");
+            let dir = etc.join(component);
+            let client = ca.issue(component, &format!("/CN={cn}"), &[], &[], Usage::Client)?;
+            copy(&ca.cert(), dir.join("tls/ca.crt"), 0o644)?;
+            copy(&client.cert, dir.join("tls/client.crt"), 0o644)?;
+            copy(&client.key, dir.join("tls/client.key"), 0o600)?;
+            let kubeconfig = format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: own\n  cluster:\n    server: {own}\n    \
+                 certificate-authority: {d}/tls/ca.crt\nusers:\n- name: {cn}\n  user:\n    \
+                 client-certificate: {d}/tls/client.crt\n    client-key: {d}/tls/client.key\ncontexts:\n- name: own\n  \
+                 context:\n    cluster: own\n    user: {cn}\ncurrent-context: own\n"
+            );
+            write_file(&dir.join("kubeconfig"), kubeconfig, 0o600)?;
+            let k = format!("{d}/kubeconfig");
+            // Serving certificates: self-signed into --cert-dir (the health gate does not verify them).
+            let mut flags = vec![
+                format!("--kubeconfig={k}"),
+                format!("--authentication-kubeconfig={k}"),
+                format!("--authorization-kubeconfig={k}"),
+                format!("--bind-address={}", n.ip),
+                format!("--secure-port={port}"),
+                // The insecure port (10251/10252 on 0.0.0.0) would collide between masters on a shared loopback.
+                "--port=0".into(),
+                "--leader-elect=true".into(),
+                format!("--cert-dir=/var/lib/kismatic/{component}"),
+            ];
+            if component == "kube-controller-manager" {
+                copy(&ca.dir.join("ca.key"), dir.join("tls/ca.key"), 0o600)?;
+                copy(&sa.key, dir.join("tls/service-account.key"), 0o600)?;
+                flags.extend([
+                    "--use-service-account-credentials=true".into(),
+                    format!("--service-account-private-key-file={d}/tls/service-account.key"),
+                    format!("--root-ca-file={d}/tls/ca.crt"),
+                    format!("--cluster-signing-cert-file={d}/tls/ca.crt"),
+                    format!("--cluster-signing-key-file={d}/tls/ca.key"),
+                    "--controllers=*,bootstrapsigner,tokencleaner".into(),
+                    // Faster than Kubernetes' 40 s so tests see a dead kubelet quickly (a documented difference).
+                    "--node-monitor-grace-period=15s".into(),
+                ]);
+            }
+            write_file(&dir.join("flags.env"), flags_env(component, &n.host, &flags), 0o644)?;
         }
         Ok(())
     }
@@ -648,7 +876,7 @@ impl Testbed {
         Ok(())
     }
 
-    fn start_haproxy(&self) -> Result<Proc> {
+    fn start_haproxy(&self, real_control_plane: bool) -> Result<Proc> {
         let lb = self.inv.load_balancer.as_ref().ok_or_else(|| anyhow!("no load balancer in the plan"))?;
         let mut cfg = format!(
             "# kismatic testbed {name}: the masters' load balancer\nglobal\n  maxconn 4096\n\n\
@@ -659,8 +887,22 @@ impl Testbed {
             host = lb.host,
             port = lb.port
         );
-        for m in self.inv.nodes_with_role(Role::Master) {
-            let _ = writeln!(cfg, "  server {} {}:{APISERVER_PORT} check inter 2s", m.host, m.ip);
+        if real_control_plane {
+            // The real API server's own readiness (anonymous /readyz over TLS), so a master that is shutting
+            // down or starting gets no new connections; `redispatch` retries a refused connection elsewhere.
+            // A check times out after 5 s, not after `inter`: on 2 loaded cores /readyz took over 1 s and both
+            // masters were marked down at once (the API refused connections through the load balancer).
+            cfg.push_str(
+                "  option httpchk GET /readyz\n  http-check expect status 200\n  option redispatch\n  retries 3\n  \
+                 timeout check 5s\n  default-server check check-ssl verify none inter 1s fall 3 rise 2\n",
+            );
+            for m in self.inv.nodes_with_role(Role::Master) {
+                let _ = writeln!(cfg, "  server {} {}:{APISERVER_PORT}", m.host, m.ip);
+            }
+        } else {
+            for m in self.inv.nodes_with_role(Role::Master) {
+                let _ = writeln!(cfg, "  server {} {}:{APISERVER_PORT} check inter 2s", m.host, m.ip);
+            }
         }
         let cfg_path = self.dir.join("haproxy.cfg");
         write_file(&cfg_path, cfg, 0o644)?;
@@ -713,6 +955,23 @@ impl Testbed {
             })?;
         }
         self.progress(&format!("{} nodes Ready", kubelets.len()));
+        // Role labels come from an administrator: NodeRestriction refuses `node-role.kubernetes.io/*` from a
+        // kubelet (kube-sim's kubelet only asks, best-effort), as kubeadm labels its nodes.
+        for n in &kubelets {
+            let mut args = vec!["label".to_string(), "node".into(), n.host.clone(), "--overwrite".into()];
+            args.extend(n.roles.iter().map(|r| format!("node-role.kubernetes.io/{}=", r.as_str())));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            kubectl(&args).with_context(|| format!("labelling node {} with its roles", n.host))?;
+        }
+        // The real node controller lifts the `node.kubernetes.io/not-ready` taint only on its next pass (up to
+        // 5 s after Ready): services applied before that would all land on the first untainted node (the real
+        // scheduler spreads as a preference), a replicas-on-single-node finding for every online upgrade.
+        for n in &kubelets {
+            util::wait_until(&format!("node {} schedulable", n.host), Duration::from_secs(60), || {
+                let keys = kubectl(&["get", "node", &n.host, "-o", "jsonpath={.spec.taints[*].key}"])?;
+                Ok((!keys.split_whitespace().any(|k| k.starts_with("node.kubernetes.io/"))).then_some(()))
+            })?;
+        }
         for c in rel.components.iter().filter(|c| c.delivery == Delivery::Manifest) {
             let file = rel.dir.join(&c.artifact);
             kubectl(&["apply", "-f", &file.to_string_lossy()]).with_context(|| format!("applying {}", c.name))?;

@@ -52,7 +52,7 @@ fn testbed_lifecycle() {
             let version = ssh.run(&n.ip, &["cat", "/etc/kismatic-version"]).expect("marker");
             assert_eq!(version, "1.0.0", "{}: no newline, no v", n.host);
             let cv = ssh.run(&n.ip, &["cat", "/etc/component-versions"]).expect("marker");
-            assert!(cv.contains("kubernetes: v1.33.5"), "{}: {cv}", n.host);
+            assert!(cv.contains("kubernetes: v1.20.2"), "{}: {cv}", n.host);
         }
         // A host key that is not in known_hosts is refused (checking is strict, not bypassed).
         let empty_kh = std::env::temp_dir().join(format!("testbed-e2e-kh-{}", std::process::id()));
@@ -162,11 +162,13 @@ fn kube_checks(tb: &testbed::Testbed, ssh: &Ssh) {
     let lines: Vec<&str> = nodes.lines().collect();
     assert_eq!(lines.len(), 4, "3 workers + 1 ingress: {nodes}");
     for l in &lines {
-        assert!(l.ends_with("v1.33.5 True"), "{l}");
+        assert!(l.ends_with("v1.20.2 True"), "{l}");
     }
     let manifest = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: spread\n  namespace: default\n\
 spec:\n  replicas: 3\n  selector:\n    matchLabels: {app: spread}\n  template:\n    metadata:\n      \
 labels: {app: spread}\n    spec:\n      nodeSelector: {node-role.kubernetes.io/worker: \"\"}\n      \
+topologySpreadConstraints: [{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, \
+labelSelector: {matchLabels: {app: spread}}}]\n      \
 containers: [{name: app, image: nginx:1.27}]\n";
     let file = std::env::temp_dir().join(format!("testbed-e2e-spread-{}.yaml", std::process::id()));
     std::fs::write(&file, manifest).expect("write manifest");
