@@ -7,13 +7,15 @@ use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
 use kismatic_core::facts;
 use kube::api::{Api, EvictParams, ListParams};
 use kube::{Client, ResourceExt};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// How often a drain retries an eviction refused by a PodDisruptionBudget (`kubectl drain` uses 5 s).
 pub const EVICTION_RETRY: Duration = Duration::from_secs(5);
 /// How often waits poll the API.
 pub const POLL: Duration = Duration::from_millis(500);
+/// How often the workload wait re-reads which replicas are stuck on Nodes that are not Ready.
+const STRANDED_REFRESH: Duration = Duration::from_secs(10);
 
 pub async fn cordon(client: &Client, node: &str) -> Result<(), KubeError> {
     let api: Api<Node> = Api::all(client.clone());
@@ -186,14 +188,27 @@ pub async fn wait_workloads_ready(
 ) -> Result<(), KubeError> {
     let deadline = Instant::now() + timeout;
     let mut good_since: Option<Instant> = None;
+    // Replicas stuck on Nodes that are not Ready: read only when something lags, and at most every
+    // STRANDED_REFRESH (it lists every Node).
+    let mut stranded: Option<(Instant, BTreeMap<Workload, i64>)> = None;
     loop {
         let mut lagging = None;
         for w in workloads {
             if let Some((desired, ready)) = workload_readiness(client, w).await?
                 && ready < desired
             {
-                lagging = Some(format!("{w} has {ready}/{desired} ready replicas"));
-                break;
+                if stranded.as_ref().is_none_or(|(at, _)| at.elapsed() >= STRANDED_REFRESH) {
+                    stranded = Some((Instant::now(), stranded_replicas(client).await?));
+                }
+                let stuck = stranded.as_ref().and_then(|(_, m)| m.get(w).copied()).unwrap_or(0);
+                if !recovered(desired, ready, stuck) {
+                    lagging = Some(if stuck > 0 {
+                        format!("{w} has {ready}/{desired} ready replicas ({stuck} on nodes that are not Ready)")
+                    } else {
+                        format!("{w} has {ready}/{desired} ready replicas")
+                    });
+                    break;
+                }
             }
         }
         match lagging {
@@ -215,6 +230,33 @@ pub async fn wait_workloads_ready(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// A moved workload has recovered when its ready replicas, together with those whose pods sit (not ready) on a
+/// Node that is not Ready, reach its desired count. A node that is down — left out of a `--partial-ok` run as
+/// `unreachable`, say — cannot run its pods, and until the cluster replaces them (taint-based eviction, 5 minutes by
+/// default) no wait sees them ready: waiting for them waits for that node, not for the workload the drain moved.
+/// Availability stays guarded by the Eviction API, which still refuses what a PodDisruptionBudget does not allow.
+fn recovered(desired: i64, ready: i64, stranded: i64) -> bool {
+    ready.saturating_add(stranded) >= desired
+}
+
+/// Per workload, its pods that are not ready and bound to a Node that is not Ready.
+async fn stranded_replicas(client: &Client) -> Result<BTreeMap<Workload, i64>, KubeError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let list = nodes.list(&ListParams::default()).await.map_err(KubeError::api("list nodes".to_string()))?;
+    let mut out = BTreeMap::new();
+    for n in list.items.iter().map(convert::node).filter(|n| !n.ready) {
+        let pods: Api<Pod> = Api::all(client.clone());
+        let on_node = ListParams::default().fields(&format!("spec.nodeName={}", n.name));
+        let pods = pods.list(&on_node).await.map_err(KubeError::api(format!("list pods on node {}", n.name)))?;
+        for p in pods.items.iter().map(convert::pod).filter(|p| !p.ready) {
+            if let Some(w) = top_workload(client, &p).await? {
+                *out.entry(w).or_insert(0) += 1;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Whether a Node is Ready with its kubelet at `version` (`v1.34.1` and `1.34.1` are the same version).
@@ -255,6 +297,15 @@ mod ready_tests {
     fn node(ready: bool, kubelet: &str) -> facts::KubeNode {
         serde_json::from_value(serde_json::json!({"name": "w1", "ready": ready, "kubelet_version": kubelet}))
             .expect("node")
+    }
+
+    #[test]
+    fn replicas_stuck_on_a_down_node_do_not_hold_the_wait() {
+        assert!(recovered(2, 2, 0));
+        assert!(!recovered(2, 1, 0), "a moved replica not yet ready");
+        assert!(recovered(2, 1, 1), "the missing replica is on a Node that is not Ready");
+        assert!(!recovered(3, 1, 1), "one stuck, one still moving");
+        assert!(recovered(i64::MAX, i64::MAX, i64::MAX), "no overflow");
     }
 
     #[test]

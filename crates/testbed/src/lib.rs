@@ -2,6 +2,7 @@
 //! clusters, HAProxy, a local apt repository, two releases), driven from a Kismatic plan file.
 //! See docs/testbed.md.
 
+pub mod faults;
 pub mod image;
 pub mod node;
 pub mod pki;

@@ -1,4 +1,5 @@
-//! `testbed up|status|kubeconfig|down -f PLAN`: a real cluster in a box for demos and end-to-end tests.
+//! `testbed up|status|kubeconfig|down|node-stop|node-start -f PLAN`: a real cluster in a box for demos and
+//! end-to-end tests.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -64,6 +65,23 @@ enum Cmd {
     Down {
         #[command(flatten)]
         common: Common,
+    },
+    /// Fault injection: stop one node's container, keeping its files (the node goes away)
+    NodeStop {
+        #[command(flatten)]
+        common: Common,
+        /// The node's host name in the plan
+        host: String,
+        /// SIGKILL at once (a power cut) instead of an orderly halt
+        #[arg(long)]
+        kill: bool,
+    },
+    /// Start a node stopped by node-stop again and wait for it to boot
+    NodeStart {
+        #[command(flatten)]
+        common: Common,
+        /// The node's host name in the plan
+        host: String,
     },
 }
 
@@ -139,6 +157,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Down { common } => {
             Testbed::open(&common.plan, options(&common))?.down()?;
+        }
+        Cmd::NodeStop { common, host, kill } => {
+            let tb = Testbed::open(&common.plan, options(&common))?;
+            if kill { tb.kill_node(&host)? } else { tb.stop_node(&host)? }
+        }
+        Cmd::NodeStart { common, host } => {
+            Testbed::open(&common.plan, options(&common))?.start_node(&host)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -269,6 +269,7 @@ pub fn start(base: &Path, upper: &Path, machine: &str, binds: &[(PathBuf, &str)]
     }
     let fds: Vec<i32> = procs_files.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
     cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).process_group(0);
+    util::no_inherited_fds(&mut cmd);
     // SAFETY: the closure only calls write(2) on descriptors opened before fork (async-signal-safe).
     unsafe {
         cmd.pre_exec(move || {

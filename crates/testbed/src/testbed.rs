@@ -913,6 +913,7 @@ impl Testbed {
         // -db: stay in the foreground, so the PID we record is the process to stop.
         cmd.arg("-db").arg("-f").arg(&cfg_path).stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log);
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        util::no_inherited_fds(&mut cmd);
         let child = cmd.spawn().context("cannot start haproxy")?;
         let proc = Proc::of(child.id())?;
         let addr = format!("{}:{}", lb.host, lb.port);

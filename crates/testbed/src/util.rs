@@ -201,6 +201,23 @@ pub fn signal(pid: u32, sig: i32) {
     }
 }
 
+/// Makes a long-lived daemon (nspawn, HAProxy) not inherit this process's open descriptors beyond stdio. Run as
+/// `flock LOCK testbed up`, the lock's descriptor was otherwise kept by every node's nspawn: the lock stayed held
+/// as long as the testbed was up, and the `flock LOCK testbed down` meant to end it waited forever.
+pub fn no_inherited_fds(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: close_range(2) is async-signal-safe; with CLOSE_RANGE_CLOEXEC it only marks descriptors, so the
+    // pipe std uses to report exec errors (already close-on-exec) keeps working.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Direct children of a process.
 pub fn children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
@@ -250,6 +267,26 @@ mod tests {
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn daemons_do_not_inherit_descriptors() {
+        use std::os::fd::AsRawFd;
+        // A descriptor inherited across exec, as flock(1) hands its lock to the command it runs.
+        let f = fs::File::open("/proc/self/stat").expect("open");
+        let fd = f.as_raw_fd();
+        // SAFETY: fcntl on a descriptor we own.
+        assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+        let has_fd = |detach: bool| {
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", &format!("test -e /proc/self/fd/{fd} && echo inherited || echo closed")]);
+            if detach {
+                no_inherited_fds(&mut cmd);
+            }
+            String::from_utf8_lossy(&cmd.output().expect("sh").stdout).trim().to_string()
+        };
+        assert_eq!(has_fd(false), "inherited", "the test's descriptor is inheritable");
+        assert_eq!(has_fd(true), "closed");
     }
 
     #[test]
