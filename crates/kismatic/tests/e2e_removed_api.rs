@@ -2,7 +2,9 @@
 //! --dry-run` to a release that crosses Kubernetes 1.22 reports nothing before anything uses a removed API, and
 //! after kubectl applied a `networking.k8s.io/v1beta1` Ingress and a client called `extensions/v1beta1`, it reports
 //! `removed-api` naming both (the object from its last-applied configuration, the calls from the API server's own
-//! `apiserver_requested_deprecated_apis` metric).
+//! `apiserver_requested_deprecated_apis` metric). Measured: before any user object, the metric already counts
+//! extensions/v1beta1 ingress requests made by the control plane itself, so "no finding before" holds for objects
+//! only (see the comment in the test).
 //!
 //! The crossing release is the testbed's 1.1.0 with another version written into its `release.yaml` (v1.22.0): its
 //! artifacts are the same files with the same digests. It is only planned, never installed — a dry run reads
@@ -128,10 +130,16 @@ fn removed_api_uses_block_a_release_that_removes_them() {
         }
     }
 
-    // Before anything uses a removed API: no removed-api finding (the version policy refuses the two-minor move).
+    // Before anything uses a removed API: no stored object is named (the version policy refuses the two-minor
+    // move). Calls may already be counted: measured here, the real 1.20 control plane itself requests
+    // extensions/v1beta1 ingresses (most likely kube-controller-manager's garbage-collector and quota informers,
+    // which watch each group's preferred version, and `extensions` has only v1beta1) — printed, not asserted.
     let before = dry_run();
     assert!(before.iter().any(|(_, code, _)| code == "version-policy"), "{before:?}");
-    assert_eq!(removed(&before), Vec::<String>::new());
+    let before_removed = removed(&before);
+    eprintln!("removed-api before any use: {before_removed:#?}");
+    assert!(!before_removed.iter().any(|m| m.contains("Ingress shop/")), "{before_removed:#?}");
+    assert!(before_removed.iter().all(|m| m.contains("has served requests")), "{before_removed:#?}");
 
     // An Ingress applied by kubectl 1.20 in networking.k8s.io/v1beta1, and a client listing extensions/v1beta1.
     let kubectl = kubectl_1_20();
