@@ -191,13 +191,7 @@ pub async fn close_previous(release: &Release, cfg: &ExecConfig) -> Result<Strin
     }
     let (mut writer, _) = JournalWriter::open(dir)?;
     let mut record = |event| writer.append(&Record { at_ms: crate::time::now_ms(), event });
-    record(Event::Attached {
-        pid: std::process::id(),
-        host: kismatic_journal::store::local_host(),
-        command: cfg.command.clone(),
-        cwd: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-    })?;
+    record(attached(cfg))?;
     let mut note = String::new();
     if !state.cordoned.is_empty() {
         let kube =
@@ -477,16 +471,7 @@ impl<'a, N: NodeOps, C: ClusterOps> Ctx<'a, N, C> {
     ) -> Result<(Self, PathBuf), ExecError> {
         let Opened { mut writer, done, cordoned, moved, run_id, resumed, torn } = opened;
         let run_dir = writer.dir().to_path_buf();
-        writer.append(&Record {
-            at_ms: crate::time::now_ms(),
-            event: Event::Attached {
-                pid: std::process::id(),
-                host: kismatic_journal::store::local_host(),
-                command: cfg.command.clone(),
-                cwd: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-            },
-        })?;
+        writer.append(&Record { at_ms: crate::time::now_ms(), event: attached(cfg) })?;
         let events = match &cfg.events {
             Some(p) => Some(
                 std::fs::OpenOptions::new()
@@ -1103,6 +1088,18 @@ impl<'a, N: NodeOps, C: ClusterOps> Ctx<'a, N, C> {
 }
 
 /// A gate the planner never puts where it was found (a plan from elsewhere, hand-edited).
+/// The journal's record that this process took the run over (both when it opens a run and when it only closes the
+/// previous one's cordons).
+fn attached(cfg: &ExecConfig) -> Event {
+    Event::Attached {
+        pid: std::process::id(),
+        host: kismatic_journal::store::local_host(),
+        command: cfg.command.clone(),
+        cwd: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
 fn unexpected_gate(gate: Gate, place: &str) -> StepError {
     StepError::Refused(format!("the plan puts gate {gate:?} after {place}, where it cannot be checked"))
 }
