@@ -228,14 +228,19 @@ fn qualified(kind: &str, namespace: Option<&str>, name: &str) -> String {
     }
 }
 
-/// Whether a caller is the control plane itself: the API server, the controller-manager (with its own identity or,
+/// The user agent prefix of kismatic's own requests: its fact gathering lists stored objects of removed kinds in the
+/// version the server serves, which may itself be deprecated (PodSecurityPolicy on 1.21–1.24); that is no client.
+pub const OWN_USER_AGENT: &str = "kismatic/";
+
+/// Whether a caller is the control plane itself (or kismatic, see [`OWN_USER_AGENT`]): the API server, the controller-manager (with its own identity or,
 /// with `--use-service-account-credentials`, a kube-system service account and its user agent) or the scheduler.
 /// Their requests for a deprecated API come from following discovery (the garbage collector's and the quota
 /// controller's informers watch every listed resource, the namespace controller deletes through every one); a
 /// server that no longer serves the API no longer lists it, and the version-skew policy guarantees a
 /// controller-manager one minor behind the API servers works with them. So they are not clients the removal breaks.
 pub fn control_plane_caller(user: &str, user_agent: &str) -> bool {
-    matches!(user, "system:apiserver" | "system:kube-controller-manager" | "system:kube-scheduler")
+    user_agent.starts_with(OWN_USER_AGENT)
+        || matches!(user, "system:apiserver" | "system:kube-controller-manager" | "system:kube-scheduler")
         || (user.starts_with("system:serviceaccount:kube-system:")
             && user_agent.starts_with("kube-controller-manager/"))
 }
@@ -551,6 +556,7 @@ mod tests {
         );
         assert!(!control_plane_caller("system:serviceaccount:default:ci", "kube-controller-manager/v1.20.2"));
         assert!(!control_plane_caller("kubernetes-admin", "kubectl/v1.20.2 (linux/amd64)"));
+        assert!(control_plane_caller("admin", "kismatic/0.1.0"), "the tool's own fact gathering");
     }
 
     #[test]
