@@ -639,7 +639,15 @@ fn removed_apis(out: &mut Out, facts: &Facts, release: &Release) {
     for server in asked {
         match (&server.deprecated_api_requests, &server.metrics_error) {
             (Some(requests), _) => {
-                removed_api::from_requests(from.minor, to.minor, &server.endpoint, requests).for_each(&mut push)
+                let audit = facts
+                    .nodes
+                    .iter()
+                    .find(|n| n.host == server.endpoint)
+                    .and_then(|n| n.components.get("kube-apiserver"))
+                    .and_then(|c| c.audit_log.as_ref());
+                removed_api::from_calls(from.minor, to.minor, &server.endpoint, requests, audit)
+                    .into_iter()
+                    .for_each(&mut push)
             }
             (None, error) => push(RemovedUse {
                 api: &removed_api::REMOVED_APIS[0],

@@ -79,6 +79,56 @@ pub struct ComponentObservation {
     /// was judged. Empty when not read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub api_servers: Vec<String>,
+    /// kube-apiserver: the requests for deprecated APIs its audit log records, by caller; `None` when not read
+    /// (a facts document from before this was gathered, or not an API server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_log: Option<AuditLog>,
+}
+
+/// What an API server's audit log (`--audit-log-path`) says of requests for deprecated APIs: who made them. The
+/// server marks each such request with the audit annotation `k8s.io/deprecated` (and `k8s.io/removed-release`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum AuditLog {
+    /// The server keeps no audit log file (no `--audit-log-path`, or `-`: its standard output).
+    NotKept,
+    /// The file named by `--audit-log-path` could not be read.
+    Unreadable { path: String },
+    Read {
+        path: String,
+        /// The first event's `requestReceivedTimestamp`: what the log covers (rotated files are not read).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<String>,
+        calls: Vec<AuditedCall>,
+        /// More distinct callers than the probe reports (it stops at 200); the rest are not listed.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
+    },
+}
+
+/// Requests of one caller for one deprecated API, completed (audit stage `ResponseComplete` or `Panic`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditedCall {
+    /// The authenticated user, e.g. `system:kube-controller-manager`.
+    pub user: String,
+    #[serde(default)]
+    pub user_agent: String,
+    /// `""` for the core group.
+    #[serde(default)]
+    pub group: String,
+    pub version: String,
+    pub resource: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subresource: String,
+    /// The `k8s.io/removed-release` annotation, e.g. `1.22`; empty when the server set none.
+    #[serde(default)]
+    pub removed_release: String,
+    pub count: u64,
+    /// `requestReceivedTimestamp` of the first and the last of these requests.
+    #[serde(default)]
+    pub first: String,
+    #[serde(default)]
+    pub last: String,
 }
 
 impl NodeFacts {

@@ -8,7 +8,7 @@
 //! kinds, so does the table; the resource is the kind's plural as the API serves it (what the API servers'
 //! `apiserver_requested_deprecated_apis` metric labels).
 
-use crate::facts::{ApiObjectUse, DeprecatedApiRequest, UseSource};
+use crate::facts::{ApiObjectUse, AuditLog, AuditedCall, DeprecatedApiRequest, UseSource};
 
 /// Where the table comes from, for messages and docs.
 pub const DEPRECATION_GUIDE: &str = "https://kubernetes.io/docs/reference/using-api/deprecation-guide/";
@@ -228,32 +228,126 @@ fn qualified(kind: &str, namespace: Option<&str>, name: &str) -> String {
     }
 }
 
-/// Calls one API server has served to an API version the move removes. `server` names the API server (its node
-/// or endpoint). The metric counts requests since that server started, which the message says.
-pub fn from_requests<'a>(
+/// The user agent prefix of kismatic's own requests: its fact gathering lists stored objects of removed kinds in the
+/// version the server serves, which may itself be deprecated (PodSecurityPolicy on 1.21–1.24); that is no client.
+pub const OWN_USER_AGENT: &str = "kismatic/";
+
+/// Whether a caller is the control plane itself (or kismatic, see [`OWN_USER_AGENT`]): the API server, the controller-manager (with its own identity or,
+/// with `--use-service-account-credentials`, a kube-system service account and its user agent) or the scheduler.
+/// Their requests for a deprecated API come from following discovery (the garbage collector's and the quota
+/// controller's informers watch every listed resource, the namespace controller deletes through every one); a
+/// server that no longer serves the API no longer lists it, and the version-skew policy guarantees a
+/// controller-manager one minor behind the API servers works with them. So they are not clients the removal breaks.
+pub fn control_plane_caller(user: &str, user_agent: &str) -> bool {
+    user_agent.starts_with(OWN_USER_AGENT)
+        || matches!(user, "system:apiserver" | "system:kube-controller-manager" | "system:kube-scheduler")
+        || (user.starts_with("system:serviceaccount:kube-system:")
+            && user_agent.starts_with("kube-controller-manager/"))
+}
+
+/// Calls to API versions the move removes, for one API server (`server` names it: its node or endpoint):
+/// - `requests`, its `apiserver_requested_deprecated_apis` metric (requests since the server started, no caller);
+/// - `audit`, what its audit log records of them, by caller.
+///
+/// With the audit log read, the callers outside the control plane ([`control_plane_caller`]) are named, one finding
+/// per API; an API the metric counts but the log names no caller for at all is still reported (the audit policy
+/// may not record it, or the log rotated past it); an API only the control plane calls is not. Without the audit
+/// log, every API the metric counts is reported, its caller unknown.
+pub fn from_calls(
     from_minor: u64,
     to_minor: u64,
-    server: &'a str,
-    requests: &'a [DeprecatedApiRequest],
-) -> impl Iterator<Item = RemovedUse> + 'a {
-    requests.iter().filter_map(move |r| {
-        let api = removal_of_resource(from_minor, to_minor, &r.group, &r.version, &r.resource)?;
-        let sub = if r.subresource.is_empty() { String::new() } else { format!("/{}", r.subresource) };
-        Some(RemovedUse {
+    server: &str,
+    requests: &[DeprecatedApiRequest],
+    audit: Option<&AuditLog>,
+) -> Vec<RemovedUse> {
+    let key = |api: &'static RemovedApi, sub: &str| {
+        let sub = if sub.is_empty() { String::new() } else { format!("/{sub}") };
+        format!("{} {}{sub}", api.api_version(), api.resource)
+    };
+    let mut out: Vec<RemovedUse> = Vec::new();
+    // The audit log first: callers named.
+    let mut audited: Vec<String> = Vec::new();
+    if let Some(AuditLog::Read { path, since, calls, truncated }) = audit {
+        let covers = match since {
+            Some(t) => format!("{path}, since {t}"),
+            None => path.clone(),
+        };
+        let more = if *truncated { " (the probe listed its first 200 callers only)" } else { "" };
+        let mut by_api: Vec<(&'static RemovedApi, String, Vec<&AuditedCall>)> = Vec::new();
+        for c in calls {
+            let Some(api) = removal_of_resource(from_minor, to_minor, &c.group, &c.version, &c.resource) else {
+                continue;
+            };
+            let object = key(api, &c.subresource);
+            if !audited.contains(&object) {
+                audited.push(object.clone());
+            }
+            if control_plane_caller(&c.user, &c.user_agent) {
+                continue;
+            }
+            match by_api.iter_mut().find(|(_, o, _)| *o == object) {
+                Some((_, _, callers)) => callers.push(c),
+                None => by_api.push((api, object, vec![c])),
+            }
+        }
+        for (api, object, callers) in by_api {
+            let named: Vec<String> = callers
+                .iter()
+                .take(CALLERS_NAMED)
+                .map(|c| {
+                    let agent =
+                        if c.user_agent.is_empty() { String::new() } else { format!(", user agent {}", c.user_agent) };
+                    format!("{} ({} request(s){agent}, the last at {})", c.user, c.count, c.last)
+                })
+                .collect();
+            let beyond = callers.len().saturating_sub(CALLERS_NAMED);
+            let beyond = if beyond > 0 { format!(" and {beyond} more caller(s)") } else { String::new() };
+            out.push(RemovedUse {
+                api,
+                message: format!(
+                    "API server {server}'s audit log ({covers}) records requests for {object} by {}{beyond}{more}: \
+                     a client still calls this API, {}; {} (deprecation guide)",
+                    named.join("; "),
+                    api.removed_text(),
+                    api.remedy()
+                ),
+                object,
+            });
+        }
+    }
+    let caller_unknown = match audit {
+        Some(AuditLog::Read { path, .. }) => {
+            format!(
+                "its audit log ({path}) names no caller (its policy may not record these requests, or the log rotated past them)"
+            )
+        }
+        Some(AuditLog::Unreadable { path }) => format!("who called is unknown: its audit log {path} could not be read"),
+        Some(AuditLog::NotKept) => "who called is unknown: the server keeps no audit log file".to_string(),
+        None => "who called is unknown: its audit log was not read".to_string(),
+    };
+    for r in requests {
+        let Some(api) = removal_of_resource(from_minor, to_minor, &r.group, &r.version, &r.resource) else { continue };
+        let object = key(api, &r.subresource);
+        if audited.contains(&object) || out.iter().any(|u| u.object == object) {
+            continue;
+        }
+        out.push(RemovedUse {
             api,
-            object: format!("{} {}{sub}", api.api_version(), api.resource),
             message: format!(
-                "API server {server} has served requests for {} {}{sub} since it started (the metric \
-                 apiserver_requested_deprecated_apis counts from the server's start): a client still calls this \
-                 API, {}; {} (deprecation guide)",
-                api.api_version(),
-                api.resource,
+                "API server {server} has served requests for {object} since it started (the metric \
+                 apiserver_requested_deprecated_apis counts from the server's start), and {caller_unknown}: a client \
+                 may still call this API, {}; {} (deprecation guide)",
                 api.removed_text(),
                 api.remedy()
             ),
-        })
-    })
+            object,
+        });
+    }
+    out
 }
+
+/// Callers named one by one in a finding; the rest are counted.
+const CALLERS_NAMED: usize = 3;
 
 /// Stored objects last written with an API version the move removes (last-applied configuration or managed
 /// fields, as kubent and Pluto read them).
@@ -368,7 +462,7 @@ mod tests {
                 removed_release: "1.25".into(),
             },
         ];
-        let found: Vec<RemovedUse> = from_requests(20, 22, "master01", &reqs).collect();
+        let found: Vec<RemovedUse> = from_calls(20, 22, "master01", &reqs, None);
         assert_eq!(found.len(), 1, "only what the move crosses: {found:?}");
         assert_eq!(found[0].object, "networking.k8s.io/v1beta1 ingresses");
         let m = &found[0].message;
@@ -412,5 +506,131 @@ mod tests {
         let found: Vec<RemovedUse> = from_manifests(15, 16, "1.2.0", &objs).collect();
         assert_eq!(found.len(), 1);
         assert!(found[0].message.contains("manifests/dns.yaml") && found[0].message.contains("apps/v1"));
+    }
+
+    fn call(user: &str, agent: &str, group: &str, resource: &str, count: u64) -> AuditedCall {
+        AuditedCall {
+            user: user.into(),
+            user_agent: agent.into(),
+            group: group.into(),
+            version: "v1beta1".into(),
+            resource: resource.into(),
+            subresource: String::new(),
+            removed_release: "1.22".into(),
+            count,
+            first: "2026-12-02T10:00:00Z".into(),
+            last: "2026-12-02T10:05:00Z".into(),
+        }
+    }
+
+    fn request(group: &str, resource: &str) -> DeprecatedApiRequest {
+        DeprecatedApiRequest {
+            group: group.into(),
+            version: "v1beta1".into(),
+            resource: resource.into(),
+            subresource: String::new(),
+            removed_release: "1.22".into(),
+        }
+    }
+
+    fn read(calls: Vec<AuditedCall>) -> AuditLog {
+        AuditLog::Read {
+            path: "/var/log/kubernetes/audit.log".into(),
+            since: Some("2026-12-02T09:00:00Z".into()),
+            calls,
+            truncated: false,
+        }
+    }
+
+    const GC_AGENT: &str = "kube-controller-manager/v1.20.2 (linux/amd64) kubernetes/faecb19/system:serviceaccount:kube-system:generic-garbage-collector";
+
+    #[test]
+    fn control_plane_callers() {
+        assert!(control_plane_caller("system:kube-controller-manager", "kube-controller-manager/v1.20.2"));
+        assert!(control_plane_caller("system:kube-scheduler", ""));
+        assert!(control_plane_caller("system:apiserver", "kube-apiserver/v1.20.2"));
+        assert!(control_plane_caller("system:serviceaccount:kube-system:generic-garbage-collector", GC_AGENT));
+        assert!(
+            !control_plane_caller("system:serviceaccount:kube-system:generic-garbage-collector", "my-tool/1.0"),
+            "a kube-system service account is the control plane only with the controller-manager's agent"
+        );
+        assert!(!control_plane_caller("system:serviceaccount:default:ci", "kube-controller-manager/v1.20.2"));
+        assert!(!control_plane_caller("kubernetes-admin", "kubectl/v1.20.2 (linux/amd64)"));
+        assert!(control_plane_caller("admin", "kismatic/0.1.0"), "the tool's own fact gathering");
+    }
+
+    #[test]
+    fn the_control_plane_following_discovery_is_not_a_finding() {
+        // What a real 1.20 control plane shows with no user object and no user call: the garbage collector's and
+        // the quota controller's informers list extensions/v1beta1 ingresses.
+        let requests = [request("extensions", "ingresses")];
+        let audit = read(vec![
+            call("system:serviceaccount:kube-system:generic-garbage-collector", GC_AGENT, "extensions", "ingresses", 3),
+            call("system:kube-controller-manager", "kube-controller-manager/v1.20.2", "extensions", "ingresses", 1),
+        ]);
+        assert_eq!(from_calls(20, 22, "master01", &requests, Some(&audit)), Vec::<RemovedUse>::new());
+    }
+
+    #[test]
+    fn a_client_in_the_audit_log_is_named() {
+        let requests = [request("extensions", "ingresses")];
+        let audit = read(vec![
+            call("system:serviceaccount:kube-system:generic-garbage-collector", GC_AGENT, "extensions", "ingresses", 3),
+            call("kubernetes-admin", "kubectl/v1.20.2 (linux/amd64)", "extensions", "ingresses", 2),
+            call("system:serviceaccount:default:ci", "", "extensions", "ingresses", 9),
+        ]);
+        let found = from_calls(20, 22, "master01", &requests, Some(&audit));
+        assert_eq!(found.len(), 1, "one finding per API: {found:?}");
+        assert_eq!(found[0].object, "extensions/v1beta1 ingresses");
+        let m = &found[0].message;
+        for part in [
+            "master01's audit log (/var/log/kubernetes/audit.log, since 2026-12-02T09:00:00Z)",
+            "kubernetes-admin (2 request(s), user agent kubectl/v1.20.2 (linux/amd64), the last at 2026-12-02T10:05:00Z)",
+            "system:serviceaccount:default:ci (9 request(s), the last at",
+            "removed in v1.22",
+            "use networking.k8s.io/v1",
+        ] {
+            assert!(m.contains(part), "{part:?} not in {m}");
+        }
+        assert!(!m.contains("garbage-collector"), "{m}");
+    }
+
+    #[test]
+    fn callers_beyond_three_are_counted_and_truncation_is_said() {
+        let calls: Vec<AuditedCall> =
+            (0..5).map(|i| call(&format!("user{i}"), "", "networking.k8s.io", "ingresses", 1)).collect();
+        let AuditLog::Read { path, since, calls, .. } = read(calls) else { unreachable!() };
+        let audit = AuditLog::Read { path, since, calls, truncated: true };
+        let found = from_calls(20, 22, "master01", &[], Some(&audit));
+        assert_eq!(found.len(), 1);
+        assert!(found[0].message.contains("and 2 more caller(s)"), "{}", found[0].message);
+        assert!(found[0].message.contains("first 200 callers"), "{}", found[0].message);
+        assert!(!found[0].message.contains("user3"), "{}", found[0].message);
+    }
+
+    #[test]
+    fn a_call_the_audit_log_does_not_explain_is_reported_with_its_caller_unknown() {
+        let requests = [request("extensions", "ingresses"), request("networking.k8s.io", "ingresses")];
+        let audit = read(vec![call("system:kube-controller-manager", "", "extensions", "ingresses", 1)]);
+        let found = from_calls(20, 22, "master01", &requests, Some(&audit));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].object, "networking.k8s.io/v1beta1 ingresses");
+        assert!(found[0].message.contains("names no caller"), "{}", found[0].message);
+        for (audit, says) in [
+            (None, "its audit log was not read"),
+            (Some(AuditLog::NotKept), "keeps no audit log file"),
+            (Some(AuditLog::Unreadable { path: "/l".into() }), "its audit log /l could not be read"),
+        ] {
+            let found = from_calls(20, 22, "master01", &requests, audit.as_ref());
+            assert_eq!(found.len(), 2, "without the log every counted API is reported: {found:?}");
+            assert!(found.iter().all(|u| u.message.contains(says) && u.message.contains("since it started")));
+        }
+    }
+
+    #[test]
+    fn only_apis_the_move_removes_count() {
+        let audit = read(vec![call("kubernetes-admin", "", "extensions", "ingresses", 1)]);
+        assert!(from_calls(20, 21, "master01", &[request("extensions", "ingresses")], Some(&audit)).is_empty());
+        assert_eq!(from_calls(21, 22, "master01", &[], Some(&audit)).len(), 1, "the log alone is evidence");
     }
 }

@@ -350,6 +350,11 @@ fn analyse_and_plan(
         topology_key: safety.topology_key.clone(),
         accepted: safety.accepted.clone(),
         apiserver_port: common.apiserver_port,
+        moved_by_interrupted_run: if mode == Mode::Online && common.facts.is_none() && !common.discard_journal {
+            interrupted_run_moves(&common.plan_file, release, mode, common.partial_ok)
+        } else {
+            Vec::new()
+        },
     };
     let plan = plan(facts, &analysis, release, &plan_opts);
     match common.output {
@@ -357,6 +362,46 @@ fn analyse_and_plan(
         Output::Json => crate::outln!("{}", render::plan_json(&plan)),
     }
     Ok(plan)
+}
+
+/// The workloads whose pods the drains of the run this command would resume moved (its journal's `draining`
+/// records), for [`kismatic_core::planner::caused_by_interrupted_drain`]. Empty when there is no such run; a journal
+/// that cannot be read is reported by the executor, not here.
+fn interrupted_run_moves(
+    plan_file: &Path,
+    release: &kismatic_release::Release,
+    mode: Mode,
+    partial_ok: bool,
+) -> Vec<kismatic_core::planner::MovedWorkload> {
+    let runs = kismatic_journal::store::RunsDir::new(common::default_runs_dir(plan_file));
+    let Ok(Some((_, state))) = runs.latest_journal() else { return Vec::new() };
+    let Ok(release_digest) = kismatic_release::sha256_file(&release.dir.join(kismatic_release::RELEASE_FILE)) else {
+        return Vec::new();
+    };
+    let identity = kismatic_journal::RunIdentity {
+        mode: mode.to_string(),
+        release_version: release.version.to_string(),
+        release_digest,
+        partial_ok,
+    };
+    if !matches!(
+        kismatic_journal::resume_point(Some(&state), &identity),
+        kismatic_journal::ResumeDecision::Resume { .. }
+    ) {
+        return Vec::new();
+    }
+    state
+        .moved
+        .iter()
+        .flat_map(|(node, ws)| {
+            ws.iter().map(|w| kismatic_core::planner::MovedWorkload {
+                drained: node.clone(),
+                kind: w.kind.clone(),
+                namespace: w.namespace.clone(),
+                name: w.name.clone(),
+            })
+        })
+        .collect()
 }
 
 fn read_facts(path: &Path) -> anyhow::Result<Facts> {

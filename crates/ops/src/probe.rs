@@ -15,12 +15,15 @@
 //! exe  </proc/<MainPID>/exe target>
 //! cmdline, hex lines, endcmdline     kube-controller-manager/kube-scheduler only: /proc/<MainPID>/cmdline
 //! file  <path>, hex lines, endfile   ... and the kubeconfig/config files it names (see `api_clients`)
+//! audit  read <path> <since> | unreadable <path> | not-kept     kube-apiserver only: its audit log, then
+//! call  user agent group version resource subresource removed-release count first last   (read: per caller and API)
+//! calls-truncated, endaudit
 //! endcomponent
 //! end
 //! ```
 //! Anything unexpected is ignored or reported as an invalid marker; parsing never panics.
 
-use kismatic_core::facts::{ComponentObservation, Marker, NodeFacts, NodeRead};
+use kismatic_core::facts::{AuditLog, AuditedCall, ComponentObservation, Marker, NodeFacts, NodeRead};
 use kismatic_core::skew::Upstream;
 use kismatic_fleet::{Fleet, NodeError, NodeSession, Target};
 use kismatic_plan::Inventory;
@@ -67,7 +70,10 @@ comp() {
   fi
   if [ -n "$pid" ] && [ "$pid" != 0 ]; then
     if e=$(readlink "/proc/$pid/exe" 2>/dev/null); then printf 'exe\t%s\n' "$e"; fi
-    case $1 in kube-controller-manager|kube-scheduler) api_clients "$pid" ;; esac
+    case $1 in
+      kube-controller-manager|kube-scheduler) api_clients "$pid" ;;
+      kube-apiserver) audit_calls "$pid" ;;
+    esac
   fi
   printf 'endcomponent\n'
 }
@@ -91,6 +97,52 @@ client_file() {
   k=$(sed -n 's/^[[:space:]]*kubeconfig:[[:space:]]*//p' -- "$1" 2>/dev/null | head -n 1)
   k=${k%\"}; k=${k#\"}; k=${k%\'}; k=${k#\'}
   if [ -n "$k" ]; then emit_file "$k"; fi
+}
+# Who called deprecated APIs: the API server marks such requests with the audit annotation k8s.io/deprecated; its
+# audit log (--audit-log-path) is aggregated here, on the node, by caller and API, so the report stays small
+# whatever the log's size. Only completed requests count (the annotation is set when a request ends).
+audit_calls() {
+  log=; next=
+  for a in $(tr '\000' '\n' < "/proc/$1/cmdline" 2>/dev/null); do
+    if [ -n "$next" ]; then log=$a; next=; continue; fi
+    case $a in
+      --audit-log-path=*) log=${a#*=} ;;
+      --audit-log-path) next=1 ;;
+    esac
+  done
+  if [ -z "$log" ] || [ "$log" = - ]; then printf 'audit\tnot-kept\n'; return; fi
+  if [ ! -r "$log" ]; then printf 'audit\tunreadable\t%s\n' "$log"; return; fi
+  since=$(head -n 1 -- "$log" 2>/dev/null | sed -n 's/.*"requestReceivedTimestamp":"\([^"]*\)".*/\1/p')
+  printf 'audit\tread\t%s\t%s\n' "$log" "$since"
+  grep -F '"k8s.io/deprecated":"true"' -- "$log" 2>/dev/null | awk '
+    function val(s, k,   i) {
+      i = index(s, "\"" k "\":\"")
+      if (i == 0) return ""
+      s = substr(s, i + length(k) + 4)
+      return substr(s, 1, index(s, "\"") - 1)
+    }
+    {
+      st = val($0, "stage")
+      if (st != "ResponseComplete" && st != "Panic") next
+      i = index($0, "\"objectRef\":{")
+      if (i == 0) next
+      o = substr($0, i + 12)
+      o = substr(o, 1, index(o, "}"))
+      k = val($0, "username") "\t" val($0, "userAgent") "\t" val(o, "apiGroup") "\t" val(o, "apiVersion") "\t" val(o, "resource") "\t" val(o, "subresource") "\t" val($0, "k8s.io/removed-release")
+      t = val($0, "requestReceivedTimestamp")
+      if (!(k in n)) {
+        if (keys >= 200) { over = 1; next }
+        keys++
+        first[k] = t
+      }
+      n[k]++
+      last[k] = t
+    }
+    END {
+      for (k in n) printf "call\t%s\t%d\t%s\t%s\n", k, n[k], first[k], last[k]
+      if (over) print "calls-truncated"
+    }'
+  printf 'endaudit\n'
 }
 if [ $# -eq 0 ]; then
   set +f
@@ -288,11 +340,13 @@ fn parse_component<'a>(
     let mut exe = None;
     let mut cmdline = None;
     let mut client_files: Vec<Vec<u8>> = Vec::new();
+    let mut audit_log = None;
     while let Some(line) = lines.next() {
         let (kind, rest) = line.split_once('\t').unwrap_or((line, ""));
         match kind {
             "endcomponent" => break,
             "cmdline" => cmdline = Some(hex_block(lines, "endcmdline").unwrap_or_default()),
+            "audit" => audit_log = Some(audit_block(rest, lines)),
             "file" => client_files.extend(hex_block(lines, "endfile")),
             "link" => link = Some(rest.to_string()),
             "dpkg" => dpkg = Some(rest.trim().to_string()).filter(|v| !v.is_empty()),
@@ -324,7 +378,64 @@ fn parse_component<'a>(
         Some(c) => api_servers(c, &client_files),
         None => Vec::new(),
     };
-    ComponentObservation { installed_version, running_version, service_active, api_servers, ..Default::default() }
+    ComponentObservation { installed_version, running_version, service_active, api_servers, upstream: None, audit_log }
+}
+
+/// The `audit` record (`rest`: what follows `audit\t`) and, for a log that was read, its `call` lines up to
+/// `endaudit`. A malformed `call` line is skipped: one odd caller must not hide the others.
+fn audit_block<'a>(rest: &str, lines: &mut impl Iterator<Item = &'a str>) -> AuditLog {
+    let mut f = rest.split('\t');
+    match f.next() {
+        Some("read") => {}
+        Some("unreadable") => return AuditLog::Unreadable { path: f.next().unwrap_or_default().to_string() },
+        _ => return AuditLog::NotKept,
+    }
+    let path = f.next().unwrap_or_default().to_string();
+    let since = f.next().map(str::trim).filter(|t| !t.is_empty()).map(str::to_string);
+    let mut calls = Vec::new();
+    let mut truncated = false;
+    for line in lines.by_ref() {
+        match line.split_once('\t') {
+            _ if line == "endaudit" => break,
+            _ if line == "calls-truncated" => truncated = true,
+            Some(("call", fields)) => calls.extend(audited_call(fields)),
+            _ => {}
+        }
+    }
+    // The node's awk lists callers in hash order: sorted here so the facts are stable.
+    calls.sort_by(|a: &AuditedCall, b| {
+        (&a.group, &a.version, &a.resource, &a.subresource, &a.user, &a.user_agent).cmp(&(
+            &b.group,
+            &b.version,
+            &b.resource,
+            &b.subresource,
+            &b.user,
+            &b.user_agent,
+        ))
+    });
+    AuditLog::Read { path, since, calls, truncated }
+}
+
+fn audited_call(fields: &str) -> Option<AuditedCall> {
+    let f: Vec<&str> = fields.split('\t').collect();
+    let [user, user_agent, group, version, resource, subresource, removed_release, count, first, last] = f[..] else {
+        return None;
+    };
+    if version.is_empty() || resource.is_empty() {
+        return None;
+    }
+    Some(AuditedCall {
+        user: truncate(user, 256),
+        user_agent: truncate(user_agent, 256),
+        group: group.to_string(),
+        version: version.to_string(),
+        resource: resource.to_string(),
+        subresource: subresource.to_string(),
+        removed_release: removed_release.to_string(),
+        count: count.trim().parse().ok()?,
+        first: first.to_string(),
+        last: last.to_string(),
+    })
 }
 
 /// The hex lines of an `od` block up to `end`; `None` when the block says `unreadable`.
@@ -583,6 +694,152 @@ mod tests {
         let obs = &facts.components["kube-scheduler"];
         assert_eq!(obs.api_servers, ["https://127.0.10.12:6443"], "{}", String::from_utf8_lossy(&out.stdout));
         assert_eq!(upstream_of(&obs.api_servers, &["127.0.10.12"]), Some(Upstream::Local));
+    }
+
+    /// An audit event as kube-apiserver 1.20 writes it (Metadata level; field order of its JSON encoder).
+    fn audit_event(
+        stage: &str,
+        verb: &str,
+        user: &str,
+        agent: &str,
+        object_ref: &str,
+        at: &str,
+        deprecated: bool,
+    ) -> String {
+        let annotations =
+            if deprecated { r#","k8s.io/deprecated":"true","k8s.io/removed-release":"1.22""# } else { "" };
+        format!(
+            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a1","stage":"{stage}","requestURI":"/apis/x","verb":"{verb}","user":{{"username":"{user}","groups":["system:authenticated"]}},"sourceIPs":["127.0.10.11"],"userAgent":"{agent}","objectRef":{{{object_ref}}},"responseStatus":{{"metadata":{{}},"code":200}},"requestReceivedTimestamp":"{at}","stageTimestamp":"{at}","annotations":{{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":"RBAC: allowed by ClusterRoleBinding \"x\""{annotations}}}}}"#
+        )
+    }
+
+    #[test]
+    fn the_probe_script_aggregates_a_running_api_servers_audit_log() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ingresses =
+            r#""resource":"ingresses","namespace":"default","apiGroup":"extensions","apiVersion":"v1beta1""#;
+        let kcm = "kube-controller-manager/v1.20.2 (linux/amd64) kubernetes/faecb19/system:serviceaccount:kube-system:generic-garbage-collector";
+        let log = [
+            audit_event(
+                "ResponseComplete",
+                "list",
+                "system:serviceaccount:kube-system:generic-garbage-collector",
+                kcm,
+                ingresses,
+                "2026-12-02T10:00:00.000001Z",
+                true,
+            ),
+            audit_event(
+                "ResponseComplete",
+                "get",
+                "kubernetes-admin",
+                "kubectl/v1.20.2 (linux/amd64)",
+                ingresses,
+                "2026-12-02T10:01:00.000001Z",
+                true,
+            ),
+            audit_event(
+                "ResponseStarted",
+                "watch",
+                "kubernetes-admin",
+                "kubectl/v1.20.2 (linux/amd64)",
+                ingresses,
+                "2026-12-02T10:01:30.000001Z",
+                true,
+            ),
+            audit_event(
+                "ResponseComplete",
+                "list",
+                "kubernetes-admin",
+                "kubectl/v1.20.2 (linux/amd64)",
+                ingresses,
+                "2026-12-02T10:02:00.000001Z",
+                true,
+            ),
+            audit_event(
+                "ResponseComplete",
+                "list",
+                "kubernetes-admin",
+                "kubectl/v1.20.2 (linux/amd64)",
+                r#""resource":"pods","apiVersion":"v1""#,
+                "2026-12-02T10:03:00.000001Z",
+                false,
+            ),
+        ]
+        .join("\n");
+        let audit = dir.path().join("audit.log");
+        std::fs::write(&audit, format!("{log}\n")).expect("write");
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30; :", "kube-apiserver", "--audit-log-maxsize=20", "--audit-log-path"])
+            .arg(&audit)
+            .spawn()
+            .expect("spawn");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).expect("mkdir");
+        let systemctl = bin.join("systemctl");
+        std::fs::write(
+            &systemctl,
+            format!("#!/bin/sh\nprintf 'LoadState=loaded\\nActiveState=active\\nMainPID={}\\n'\n", child.id()),
+        )
+        .expect("write");
+        std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let out = std::process::Command::new("sh")
+            .args(["-c", PROBE_SCRIPT, "kismatic-probe", "kube-apiserver", "binary", "kube-apiserver", ""])
+            .env("PATH", path)
+            .output()
+            .expect("run the probe");
+        let _ = child.kill();
+        let _ = child.wait();
+        let report = String::from_utf8_lossy(&out.stdout);
+        let facts = parse_report("master01", &out.stdout).expect("parses");
+        let Some(AuditLog::Read { path, since, calls, truncated }) = &facts.components["kube-apiserver"].audit_log
+        else {
+            panic!("no audit log read: {report}");
+        };
+        assert_eq!(path, &audit.display().to_string());
+        assert_eq!(since.as_deref(), Some("2026-12-02T10:00:00.000001Z"));
+        assert!(!truncated);
+        assert_eq!(calls.len(), 2, "{report}");
+        let admin = calls.iter().find(|c| c.user == "kubernetes-admin").expect("the admin's calls");
+        assert_eq!(
+            (admin.group.as_str(), admin.version.as_str(), admin.resource.as_str()),
+            ("extensions", "v1beta1", "ingresses")
+        );
+        assert_eq!(admin.count, 2, "completed requests only: the watch has not ended");
+        assert_eq!(admin.removed_release, "1.22");
+        assert_eq!(
+            (admin.first.as_str(), admin.last.as_str()),
+            ("2026-12-02T10:01:00.000001Z", "2026-12-02T10:02:00.000001Z")
+        );
+        assert_eq!(admin.user_agent, "kubectl/v1.20.2 (linux/amd64)");
+        let gc = calls.iter().find(|c| c.user != "kubernetes-admin").expect("the garbage collector's");
+        assert_eq!((gc.user_agent.as_str(), gc.count), (kcm, 1));
+    }
+
+    #[test]
+    fn audit_records_of_every_kind_parse() {
+        let report = "kismatic-probe\t1\ncomponent\tkube-apiserver\tbinary\naudit\tunreadable\t/var/log/a.log\nendcomponent\n\
+                      component\tkube-scheduler\tbinary\naudit\tnot-kept\nendcomponent\n\
+                      component\tetcd\tbinary\naudit\tread\t/l\t\ncall\tu\tagent\t\tv1beta1\tpods\t\t\tnot-a-number\t\t\n\
+                      call\tshort\ncall\tu\t\tpolicy\tv1beta1\tpodsecuritypolicies\t\t1.25\t7\tA\tB\ncalls-truncated\nendaudit\n\
+                      endcomponent\nend\n";
+        let facts = parse_report("m", report.as_bytes()).expect("parses");
+        assert_eq!(
+            facts.components["kube-apiserver"].audit_log,
+            Some(AuditLog::Unreadable { path: "/var/log/a.log".into() })
+        );
+        assert_eq!(facts.components["kube-scheduler"].audit_log, Some(AuditLog::NotKept));
+        let Some(AuditLog::Read { since, calls, truncated, .. }) = &facts.components["etcd"].audit_log else {
+            panic!("read");
+        };
+        assert_eq!((since, *truncated), (&None, true));
+        assert_eq!(calls.len(), 1, "malformed call lines are skipped: {calls:?}");
+        assert_eq!(
+            (calls[0].resource.as_str(), calls[0].count, calls[0].removed_release.as_str()),
+            ("podsecuritypolicies", 7, "1.25")
+        );
     }
 
     #[test]

@@ -738,6 +738,44 @@ mod skew_and_removed_apis {
         assert!(cluster_findings(&fx.online()).is_empty());
     }
 
+    #[test]
+    fn the_api_servers_audit_log_names_callers_and_leaves_the_control_plane_out() {
+        use crate::facts::{AuditLog, AuditedCall};
+        let mut fx = Fx::new();
+        running(&mut fx, "1.31.4");
+        to_minor(&mut fx, 32);
+        with_metrics(&mut fx, vec![request("flowcontrol.apiserver.k8s.io", "v1beta3", "flowschemas")]);
+        let audited = |user: &str| AuditedCall {
+            user: user.into(),
+            user_agent: "agent/1".into(),
+            group: "flowcontrol.apiserver.k8s.io".into(),
+            version: "v1beta3".into(),
+            resource: "flowschemas".into(),
+            subresource: String::new(),
+            removed_release: "1.32".into(),
+            count: 4,
+            first: "t0".into(),
+            last: "t1".into(),
+        };
+        let set_audit = |fx: &mut Fx, calls: Vec<AuditedCall>| {
+            let master = fx.facts.nodes.iter_mut().find(|n| n.host == "master00").expect("master00 in the fixture");
+            let api = master.components.get_mut("kube-apiserver").expect("master00 runs an API server");
+            api.audit_log = Some(AuditLog::Read { path: "/a.log".into(), since: None, calls, truncated: false });
+        };
+        // Only the control plane calls it: the metric's count is explained, nothing to report.
+        set_audit(&mut fx, vec![audited("system:kube-controller-manager")]);
+        assert!(cluster_findings(&fx.online()).is_empty(), "{:?}", cluster_findings(&fx.online()));
+        // A client calls it too: named, once.
+        set_audit(&mut fx, vec![audited("system:kube-controller-manager"), audited("ci-bot")]);
+        let a = fx.online();
+        let found = cluster_findings(&a);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].message.contains("master00's audit log (/a.log) records requests")
+                && found[0].message.contains("ci-bot")
+        );
+    }
+
     /// The fixture's Kubernetes 1.33.2 replaced by `version` everywhere the nodes and the API report it.
     fn running(fx: &mut Fx, version: &str) {
         for nf in &mut fx.facts.nodes {

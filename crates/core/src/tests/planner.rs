@@ -422,3 +422,44 @@ fn each_component_step_carries_its_gates() {
     assert_eq!(w0.steps.last().unwrap().gates, [Gate::WorkloadsBack]);
     assert!(p.phases.iter().flat_map(|ph| &ph.services).all(|s| s.gates == [Gate::Rollout]));
 }
+
+#[test]
+fn replicas_an_interrupted_drain_concentrated_do_not_gate_its_resume() {
+    use crate::planner::MovedWorkload;
+    // The crash campaign's seed 3: the killed run drained worker01, the scheduler put both replicas on worker02.
+    let mut fx = Fx::new();
+    fx.deployment("kube-system", "dashboard", 2, &["worker02", "worker02"]);
+    let moved = |drained: &str, name: &str| MovedWorkload {
+        drained: drained.into(),
+        kind: "Deployment".into(),
+        namespace: "kube-system".into(),
+        name: name.into(),
+    };
+    let fresh = make(&fx, &PlanOptions::new(Mode::Online));
+    assert!(fresh.is_blocked(), "a fresh run is stopped by replicas-on-single-node");
+
+    let opts = PlanOptions {
+        moved_by_interrupted_run: vec![moved("WORKER01", "dashboard")],
+        ..PlanOptions::new(Mode::Online)
+    };
+    let resumed = make(&fx, &opts);
+    assert_eq!(resumed.status, PlanStatus::Ready, "{:?}", resumed.findings);
+    assert_eq!(resumed.findings.len(), 1, "still reported");
+    let m = &resumed.findings[0].message;
+    assert!(m.contains("caused by the interrupted run's drain of WORKER01") && m.contains("not gating"), "{m}");
+    assert!(hosts(&resumed).contains(&"worker02"));
+
+    // Another workload, or the drained node itself holding them: the finding is the cluster's, not the drain's.
+    for other in [moved("worker01", "registry"), moved("worker02", "dashboard")] {
+        let opts = PlanOptions { moved_by_interrupted_run: vec![other.clone()], ..PlanOptions::new(Mode::Online) };
+        assert!(make(&fx, &opts).is_blocked(), "{other:?}");
+    }
+    // Only replicas-on-single-node: a single replica the drain moved still gates.
+    let mut fx = Fx::new();
+    fx.deployment("kube-system", "dashboard", 1, &["worker02"]);
+    let opts = PlanOptions {
+        moved_by_interrupted_run: vec![moved("worker01", "dashboard")],
+        ..PlanOptions::new(Mode::Online)
+    };
+    assert!(make(&fx, &opts).is_blocked());
+}
