@@ -659,21 +659,17 @@ mod tests {
     /// The script itself, run by the machine's `sh` against a real process: a stand-in `systemctl` names the PID of
     /// a process whose command line carries `--config FILE`, and FILE names a kubeconfig (as a
     /// KubeSchedulerConfiguration does).
-    #[test]
-    fn the_probe_script_reads_a_running_controllers_kubeconfig() {
+    /// Runs the probe script by `sh` for `component`, whose service a stand-in `systemctl` (in `dir/bin`) reports as
+    /// a real running process with these arguments.
+    fn probe_a_running_process(
+        dir: &std::path::Path,
+        component: &str,
+        args: &[&std::ffi::OsStr],
+    ) -> std::process::Output {
         use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let kubeconfig = dir.path().join("scheduler.kubeconfig");
-        std::fs::write(&kubeconfig, "clusters:\n- cluster:\n    server: https://127.0.10.12:6443\n").expect("write");
-        let config = dir.path().join("config.yaml");
-        std::fs::write(&config, format!("clientConnection:\n  kubeconfig: \"{}\"\n", kubeconfig.display()))
-            .expect("write");
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 30; :", "kube-scheduler", "--config"])
-            .arg(&config)
-            .spawn()
-            .expect("spawn");
-        let bin = dir.path().join("bin");
+        let mut child =
+            std::process::Command::new("sh").args(["-c", "sleep 30; :", component]).args(args).spawn().expect("spawn");
+        let bin = dir.join("bin");
         std::fs::create_dir(&bin).expect("mkdir");
         let systemctl = bin.join("systemctl");
         std::fs::write(
@@ -684,12 +680,24 @@ mod tests {
         std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
         let out = std::process::Command::new("sh")
-            .args(["-c", PROBE_SCRIPT, "kismatic-probe", "kube-scheduler", "binary", "kube-scheduler", ""])
+            .args(["-c", PROBE_SCRIPT, "kismatic-probe", component, "binary", component, ""])
             .env("PATH", path)
             .output()
             .expect("run the probe");
         let _ = child.kill();
         let _ = child.wait();
+        out
+    }
+
+    #[test]
+    fn the_probe_script_reads_a_running_controllers_kubeconfig() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = dir.path().join("scheduler.kubeconfig");
+        std::fs::write(&kubeconfig, "clusters:\n- cluster:\n    server: https://127.0.10.12:6443\n").expect("write");
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, format!("clientConnection:\n  kubeconfig: \"{}\"\n", kubeconfig.display()))
+            .expect("write");
+        let out = probe_a_running_process(dir.path(), "kube-scheduler", &["--config".as_ref(), config.as_os_str()]);
         let facts = parse_report("master02", &out.stdout).expect("parses");
         let obs = &facts.components["kube-scheduler"];
         assert_eq!(obs.api_servers, ["https://127.0.10.12:6443"], "{}", String::from_utf8_lossy(&out.stdout));
@@ -715,7 +723,6 @@ mod tests {
 
     #[test]
     fn the_probe_script_aggregates_a_running_api_servers_audit_log() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let ingresses =
             r#""resource":"ingresses","namespace":"default","apiGroup":"extensions","apiVersion":"v1beta1""#;
@@ -770,28 +777,11 @@ mod tests {
         .join("\n");
         let audit = dir.path().join("audit.log");
         std::fs::write(&audit, format!("{log}\n")).expect("write");
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 30; :", "kube-apiserver", "--audit-log-maxsize=20", "--audit-log-path"])
-            .arg(&audit)
-            .spawn()
-            .expect("spawn");
-        let bin = dir.path().join("bin");
-        std::fs::create_dir(&bin).expect("mkdir");
-        let systemctl = bin.join("systemctl");
-        std::fs::write(
-            &systemctl,
-            format!("#!/bin/sh\nprintf 'LoadState=loaded\\nActiveState=active\\nMainPID={}\\n'\n", child.id()),
-        )
-        .expect("write");
-        std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-        let out = std::process::Command::new("sh")
-            .args(["-c", PROBE_SCRIPT, "kismatic-probe", "kube-apiserver", "binary", "kube-apiserver", ""])
-            .env("PATH", path)
-            .output()
-            .expect("run the probe");
-        let _ = child.kill();
-        let _ = child.wait();
+        let out = probe_a_running_process(
+            dir.path(),
+            "kube-apiserver",
+            &["--audit-log-maxsize=20".as_ref(), "--audit-log-path".as_ref(), audit.as_os_str()],
+        );
         let report = String::from_utf8_lossy(&out.stdout);
         let facts = parse_report("master01", &out.stdout).expect("parses");
         let Some(AuditLog::Read { path, since, calls, truncated }) = &facts.components["kube-apiserver"].audit_log
