@@ -6,6 +6,7 @@
 use kismatic_exec::install;
 use kismatic_fleet::testing::{NodeOptions, SshCluster};
 use kismatic_fleet::{Fleet, FleetConfig, NodeSession, Target};
+use kismatic_ops::contract::{CLUSTER_LOCK, DIGEST_MARKER, OPT, STAGING, UNIT_DIR};
 use kismatic_release::Release;
 use std::path::Path;
 use std::process::Command;
@@ -37,7 +38,7 @@ fn release(dir: &Path) -> Release {
     let digest = |f: &str| kismatic_release::sha256_file(&dir.join(f)).expect("digest");
     let mut yaml = String::from("format: 1\nversion: 1.1.0\nkubernetes: v1.34.1\ncomponents:\n");
     for name in ["api", "sched", "proxy"] {
-        let unit = format!("[Service]\nExecStart=/opt/kismatic/{name}/current/bin/tool\n");
+        let unit = format!("[Service]\nExecStart={OPT}/{name}/current/bin/tool\n");
         std::fs::write(dir.join(format!("{name}.service")), unit).expect("unit");
         yaml.push_str(&format!(
             "  - {{name: {name}, version: v1.34.1, delivery: binary, roles: [master], \
@@ -79,10 +80,10 @@ fn staging_and_install_are_idempotent_and_upload_each_artifact_once() {
 
         let first = install::stage(&s, &rel, &install::ArtifactCache::default(), &all, false).await.expect("stage");
         assert_eq!((first.uploads, first.already), (2, 0), "api and sched share one upload: {first:?}");
-        assert_eq!(sh(&s, "cat /opt/kismatic/sched/v1.34.1/bin/tool").await, "multi-call binary");
-        assert_eq!(sh(&s, "cat /opt/kismatic/proxy/v1.34.1/bin/tool").await, "proxy binary");
-        assert_eq!(sh(&s, "ls -A /opt/kismatic/api").await, "v1.34.1", "staging switches no `current` link");
-        assert_eq!(sh(&s, "ls -A /var/cache/kismatic/staging | grep -c upload || true").await, "0", "no leftovers");
+        assert_eq!(sh(&s, &format!("cat {OPT}/sched/v1.34.1/bin/tool")).await, "multi-call binary");
+        assert_eq!(sh(&s, &format!("cat {OPT}/proxy/v1.34.1/bin/tool")).await, "proxy binary");
+        assert_eq!(sh(&s, &format!("ls -A {OPT}/api")).await, "v1.34.1", "staging switches no `current` link");
+        assert_eq!(sh(&s, &format!("ls -A {STAGING} | grep -c upload || true")).await, "0", "no leftovers");
 
         let again =
             install::stage(&s, &rel, &install::ArtifactCache::default(), &all, false).await.expect("stage again");
@@ -90,41 +91,41 @@ fn staging_and_install_are_idempotent_and_upload_each_artifact_once() {
 
         // A version directory whose digest marker does not name the release's artifact (changed by hand, or left
         // by something else) is not staged: it is replaced, and nothing is left beside it.
-        sh(&s, "echo other > /opt/kismatic/proxy/v1.34.1/.kismatic-sha256; echo bad > /opt/kismatic/proxy/v1.34.1/bin/tool")
+        sh(&s, &format!("echo other > {OPT}/proxy/v1.34.1/{DIGEST_MARKER}; echo bad > {OPT}/proxy/v1.34.1/bin/tool"))
             .await;
         let redo = install::stage(&s, &rel, &install::ArtifactCache::default(), &all, false).await.expect("restage");
         assert_eq!((redo.uploads, redo.already), (1, 2), "{redo:?}");
-        assert_eq!(sh(&s, "cat /opt/kismatic/proxy/v1.34.1/bin/tool").await, "proxy binary");
-        assert_eq!(sh(&s, "ls -A /opt/kismatic/proxy").await, "v1.34.1");
+        assert_eq!(sh(&s, &format!("cat {OPT}/proxy/v1.34.1/bin/tool")).await, "proxy binary");
+        assert_eq!(sh(&s, &format!("ls -A {OPT}/proxy")).await, "v1.34.1");
         // Re-checked before use too: activation refuses a directory with another digest and stages it again.
-        sh(&s, "echo bad > /opt/kismatic/proxy/v1.34.1/bin/tool; echo other > /opt/kismatic/proxy/v1.34.1/.kismatic-sha256")
+        sh(&s, &format!("echo bad > {OPT}/proxy/v1.34.1/bin/tool; echo other > {OPT}/proxy/v1.34.1/{DIGEST_MARKER}"))
             .await;
         let proxy = rel.component("proxy").expect("proxy");
         assert!(install::install_binary(&s, &rel, proxy).await.expect("install re-staged").changed);
-        assert_eq!(sh(&s, "cat /opt/kismatic/proxy/current/bin/tool").await, "proxy binary");
-        sh(&s, "rm /opt/kismatic/proxy/current").await;
+        assert_eq!(sh(&s, &format!("cat {OPT}/proxy/current/bin/tool")).await, "proxy binary");
+        sh(&s, &format!("rm {OPT}/proxy/current")).await;
 
         let api = rel.component("api").expect("api");
         assert!(install::install_binary(&s, &rel, api).await.expect("install").changed);
-        assert_eq!(sh(&s, "readlink /opt/kismatic/api/current").await, "v1.34.1");
-        let unit = sh(&s, "cat /etc/systemd/system/api.service").await;
-        assert_eq!(unit, "[Service]\nExecStart=/opt/kismatic/api/current/bin/tool", "the unit, byte for byte");
+        assert_eq!(sh(&s, &format!("readlink {OPT}/api/current")).await, "v1.34.1");
+        let unit = sh(&s, &format!("cat {UNIT_DIR}/api.service")).await;
+        assert_eq!(unit, format!("[Service]\nExecStart={OPT}/api/current/bin/tool"), "the unit, byte for byte");
         assert!(!install::install_binary(&s, &rel, api).await.expect("install again").changed, "idempotent");
 
         // The staged version vanished (an operator cleaned up): the node's turn stages it again.
         let proxy = rel.component("proxy").expect("proxy");
-        sh(&s, "rm -rf /opt/kismatic/proxy").await;
+        sh(&s, &format!("rm -rf {OPT}/proxy")).await;
         assert!(install::install_binary(&s, &rel, proxy).await.expect("install unstaged").changed);
-        assert_eq!(sh(&s, "cat /opt/kismatic/proxy/current/bin/tool").await, "proxy binary");
+        assert_eq!(sh(&s, &format!("cat {OPT}/proxy/current/bin/tool")).await, "proxy binary");
 
         // A release file that no longer matches its digest is refused locally: nothing is sent.
-        sh(&s, "rm -rf /opt/kismatic/sched").await;
+        sh(&s, &format!("rm -rf {OPT}/sched")).await;
         std::fs::write(dir.path().join("sched.tar.gz"), b"tampered").expect("tamper");
         let err = install::stage(&s, &rel, &install::ArtifactCache::default(), &all, false)
             .await
             .expect_err("tampered artifact");
         assert!(err.to_string().contains("sched.tar.gz") && err.to_string().contains("does not match"), "{err}");
-        assert_eq!(sh(&s, "ls /opt/kismatic").await.split_whitespace().collect::<Vec<_>>(), ["api", "proxy"]);
+        assert_eq!(sh(&s, &format!("ls {OPT}")).await.split_whitespace().collect::<Vec<_>>(), ["api", "proxy"]);
         s.close().await;
     });
 }
@@ -198,7 +199,7 @@ fn cluster_lock_is_held_on_the_node_and_ends_with_its_holder() {
     rt().block_on(async {
         let first = kismatic_exec::lock::take_on(&fleet, &target, "pid 1 on a").await.expect("free");
         let refused = kismatic_exec::lock::take_on(&other, &target, "pid 2 on b").await.err().expect("held");
-        assert!(refused.contains("etcd01:/var/lib/kismatic/run.lock") && refused.contains("pid 1 on a"), "{refused}");
+        assert!(refused.contains(&format!("etcd01:{CLUSTER_LOCK}")) && refused.contains("pid 1 on a"), "{refused}");
         first.release().await;
         let again = kismatic_exec::lock::take_on(&other, &target, "pid 2 on b").await.expect("free again");
         // The holder dies without releasing: its connection ends, and the node's kernel frees the lock.
