@@ -119,11 +119,11 @@ impl ClusterOps for Fake {
     async fn drain(
         &self,
         node: &str,
-        before_evicting: &dyn Fn(&BTreeSet<Workload>) -> Result<(), String>,
+        before_evicting: &dyn Fn(&BTreeSet<Workload>) -> Result<(), kismatic_kube::HookError>,
     ) -> Result<BTreeSet<Workload>, StepError> {
         let moved: BTreeSet<Workload> =
             [Workload { kind: "Deployment".into(), namespace: "default".into(), name: format!("web-{node}") }].into();
-        before_evicting(&moved).map_err(StepError::Refused)?;
+        before_evicting(&moved).map_err(|e| StepError::Kube(kismatic_kube::KubeError::Hook(e)))?;
         self.call(format!("drain {node}")).await?;
         Ok(moved)
     }
@@ -131,8 +131,9 @@ impl ClusterOps for Fake {
         let names: Vec<&str> = moved.iter().map(|w| w.name.as_str()).collect();
         self.call(format!("workloads {}", names.join(","))).await
     }
-    async fn gate(&self, node: &Node, _: &str, c: &Component, gate: Gate) -> Result<(), StepError> {
-        self.call(format!("gate {} {} {gate:?}", node.host, c.name)).await
+    async fn gate(&self, _: &Node, kube_name: &str, c: &Component, gate: Gate) -> Result<(), StepError> {
+        // Logged with the name the API is asked for.
+        self.call(format!("gate {kube_name} {} {gate:?}", c.name)).await
     }
     async fn apply(&self, c: &Component) -> Result<Vec<Applied>, StepError> {
         self.call(format!("apply {}", c.name)).await?;
@@ -219,7 +220,7 @@ fn harness_with(opts: PlanOptions, adjust: impl FnOnce(&mut kismatic_core::facts
         quiet: true,
         command: vec!["kismatic".into(), "upgrade".into(), "online".into()],
         snapshot_dir: None,
-        kube_names: BTreeMap::new(),
+        kube_names: kube_names(&facts),
     };
     Harness { _dir: dir, plan, inventory: facts.inventory, release, cfg }
 }
@@ -499,4 +500,41 @@ async fn a_batch_is_cordoned_whole_before_any_drain() {
     assert!(pos("cordon worker00007") < pos("drain worker00006"), "{calls:?}");
     assert!(pos("cordon worker00006") < pos("drain worker00007"), "{calls:?}");
     assert_eq!(calls.iter().filter(|c| c.starts_with("cordon worker")).count(), 2, "each cordon once");
+}
+
+/// The plan spells a host `WORKER00006`, its Kubernetes Node is `worker00006`: the facts matched them, and cordon,
+/// drain, the Node gate and uncordon ask the API for the Node's own name, while node work keeps the plan's host.
+#[tokio::test]
+async fn cordon_drain_and_node_gate_use_the_kubernetes_node_name() {
+    let opts = PlanOptions { ignore_safety_checks: true, ..PlanOptions::new(Mode::Online) };
+    let h = harness_with(opts, |facts| {
+        for n in facts.inventory.nodes.iter_mut().filter(|n| n.host == "worker00006") {
+            n.host = "WORKER00006".into();
+        }
+        for n in facts.nodes.iter_mut().filter(|n| n.host == "worker00006") {
+            n.host = "WORKER00006".into();
+        }
+    });
+    assert_eq!(h.cfg.kube_names.get("WORKER00006").map(String::as_str), Some("worker00006"));
+    let fake = Fake::new(&[]);
+    let out = h.run(&fake).await;
+    assert!(out.completed, "{}", out.message);
+    for call in [
+        "cordon worker00006",
+        "drain worker00006",
+        "install WORKER00006 kubelet",
+        "gate worker00006 kubelet NodeReady",
+        "uncordon worker00006",
+    ] {
+        assert!(fake.called(call), "{call}: {:?}", fake.calls());
+    }
+    let api_calls_with_plan_spelling: Vec<String> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.contains("WORKER00006") && !c.starts_with("install") && !c.starts_with("restart"))
+        .filter(|c| !c.starts_with("stage") && !c.starts_with("connect") && !c.starts_with("markers"))
+        .filter(|c| !c.ends_with("Running"))
+        .collect();
+    assert!(api_calls_with_plan_spelling.is_empty(), "{api_calls_with_plan_spelling:?}");
+    assert!(h.journal().cordoned.is_empty());
 }

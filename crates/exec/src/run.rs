@@ -77,6 +77,8 @@ pub enum ExecError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Node(#[from] NodeError),
+    #[error(transparent)]
+    Kube(#[from] kismatic_kube::KubeError),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -107,6 +109,7 @@ impl From<ExecError> for StepError {
             ExecError::Store(e) => StepError::Journal(e),
             ExecError::Failed { error, .. } => *error,
             ExecError::Node(e) => StepError::Node(e),
+            ExecError::Kube(e) => StepError::Kube(e),
             other => StepError::Refused(other.to_string()),
         }
     }
@@ -194,8 +197,7 @@ pub async fn close_previous(release: &Release, cfg: &ExecConfig) -> Result<Strin
     record(attached(cfg))?;
     let mut note = String::new();
     if !state.cordoned.is_empty() {
-        let kube =
-            kismatic_kube::connect_without_retry(&cfg.kubeconfig).await.map_err(|e| ExecError::Step(e.to_string()))?;
+        let kube = kismatic_kube::connect_without_retry(&cfg.kubeconfig).await?;
         let mut ok = Vec::new();
         for n in &state.cordoned {
             match kismatic_kube::ops::uncordon(&kube, n).await {
@@ -238,8 +240,7 @@ pub async fn execute(
     );
     let cluster_lock = crate::lock::take(fleet, inventory, &holder).await.map_err(ExecError::Conflict)?;
     let result = async {
-        let kube =
-            kismatic_kube::connect_without_retry(&cfg.kubeconfig).await.map_err(|e| ExecError::Step(e.to_string()))?;
+        let kube = kismatic_kube::connect_without_retry(&cfg.kubeconfig).await?;
         let nodes = FleetNodes::new(fleet, release, inventory, cfg.node_timeout);
         let timeouts = ClusterTimeouts {
             drain: cfg.drain_timeout,
@@ -861,7 +862,7 @@ impl<'a, N: NodeOps, C: ClusterOps> Ctx<'a, N, C> {
                                 .ok();
                             let workloads = moved.iter().map(moved_workload).collect();
                             self.record(Event::Draining { node: host.to_string(), workloads })
-                                .map_err(|e| e.to_string())
+                                .map_err(kismatic_kube::HookError::from)
                         };
                         let moved =
                             w.on(WaitKind::Drain, self.cluster.drain(self.kube_name(host), &record_moved)).await?;

@@ -216,3 +216,42 @@ fn cluster_lock_is_held_on_the_node_and_ends_with_its_holder() {
         taken.expect("a dead holder's lock is free").release().await;
     });
 }
+
+/// `--snapshot-dir DIR`: a snapshot is copied off the node into `DIR/<node>-<file>`, the folder created 0700 and
+/// the copy 0600 whatever the umask (it holds every secret of the cluster), with no temporary left beside it.
+#[test]
+fn a_snapshot_is_copied_off_the_node_privately() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut c = match SshCluster::new(SUBNET) {
+        Ok(c) => c,
+        Err(reason) => {
+            eprintln!("SKIPPED: real-sshd snapshot copy test: {reason}");
+            return;
+        }
+    };
+    c.add_node("etcd03", 3, NodeOptions::default()).expect("etcd03");
+    c.write_known_hosts().expect("known_hosts");
+    let mut cfg = FleetConfig::new("root", c.port);
+    cfg.key = Some(c.client_key.clone());
+    cfg.known_hosts = Some(c.known_hosts.clone());
+    cfg.ssh_config = Some("/dev/null".into());
+    let fleet = Fleet::new(cfg).expect("fleet");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("snapshots/cluster-a");
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    rt().block_on(async {
+        let s = fleet.connect(&Target::new("etcd03", c.address(3))).await.expect("connect");
+        // In the node's own /etc (an overlay): the copy reads whatever path the snapshot step reported.
+        let path = "/etc/etcd-20261202T180000Z.db";
+        s.write_file(path, &bytes, 0o644).await.expect("a snapshot on the node");
+        let copied = kismatic_exec::etcd::copy_snapshot(&s, path, &local).await.expect("copied");
+        assert_eq!(copied, local.join("etcd03-etcd-20261202T180000Z.db"));
+        assert_eq!(std::fs::read(&copied).expect("copy"), bytes, "byte for byte");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(&copied), 0o600);
+        assert_eq!(mode(&local), 0o700);
+        let names: Vec<_> = std::fs::read_dir(&local).expect("dir").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names.len(), 1, "no temporary left: {names:?}");
+        s.close().await;
+    });
+}
