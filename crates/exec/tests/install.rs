@@ -255,3 +255,78 @@ fn a_snapshot_is_copied_off_the_node_privately() {
         s.close().await;
     });
 }
+
+/// Processes on this machine whose command line holds `needle` (the harness's nodes share the PID namespace),
+/// waiting up to 5 s for them to go.
+fn left_running(needle: &str) -> Vec<String> {
+    let scan = || {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(needle) {
+                found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+            }
+        }
+        found
+    };
+    for _ in 0..100 {
+        if scan().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    scan()
+}
+
+/// The hang: a node whose `kismatic-stage-state` never ends (here its digest marker is a FIFO nobody
+/// writes, so `cat` blocks). Staging is stopped at the command deadline, the error names the node, the step (as
+/// the run reports it) and the command, says a retry may help, and nothing of the command is left on the node.
+#[test]
+fn a_hung_staging_command_is_stopped_at_its_deadline_and_leaves_nothing() {
+    use kismatic_exec::error::StepError;
+    use kismatic_exec::run::ExecError;
+    let mut c = match SshCluster::new(SUBNET) {
+        Ok(c) => c,
+        Err(reason) => {
+            eprintln!("SKIPPED: real-sshd hung-command test: {reason}");
+            return;
+        }
+    };
+    c.add_node("worker04", 4, NodeOptions::default().with_sudo_user("kismatic-op")).expect("worker04");
+    c.write_known_hosts().expect("known_hosts");
+    let mut cfg = FleetConfig::new("kismatic-op", c.port);
+    cfg.key = Some(c.client_key.clone());
+    cfg.known_hosts = Some(c.known_hosts.clone());
+    cfg.ssh_config = Some("/dev/null".into());
+    cfg.deadlines.command = Duration::from_secs(2);
+    let fleet = Fleet::new(cfg).expect("fleet");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rel = release(dir.path());
+    let proxy = rel.component("proxy").expect("proxy");
+    let marker = format!("{OPT}/proxy/v1.34.1/{DIGEST_MARKER}");
+    rt().block_on(async {
+        let s = fleet.connect(&Target::new("worker04", c.address(4))).await.expect("connect");
+        sh(&s, &format!("mkdir -p {OPT}/proxy/v1.34.1 && rm -f {marker} && mkfifo {marker}")).await;
+        let started = std::time::Instant::now();
+        let err = install::stage(&s, &rel, &install::ArtifactCache::default(), &[proxy], false)
+            .await
+            .expect_err("the hung command is stopped");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(20), "stopped after {took:?}");
+        let step = StepError::Install(err);
+        assert!(step.retry_may_help(), "a hang may pass when retried: {step}");
+        let text = ExecError::Failed { step: "stage/worker04".into(), error: Box::new(step) }.to_string();
+        assert!(
+            text.starts_with("stage/worker04: worker04: `kismatic-stage-state` did not finish within 2s")
+                && text.contains("stopped on the node"),
+            "{text}"
+        );
+        let left = left_running("kismatic-stage-state");
+        assert!(left.is_empty(), "left on the node: {left:?}");
+        let left = left_running(&marker);
+        assert!(left.is_empty(), "the blocked `cat` left on the node: {left:?}");
+        sh(&s, &format!("rm -f {marker}")).await;
+        s.close().await;
+    });
+}
