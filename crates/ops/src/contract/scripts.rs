@@ -452,6 +452,49 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 2, "no temporaries left");
     }
 
+    /// A snapshot lands 0600 in a folder made 0700, and only the `keep` most recent of its cluster stay (another
+    /// cluster's are not touched). The stand-in for etcdctl writes the file it is asked to save.
+    #[test]
+    fn snapshots_are_private_and_pruned_to_the_most_recent() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("backups");
+        std::fs::create_dir(&dir).expect("dir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let old = ["etcd-20260101T000000Z.db", "etcd-20260102T000000Z.db", "etcd-20260103T000000Z.db"];
+        for (i, name) in old.iter().enumerate() {
+            let f = dir.join(name);
+            std::fs::write(&f, "old").expect("old snapshot");
+            let at = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 * (i as u64 + 1));
+            std::fs::File::options().write(true).open(&f).and_then(|f| f.set_modified(at)).expect("mtime");
+        }
+        std::fs::write(dir.join("etcd-networking-20260101T000000Z.db"), "other cluster").expect("other");
+        let file = dir.join("etcd-20261202T180000Z.db");
+        let (d, f) = (dir.display().to_string(), file.display().to_string());
+        let out = std::process::Command::new("sh")
+            .args(["-c", SNAPSHOT_SAVE.text(), "kismatic-snapshot", &d, &f, "3", "etcd"])
+            .args(["sh", "-c", "printf snapshot > \"$3\"", "etcdctl"])
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mode = |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(std::fs::read_to_string(&file).expect("snapshot"), "snapshot");
+        let mut left: Vec<String> =
+            std::fs::read_dir(&dir).expect("dir").flatten().map(|e| e.file_name().to_string_lossy().into()).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "etcd-20260102T000000Z.db",
+                "etcd-20260103T000000Z.db",
+                "etcd-20261202T180000Z.db",
+                "etcd-networking-20260101T000000Z.db"
+            ]
+        );
+    }
+
     #[test]
     fn quoting() {
         assert_eq!(sh_quote("/a b"), "'/a b'");
