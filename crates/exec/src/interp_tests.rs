@@ -538,3 +538,46 @@ async fn cordon_drain_and_node_gate_use_the_kubernetes_node_name() {
     assert!(api_calls_with_plan_spelling.is_empty(), "{api_calls_with_plan_spelling:?}");
     assert!(h.journal().cordoned.is_empty());
 }
+
+/// A run that died after a node reached its target but before its uncordon leaves it cordoned; the next run, with
+/// nothing left to do, uncordons it, says so and records the run's end. An uncordon that fails is said, with the
+/// command to run by hand, and the node stays in the journal's cordoned set for the next run.
+#[tokio::test]
+async fn a_run_with_nothing_to_do_uncordons_what_the_journal_holds_cordoned() {
+    let h = harness();
+    let fake = Fake::new(&[("uncordon worker00006", Fault::Fail)]);
+    assert!(!h.run(&fake).await.completed);
+    assert!(h.journal().cordoned.contains("worker00006"), "{:?}", h.journal().cordoned);
+
+    let refused = close_previous_with(&h.release, &h.cfg, async |node: &str| {
+        Ok(Err(kismatic_kube::KubeError::Other(format!("{node}: API says no"))))
+    })
+    .await
+    .expect("tidied");
+    assert!(refused.contains("Could NOT uncordon worker00006 (worker00006: API says no)"), "{refused}");
+    assert!(refused.contains("`kubectl uncordon worker00006`"), "{refused}");
+    assert!(h.journal().cordoned.contains("worker00006"), "still cordoned for the next run");
+
+    let asked = Mutex::new(Vec::new());
+    let note = close_previous_with(&h.release, &h.cfg, async |node: &str| {
+        asked.lock().unwrap().push(node.to_string());
+        Ok(Ok(()))
+    })
+    .await
+    .expect("tidied");
+    assert_eq!(*asked.lock().unwrap(), ["worker00006"]);
+    assert!(note.starts_with("Uncordoned worker00006 (left cordoned by run "), "{note}");
+    let j = h.journal();
+    assert!(j.cordoned.is_empty(), "{:?}", j.cordoned);
+    assert_eq!(j.ended, Some(true), "the run's end recorded");
+
+    // Nothing cordoned and the run ended: nothing to tidy, and the uncordon is not asked for.
+    let idle = close_previous_with(
+        &h.release,
+        &h.cfg,
+        async |_: &str| -> Result<Result<(), kismatic_kube::KubeError>, ExecError> { panic!("nothing to uncordon") },
+    )
+    .await
+    .expect("nothing to tidy");
+    assert_eq!(idle, "");
+}
