@@ -64,7 +64,7 @@ pub trait ClusterOps {
     async fn drain(
         &self,
         node: &str,
-        before_evicting: &dyn Fn(&BTreeSet<Workload>) -> Result<(), String>,
+        before_evicting: &dyn Fn(&BTreeSet<Workload>) -> Result<(), kismatic_kube::HookError>,
     ) -> Result<BTreeSet<Workload>, StepError>;
     /// [`Gate::WorkloadsBack`] for these workloads.
     async fn workloads_back(&self, moved: &BTreeSet<Workload>) -> Result<(), StepError>;
@@ -308,7 +308,7 @@ impl ClusterOps for KubeCluster<'_> {
     async fn drain(
         &self,
         node: &str,
-        before_evicting: &dyn Fn(&BTreeSet<Workload>) -> Result<(), String>,
+        before_evicting: &dyn Fn(&BTreeSet<Workload>) -> Result<(), kismatic_kube::HookError>,
     ) -> Result<BTreeSet<Workload>, StepError> {
         Ok(kismatic_kube::ops::drain(&self.kube, node, self.drain_timeout, before_evicting).await?)
     }

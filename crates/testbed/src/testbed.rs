@@ -31,8 +31,22 @@ fn flags_env(component: &str, host: &str, flags: &[String]) -> String {
     format!("# {component} on {host}, written by the kismatic testbed\nFLAGS=\"{}\"\n", flags.join(" "))
 }
 
-/// An etcd cluster: component name, client port, peer port.
-pub const ETCD_CLUSTERS: [(&str, u16, u16); 2] = [("etcd", 2379, 2380), ("etcd-networking", 6666, 6660)];
+/// The testbed's client and peer ports of an etcd cluster, by its name in core's list.
+fn etcd_ports(cluster: &str) -> Option<(u16, u16)> {
+    match cluster {
+        "etcd" => Some((2379, 2380)),
+        "etcd-networking" => Some((6666, 6660)),
+        _ => None,
+    }
+}
+
+/// The etcd clusters (`kismatic_core::gates::ETCD_CLUSTERS`, the one list) with their testbed ports: component
+/// name, client port, peer port.
+pub fn etcd_clusters() -> impl Iterator<Item = (&'static str, u16, u16)> {
+    kismatic_core::gates::ETCD_CLUSTERS
+        .into_iter()
+        .filter_map(|c| etcd_ports(c).map(|(client, peer)| (c, client, peer)))
+}
 
 /// Which control plane the masters run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -444,7 +458,7 @@ impl Testbed {
                     &[&n.host, "localhost"],
                     Usage::ServerClient,
                 )?;
-                for (component, client_port, peer_port) in ETCD_CLUSTERS {
+                for (component, client_port, peer_port) in etcd_clusters() {
                     let dir = etc.join(component);
                     let tls = dir.join("tls");
                     copy(&ca.cert(), tls.join("ca.crt"), 0o644)?;
@@ -865,7 +879,7 @@ impl Testbed {
 
     fn wait_etcd_healthy(&self, deadline: Duration) -> Result<()> {
         let members = self.etcd_nodes().len();
-        for (component, client_port, _) in ETCD_CLUSTERS {
+        for (component, client_port, _) in etcd_clusters() {
             util::wait_until(&format!("etcd cluster {component}"), deadline, || {
                 let out = self.etcd_health(client_port)?;
                 let healthy = out.lines().filter(|l| l.contains("is healthy")).count();
@@ -1017,7 +1031,7 @@ impl Testbed {
         }
         let mut etcd = Vec::new();
         if nodes.iter().any(|n| n.running) {
-            for (component, port, _) in ETCD_CLUSTERS {
+            for (component, port, _) in etcd_clusters() {
                 let health = match self.etcd_health(port) {
                     Ok(o) => format!(
                         "{}/{} members healthy",
@@ -1252,4 +1266,18 @@ pub fn install_script(rel: &Release, roles: &[Role]) -> String {
         lines.push(shell_line(&start));
     }
     lines.join("\n") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every etcd cluster core knows has its ports on the testbed, and they do not collide.
+    #[test]
+    fn every_core_etcd_cluster_has_ports() {
+        let clusters: Vec<_> = super::etcd_clusters().collect();
+        assert_eq!(clusters.len(), kismatic_core::gates::ETCD_CLUSTERS.len(), "{clusters:?}");
+        let mut ports: Vec<u16> = clusters.iter().flat_map(|(_, c, p)| [*c, *p]).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 2 * clusters.len());
+    }
 }
