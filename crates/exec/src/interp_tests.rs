@@ -221,6 +221,7 @@ fn harness_with(opts: PlanOptions, adjust: impl FnOnce(&mut kismatic_core::facts
         command: vec!["kismatic".into(), "upgrade".into(), "online".into()],
         snapshot_dir: None,
         kube_names: kube_names(&facts),
+        on_drain_timeout: Default::default(),
     };
     Harness { _dir: dir, plan, inventory: facts.inventory, release, cfg }
 }

@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 
 pub use kismatic_ops::contract::SNAPSHOT_DIR;
 
+#[path = "batch.rs"]
+mod batch;
+pub use batch::OnDrainTimeout;
+
 #[derive(Debug, Clone)]
 pub struct ExecConfig {
     pub kubeconfig: PathBuf,
@@ -49,6 +53,8 @@ pub struct ExecConfig {
     pub snapshot_dir: Option<PathBuf>,
     /// Plan host → Kubernetes Node name, where they are spelled differently (see [`kube_names`]).
     pub kube_names: BTreeMap<String, String>,
+    /// `--on-drain-timeout` (online workers).
+    pub on_drain_timeout: OnDrainTimeout,
 }
 
 /// Plan host → Kubernetes Node name for the hosts whose Node is spelled differently (host names are
@@ -124,6 +130,8 @@ pub struct Outcome {
     pub nodes: Vec<(String, Duration, String)>,
     pub message: String,
     pub resumed: bool,
+    /// Nodes left out at their old version (`--on-drain-timeout skip`), with why.
+    pub left_out: BTreeMap<String, String>,
 }
 
 /// What stops a run from outside: SIGINT, SIGTERM, SIGHUP in the real run ([`crate::signals::Signals`]).
@@ -158,6 +166,8 @@ struct Ctx<'a, N, C> {
     moved: Mutex<BTreeMap<String, BTreeSet<Workload>>>,
     /// Snapshot location per etcd cluster, for messages.
     snapshots: Mutex<BTreeMap<String, String>>,
+    /// Online worker batches: taints, splits, nodes left out ([`batch`]).
+    batches: batch::BatchState,
 }
 
 /// Per node, how its staging ended (absent while it runs).
@@ -301,6 +311,7 @@ struct Opened {
     resumed: bool,
     /// Bytes of a torn last line cut off.
     torn: u64,
+    batches: batch::BatchState,
 }
 
 fn open_journal(
@@ -353,7 +364,8 @@ fn open_journal(
             }
             let (writer, torn) = JournalWriter::open(dir)?;
             let run_id = state.header.run_id.clone();
-            Opened { writer, done, cordoned: state.cordoned, moved, run_id, resumed: true, torn }
+            let batches = batch::BatchState::from_journal(&state);
+            Opened { writer, done, cordoned: state.cordoned, moved, run_id, resumed: true, torn, batches }
         }
         ResumeDecision::Fresh => {
             let run_id = crate::time::compact_now();
@@ -383,6 +395,7 @@ fn open_journal(
                 run_id,
                 resumed: false,
                 torn: 0,
+                batches: batch::BatchState::default(),
             }
         }
     })
@@ -415,7 +428,8 @@ async fn interpret<N: NodeOps, C: ClusterOps>(
         ctx.nodes.close().await;
         // Also after a successful run: a node an earlier, interrupted run cordoned may have reached its target
         // before its uncordon, and then no step of this plan uncordons it.
-        ctx.uncordon_all().await
+        let untainted = ctx.untaint_all().await;
+        format!("{untainted}{}", ctx.uncordon_all().await)
     };
     let journal = run_dir.join(kismatic_journal::store::JOURNAL_FILE);
     let uncordoned = tokio::select! {
@@ -429,13 +443,13 @@ async fn interpret<N: NodeOps, C: ClusterOps>(
                 journal.display()
             );
             let _ = ctx.record(Event::Ended { completed: false, message: format!("second {sig} during clean-up") });
-            return Ok(Outcome { run_dir, completed: false, nodes, message, resumed });
+            return Ok(Outcome { run_dir, completed: false, nodes, message, resumed, left_out: ctx.left_out() });
         }
     };
     ctx.progress(|r| r.finish());
     ctx.report_round_trips();
     let (completed, message) = ctx.end(result, &uncordoned, &journal)?;
-    Ok(Outcome { run_dir, completed, nodes, message, resumed })
+    Ok(Outcome { run_dir, completed, nodes, message, resumed, left_out: ctx.left_out() })
 }
 
 /// Time spent waiting (restarts, health, drains) inside a step, for the event stream; and the part of the step's
@@ -485,7 +499,7 @@ impl<'a, N: NodeOps, C: ClusterOps> Ctx<'a, N, C> {
         cluster: &'a C,
         opened: Opened,
     ) -> Result<(Self, PathBuf), ExecError> {
-        let Opened { mut writer, done, cordoned, moved, run_id, resumed, torn } = opened;
+        let Opened { mut writer, done, cordoned, moved, run_id, resumed, torn, batches } = opened;
         let run_dir = writer.dir().to_path_buf();
         writer.append(&Record { at_ms: crate::time::now_ms(), event: attached(cfg) })?;
         let events = match &cfg.events {
@@ -514,6 +528,7 @@ impl<'a, N: NodeOps, C: ClusterOps> Ctx<'a, N, C> {
             cordoned_ahead: Mutex::new(HashSet::new()),
             moved: Mutex::new(moved),
             snapshots: Mutex::new(BTreeMap::new()),
+            batches,
         };
         if torn > 0 {
             ctx.line(&format!(
@@ -720,6 +735,10 @@ impl<'a, N: NodeOps, C: ClusterOps> Ctx<'a, N, C> {
         }
         for phase in &self.plan.phases {
             for batch in &phase.batches {
+                if self.runs_as_online_batch(phase, batch) {
+                    self.online_batch(phase, batch, staged, nodes).await?;
+                    continue;
+                }
                 for np in &batch.nodes {
                     self.staged(staged, &np.host).await?;
                 }
@@ -751,11 +770,17 @@ impl<'a, N: NodeOps, C: ClusterOps> Ctx<'a, N, C> {
                     return Err(e);
                 }
             }
+            // A run that left nodes out upgrades no on-cluster service (like a partial upgrade).
+            if !phase.services.is_empty()
+                && let Some(e) = self.left_out_error()
+            {
+                return Err(e);
+            }
             for s in &phase.services {
                 self.service(phase.kind, s).await?;
             }
         }
-        Ok(())
+        self.left_out_error().map_or(Ok(()), Err)
     }
 
     /// The Kubernetes Node name of a plan host: the plan may spell it differently (`WORKER02` for `worker02`);
@@ -900,6 +925,7 @@ impl<'a, N: NodeOps, C: ClusterOps> Ctx<'a, N, C> {
                     })
                     .await?
                 }
+                Action::Untaint => self.untaint_step(host, &step.id).await?,
                 Action::Uncordon => {
                     self.step(ph, Some(host), &step.id, "uncordon and wait for workloads", async |w: &mut Waited| {
                         let name = self.kube_name(host);

@@ -195,6 +195,16 @@ pub fn render_text(v: &RunView, dir: &Path) -> String {
     }
     let cordoned = if v.cordoned.is_empty() { "none".to_string() } else { v.cordoned.join(", ") };
     let _ = writeln!(s, "Cordoned by the run: {cordoned}");
+    if !v.tainted.is_empty() {
+        let _ = writeln!(
+            s,
+            "Tainted by the run (upgrade.kismatic.io/drain-soon:PreferNoSchedule): {}",
+            v.tainted.join(", ")
+        );
+    }
+    for l in &v.left_out {
+        let _ = writeln!(s, "Left out at its old version: {} ({}); a rerun retries it", l.node, l.reason);
+    }
     for snap in &v.snapshots {
         let _ = writeln!(s, "etcd snapshot ({}): {}:{}", snap.cluster, snap.node, snap.path);
     }
