@@ -5,13 +5,14 @@ While CMD runs (an online upgrade writing its `--events` to EVENTS), each master
 server on the node every 50 ms (`curl https://<ip>:6443/readyz`, anonymous) and logs each answer with its time.
 Afterwards, per master: the new kube-apiserver's start (systemd's ExecMainStartTimestamp, microseconds) to the
 first `/readyz` 200 after it (the server's own ready time), against the tool's health gate of that master's
-kube-apiserver step (the `health` wait of the step's event: running version, then `/readyz` + `/version`).
+kube-apiserver step (the step event's `health` waits: running version, then `/readyz` + `/version`).
 Nodes share the host's clock, so node and tool times compare directly.
 
 Usage: master-gate.py PLAN EVENTS -- CMD...   (run as root on the testbed host; the testbed is up)"""
 import datetime
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -32,7 +33,8 @@ def ssh(plan_dir, ssh_cfg, ip, args, **kw):
     known = os.path.join(plan_dir, ssh_cfg["known_hosts"])
     base = ["ssh", "-i", key, "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes",
             "-o", "BatchMode=yes", "-p", str(ssh_cfg.get("ssh_port", 22)), f"{ssh_cfg['user']}@{ip}"]
-    return subprocess.Popen(base + args, **kw)
+    # ssh joins its arguments into one line for the remote shell: quote them into that line.
+    return subprocess.Popen(base + [shlex.join(args)], **kw)
 
 
 def start_time(plan_dir, ssh_cfg, ip):
@@ -63,6 +65,8 @@ def main():
     for host, p in pollers.items():
         os.killpg(p.pid, signal.SIGTERM)
         out = p.communicate()[0]
+        with open(f"{events_path}.{host}.polls", "w") as f:
+            f.write(out)
         polls[host] = [(float(t), c) for t, c in (line.split() for line in out.splitlines() if len(line.split()) == 2)]
     events = [json.loads(line) for line in open(events_path) if line.strip()]
     run = events[-1]["run_id"]
@@ -73,12 +77,14 @@ def main():
         started = start_time(plan_dir, ssh_cfg, ip)
         ready = next((t for t, c in polls[host] if t >= started and c == "200"), None)
         e = steps.get(host)
+        # The gate: the step's health waits after the restart (running version, then /readyz + /version).
         health = [w for w in (e or {}).get("waits", []) if w["kind"] == "health"]
         if ready is None or not health:
-            print(f"{host:<10} incomplete (ready seen: {ready is not None}, gate event: {bool(health)})")
+            print(f"{host:<10} incomplete (ready seen: {ready is not None}, polls: {len(polls[host])}, "
+                  f"gate event: {bool(health)})")
             continue
-        g = health[-1]
-        gate_s, gate_end = g["ms"] / 1000, (g["at_ms"] + g["ms"]) / 1000
+        gate_start, gate_end = health[0]["at_ms"] / 1000, (health[-1]["at_ms"] + health[-1]["ms"]) / 1000
+        gate_s = gate_end - gate_start
         server_s = ready - started
         print(f"{host:<10} {server_s:>20.2f}s {gate_s:>6.2f}s {gate_s - server_s:>+11.2f}s {gate_end - ready:>+14.2f}s")
     sys.exit(status)

@@ -1,4 +1,4 @@
-//! A minimal API client for the simulated components (client-certificate auth, JSON).
+//! A minimal API client for the node agents (client-certificate auth, JSON).
 
 use serde_json::{Value, json};
 

@@ -133,9 +133,9 @@ pub fn kubelet_may_set(key: &str) -> bool {
         || !(under("kubernetes.io") || under("k8s.io"))
 }
 
-/// Labels a kubelet may not set (role labels): asked for once after registration, best effort. kube-sim's own API
-/// server accepts them; a real one with NodeRestriction refuses them (403), and then an administrator sets them
-/// (the testbed does). A refusal never stops registration or heartbeats.
+/// Labels a kubelet may not set (role labels): asked for once after registration, best effort. A real API server
+/// with NodeRestriction refuses them (403), and then an administrator sets them (the testbed does). A refusal never
+/// stops registration or heartbeats.
 async fn patch_restricted_labels(kube: &Kube, node: &str, restricted: &BTreeMap<String, String>) {
     if restricted.is_empty() {
         return;
