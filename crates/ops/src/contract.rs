@@ -33,14 +33,22 @@ pub fn etcdctl(cluster: &str) -> String {
     format!("{OPT}/{cluster}/current/bin/etcdctl")
 }
 
+/// Where the components' configuration lives: `<CONFIG>/<component>/`, the node's own (upgrades do not rewrite it).
+pub const CONFIG: &str = "/etc/kismatic";
+
+/// A component's configuration folder.
+pub fn config_dir(component: &str) -> String {
+    format!("{CONFIG}/{component}")
+}
+
 /// An etcd member's configuration (its `advertise-client-urls` is the member's endpoint).
 pub fn etcd_config(cluster: &str) -> String {
-    format!("/etc/kismatic/{cluster}/etcd.conf.yml")
+    format!("{}/etcd.conf.yml", config_dir(cluster))
 }
 
 /// An etcd member's client TLS material: `ca.crt`, `client.crt`, `client.key`.
 pub fn etcd_tls_dir(cluster: &str) -> String {
-    format!("/etc/kismatic/{cluster}/tls")
+    format!("{}/tls", config_dir(cluster))
 }
 
 /// Markers larger than this are garbage; reading stops there.

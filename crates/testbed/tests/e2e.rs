@@ -3,6 +3,7 @@
 //! Needs root and systemd-nspawn: skipped with the reason printed otherwise (CI runs as root).
 //! One test function, so the testbeds never run concurrently (they share loopback ranges and 2 cores).
 
+use kismatic_ops::contract::{COMPONENT_VERSIONS_FILE, KISMATIC_VERSION_FILE, OPT};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use testbed::node::Ssh;
@@ -49,9 +50,9 @@ fn testbed_lifecycle() {
         for n in &tb.inv.nodes {
             let host = ssh.run(&n.ip, &["hostname"]).expect("ssh to node");
             assert_eq!(host.trim(), n.host);
-            let version = ssh.run(&n.ip, &["cat", "/etc/kismatic-version"]).expect("marker");
+            let version = ssh.run(&n.ip, &["cat", KISMATIC_VERSION_FILE]).expect("marker");
             assert_eq!(version, "1.0.0", "{}: no newline, no v", n.host);
-            let cv = ssh.run(&n.ip, &["cat", "/etc/component-versions"]).expect("marker");
+            let cv = ssh.run(&n.ip, &["cat", COMPONENT_VERSIONS_FILE]).expect("marker");
             assert!(cv.contains("kubernetes: v1.20.2"), "{}: {cv}", n.host);
         }
         // A host key that is not in known_hosts is refused (checking is strict, not bypassed).
@@ -73,7 +74,7 @@ fn testbed_lifecycle() {
                 let pid =
                     ssh.run(&n.ip, &["systemctl", "show", "-p", "MainPID", "--value", component]).expect("MainPID");
                 let exe = ssh.run(&n.ip, &["readlink", &format!("/proc/{}/exe", pid.trim())]).expect("exe");
-                assert_eq!(exe.trim(), format!("/opt/kismatic/{component}/3.4.23/bin/etcd"), "{}", n.host);
+                assert_eq!(exe.trim(), format!("{OPT}/{component}/3.4.23/bin/etcd"), "{}", n.host);
             }
         }
 
