@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[allow(dead_code)]
 #[path = "support/real_control_plane.rs"]
 mod support;
 
