@@ -119,11 +119,11 @@ impl ClusterOps for Fake {
     async fn drain(
         &self,
         node: &str,
-        before_evicting: &dyn Fn(&BTreeSet<Workload>) -> Result<(), String>,
+        before_evicting: &dyn Fn(&BTreeSet<Workload>) -> Result<(), kismatic_kube::HookError>,
     ) -> Result<BTreeSet<Workload>, StepError> {
         let moved: BTreeSet<Workload> =
             [Workload { kind: "Deployment".into(), namespace: "default".into(), name: format!("web-{node}") }].into();
-        before_evicting(&moved).map_err(StepError::Refused)?;
+        before_evicting(&moved).map_err(|e| StepError::Kube(kismatic_kube::KubeError::Hook(e)))?;
         self.call(format!("drain {node}")).await?;
         Ok(moved)
     }

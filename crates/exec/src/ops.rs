@@ -64,7 +64,7 @@ pub trait ClusterOps {
     async fn drain(
         &self,
         node: &str,
-        before_evicting: &dyn Fn(&BTreeSet<Workload>) -> Result<(), String>,
+        before_evicting: &dyn Fn(&BTreeSet<Workload>) -> Result<(), kismatic_kube::HookError>,
     ) -> Result<BTreeSet<Workload>, StepError>;
     /// [`Gate::WorkloadsBack`] for these workloads.
     async fn workloads_back(&self, moved: &BTreeSet<Workload>) -> Result<(), StepError>;
@@ -283,10 +283,11 @@ impl<'a> KubeCluster<'a> {
         Ok(a)
     }
 
-    /// The master's own API server must answer `/readyz` and report the target in `/version`.
+    /// The master's own API server must answer `/readyz` and report the target in `/version`. Polled every 100 ms
+    /// (two cheap GETs) so the gate adds little over the server's own ready time.
     async fn wait_apiserver(&self, url: &str, version: &str) -> Result<(), StepError> {
         let client = kismatic_kube::connect_to(&self.kubeconfig, url).await?;
-        poll::until(self.node_timeout, Duration::from_millis(500), || async {
+        poll::until(self.node_timeout, Duration::from_millis(100), || async {
             Ok::<_, String>(match kismatic_kube::ready_version(&client).await {
                 Ok(v) if kismatic_core::version::same(&v, version) => Seen::Ready(()),
                 Ok(v) => Seen::NotYet(format!("ready at {v}")),
@@ -318,7 +319,7 @@ impl ClusterOps for KubeCluster<'_> {
     async fn drain(
         &self,
         node: &str,
-        before_evicting: &dyn Fn(&BTreeSet<Workload>) -> Result<(), String>,
+        before_evicting: &dyn Fn(&BTreeSet<Workload>) -> Result<(), kismatic_kube::HookError>,
     ) -> Result<BTreeSet<Workload>, StepError> {
         Ok(kismatic_kube::ops::drain(&self.kube, node, self.drain_timeout, before_evicting).await?)
     }

@@ -83,6 +83,8 @@ pub enum ExecError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Node(#[from] NodeError),
+    #[error(transparent)]
+    Kube(#[from] kismatic_kube::KubeError),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -113,6 +115,7 @@ impl From<ExecError> for StepError {
             ExecError::Store(e) => StepError::Journal(e),
             ExecError::Failed { error, .. } => *error,
             ExecError::Node(e) => StepError::Node(e),
+            ExecError::Kube(e) => StepError::Kube(e),
             other => StepError::Refused(other.to_string()),
         }
     }
@@ -187,6 +190,22 @@ const STAGE_PARALLEL: usize = 2;
 /// whose nodes reached their target before their uncordon). They are uncordoned, and an unfinished run of this
 /// release is recorded as ended. Returns a sentence for the message (empty when there was nothing to tidy).
 pub async fn close_previous(release: &Release, cfg: &ExecConfig) -> Result<String, ExecError> {
+    // Connected on the first uncordon only: most runs with nothing to do have nothing to tidy.
+    let kube = tokio::sync::OnceCell::new();
+    close_previous_with(release, cfg, async |node: &str| {
+        let client = kube.get_or_try_init(|| kismatic_kube::connect_without_retry(&cfg.kubeconfig)).await?;
+        Ok::<_, ExecError>(kismatic_kube::ops::uncordon(client, node).await)
+    })
+    .await
+}
+
+/// [`close_previous`] with the uncordon passed in (unit-tested with a fake): its outer error (no API) stops the
+/// tidy-up, its inner one (this node) is said in the message.
+async fn close_previous_with(
+    release: &Release,
+    cfg: &ExecConfig,
+    uncordon: impl AsyncFn(&str) -> Result<Result<(), kismatic_kube::KubeError>, ExecError>,
+) -> Result<String, ExecError> {
     let runs = RunsDir::new(&cfg.runs_dir);
     if runs.latest_run()?.is_none() {
         return Ok(String::new());
@@ -204,11 +223,9 @@ pub async fn close_previous(release: &Release, cfg: &ExecConfig) -> Result<Strin
     record(attached(cfg))?;
     let mut note = String::new();
     if !state.cordoned.is_empty() {
-        let kube =
-            kismatic_kube::connect_without_retry(&cfg.kubeconfig).await.map_err(|e| ExecError::Step(e.to_string()))?;
         let mut ok = Vec::new();
         for n in &state.cordoned {
-            match kismatic_kube::ops::uncordon(&kube, n).await {
+            match uncordon(n).await? {
                 Ok(()) => {
                     record(Event::Uncordoned { node: n.clone() })?;
                     ok.push(n.as_str());
@@ -248,8 +265,7 @@ pub async fn execute(
     );
     let cluster_lock = crate::lock::take(fleet, inventory, &holder).await.map_err(ExecError::Conflict)?;
     let result = async {
-        let kube =
-            kismatic_kube::connect_without_retry(&cfg.kubeconfig).await.map_err(|e| ExecError::Step(e.to_string()))?;
+        let kube = kismatic_kube::connect_without_retry(&cfg.kubeconfig).await?;
         let nodes = FleetNodes::new(fleet, release, inventory, cfg.node_timeout);
         let timeouts = ClusterTimeouts {
             drain: cfg.drain_timeout,
@@ -886,7 +902,7 @@ impl<'a, N: NodeOps, C: ClusterOps> Ctx<'a, N, C> {
                                 .ok();
                             let workloads = moved.iter().map(moved_workload).collect();
                             self.record(Event::Draining { node: host.to_string(), workloads })
-                                .map_err(|e| e.to_string())
+                                .map_err(kismatic_kube::HookError::from)
                         };
                         let moved =
                             w.on(WaitKind::Drain, self.cluster.drain(self.kube_name(host), &record_moved)).await?;

@@ -325,7 +325,7 @@ mod tests {
                     Event::Snapshot {
                         cluster: "etcd".into(),
                         node: "etcd01".into(),
-                        path: "/var/lib/kismatic/backups/etcd-20261125T200000Z.db".into(),
+                        path: format!("{}/etcd-20261125T200000Z.db", kismatic_ops::contract::SNAPSHOT_DIR),
                     },
                 );
             }

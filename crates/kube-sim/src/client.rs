@@ -101,10 +101,6 @@ impl Kube {
         Ok((v.get("items").and_then(Value::as_array).cloned().unwrap_or_default(), rv))
     }
 
-    pub async fn list(&self, r: &Resource, ns: Option<&str>) -> R<Vec<Value>> {
-        Ok(self.list_q(r, ns, &[]).await?.0)
-    }
-
     pub async fn create(&self, r: &Resource, ns: Option<&str>, obj: &Value) -> R<Value> {
         self.send(self.http.post(self.url(&r.path(ns, None))).json(obj)).await
     }
@@ -113,13 +109,6 @@ impl Kube {
         let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
         let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
         self.send(self.http.put(self.url(&r.path(ns, Some(name)))).json(obj)).await
-    }
-
-    /// PUT to the status subresource.
-    pub async fn replace_status(&self, r: &Resource, obj: &Value) -> R<Value> {
-        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
-        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-        self.send(self.http.put(format!("{}/status", self.url(&r.path(ns, Some(name))))).json(obj)).await
     }
 
     pub async fn merge_patch(
@@ -197,13 +186,5 @@ impl Kube {
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
         });
-    }
-
-    pub async fn post_put(&self, path: &str, body: &Value) -> R<Value> {
-        self.send(self.http.put(self.url(path)).json(body)).await
-    }
-
-    pub async fn post(&self, path: &str, body: &Value) -> R<Value> {
-        self.send(self.http.post(self.url(path)).json(body)).await
     }
 }

@@ -19,42 +19,6 @@ pub fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ConfigError>
     serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse { path: p, message: e.to_string() })
 }
 
-/// Server-side TLS: the serving certificate and the CA that signs accepted client certificates.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerTls {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub client_ca: PathBuf,
-}
-
-/// How to reach etcd's v3 JSON gateway.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EtcdConfig {
-    /// e.g. `https://127.0.0.1:2379`; tried in order, failing over on transport errors.
-    pub endpoints: Vec<String>,
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// Key prefix; Kubernetes uses `/registry`.
-    #[serde(default = "default_prefix")]
-    pub prefix: String,
-}
-
-fn default_prefix() -> String {
-    "/registry".to_string()
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiServerConfig {
-    /// e.g. `127.0.0.1:6443`.
-    pub bind_address: SocketAddr,
-    pub tls: ServerTls,
-    pub etcd: EtcdConfig,
-}
-
 /// How a component reaches the API server (client-certificate authentication).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,71 +30,8 @@ pub struct ApiClientConfig {
     pub key: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LeaderConfig {
-    #[serde(default = "d_lease_ms")]
-    pub lease_duration_ms: u64,
-    #[serde(default = "d_renew_ms")]
-    pub retry_period_ms: u64,
-    /// Defaults to `<hostname>_<random>`.
-    #[serde(default)]
-    pub identity: Option<String>,
-}
-
-impl Default for LeaderConfig {
-    fn default() -> Self {
-        LeaderConfig { lease_duration_ms: d_lease_ms(), retry_period_ms: d_renew_ms(), identity: None }
-    }
-}
-
-fn d_lease_ms() -> u64 {
-    15_000
-}
-fn d_renew_ms() -> u64 {
-    2_000
-}
 fn d_sync_ms() -> u64 {
     1_000
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SchedulerConfig {
-    pub api: ApiClientConfig,
-    #[serde(default = "d_sync_ms")]
-    pub sync_interval_ms: u64,
-    #[serde(default)]
-    pub leader_election: LeaderConfig,
-    /// Optional plain-HTTP `/healthz` + `/version` listener (kube-scheduler uses 10259).
-    #[serde(default)]
-    pub healthz_address: Option<SocketAddr>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ControllerManagerConfig {
-    pub api: ApiClientConfig,
-    #[serde(default = "d_sync_ms")]
-    pub sync_interval_ms: u64,
-    /// A node whose kubelet has not renewed its Lease for this long turns NotReady (Kubernetes: 40 s).
-    #[serde(default = "d_grace_ms")]
-    pub node_monitor_grace_ms: u64,
-    /// How often nodes are checked (heartbeats, taints, changes that matter to DaemonSets). Kubernetes: 5 s.
-    #[serde(default = "d_monitor_ms")]
-    pub node_monitor_period_ms: u64,
-    #[serde(default)]
-    pub leader_election: LeaderConfig,
-    #[serde(default)]
-    pub healthz_address: Option<SocketAddr>,
-}
-
-fn d_monitor_ms() -> u64 {
-    5_000
-}
-
-fn d_grace_ms() -> u64 {
-    40_000
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -322,23 +322,23 @@ async fn sync_pod(kube: &Kube, cfg: &KubeletConfig, node: &str, pod: &Value) -> 
             "ready": false, "started": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}, "lastState": {}})).collect::<Vec<_>>());
         let mut p = pod.clone();
         p["status"] = st;
-        crate::api::rest::set_condition(&mut p, "PodReadyToStartContainers", "False", None, None);
-        crate::api::rest::set_condition(&mut p, "Initialized", "True", None, None);
-        crate::api::rest::set_condition(
+        meta::set_condition(&mut p, "PodReadyToStartContainers", "False", None, None);
+        meta::set_condition(&mut p, "Initialized", "True", None, None);
+        meta::set_condition(
             &mut p,
             "Ready",
             "False",
             Some("ContainersNotReady"),
             Some("containers with unready status"),
         );
-        crate::api::rest::set_condition(
+        meta::set_condition(
             &mut p,
             "ContainersReady",
             "False",
             Some("ContainersNotReady"),
             Some("containers with unready status"),
         );
-        crate::api::rest::set_condition(&mut p, "PodScheduled", "True", None, None);
+        meta::set_condition(&mut p, "PodScheduled", "True", None, None);
         kube.merge_patch(pods, Some(ns), name, Some("status"), &json!({"status": p["status"]})).await?;
         return Ok(());
     };
@@ -383,15 +383,15 @@ async fn sync_pod(kube: &Kube, cfg: &KubeletConfig, node: &str, pod: &Value) -> 
         (_, true) => ("True", None),
         _ => ("False", Some("ContainersNotReady")),
     };
-    crate::api::rest::set_condition(
+    meta::set_condition(
         &mut p,
         "PodReadyToStartContainers",
         if phase == "Pending" { "False" } else { "True" },
         None,
         None,
     );
-    crate::api::rest::set_condition(&mut p, "Ready", cs, reason, None);
-    crate::api::rest::set_condition(&mut p, "ContainersReady", cs, reason, None);
+    meta::set_condition(&mut p, "Ready", cs, reason, None);
+    meta::set_condition(&mut p, "ContainersReady", cs, reason, None);
     kube.merge_patch(pods, Some(ns), name, Some("status"), &json!({"status": p["status"]})).await?;
     if phase != meta::pod_phase(pod) || ready != cur_ready {
         tracing::info!(node, pod = %format!("{ns}/{name}"), phase, ready, "pod status");

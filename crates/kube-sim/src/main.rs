@@ -1,16 +1,12 @@
-//! kube-sim: a simulated Kubernetes control plane and kubelet on real etcd (test and demo infrastructure).
+//! kube-sim: a simulated Kubernetes node agent (kubelet and proxy) for a real control plane (test and demo
+//! infrastructure).
 
-mod api;
 mod client;
 mod config;
-mod ctrl;
-mod etcd;
 mod health;
 mod kubelet;
-mod leader;
 mod meta;
 mod proxy;
-mod scheduler;
 mod tls;
 mod version;
 
@@ -18,7 +14,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "kube-sim", version = version::current(), about = "Simulated Kubernetes control plane and kubelet on real etcd")]
+#[command(name = "kube-sim", version = version::current(), about = "Simulated Kubernetes node agent: kubelet and proxy")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -26,21 +22,6 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Serve the Kubernetes API (HTTPS, client certificates) backed by etcd.
-    Apiserver {
-        #[arg(long)]
-        config: PathBuf,
-    },
-    /// Run the controllers (leader-elected).
-    ControllerManager {
-        #[arg(long)]
-        config: PathBuf,
-    },
-    /// Bind pending pods to nodes (leader-elected).
-    Scheduler {
-        #[arg(long)]
-        config: PathBuf,
-    },
     /// Register a Node, heartbeat, and run the pods bound to it.
     Kubelet {
         #[arg(long)]
@@ -90,9 +71,6 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         match cli.cmd {
-            Cmd::Apiserver { config } => api::run(config::load(&config)?).await,
-            Cmd::ControllerManager { config } => ctrl::run(config::load(&config)?).await,
-            Cmd::Scheduler { config } => scheduler::run(config::load(&config)?).await,
             Cmd::Kubelet { config } => kubelet::run(config::load(&config)?).await,
             Cmd::Proxy { config } => proxy::run(config::load(&config)?).await,
             Cmd::Version { .. } | Cmd::Stamp { .. } => Ok(()),

@@ -1,15 +1,11 @@
-//! Loading PEM material and building rustls server configs and reqwest clients with client certificates.
+//! reqwest clients with client certificates (the node agents' connection to the API server).
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
-use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("reading {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Pem { path: String, message: String },
     #[error("TLS setup: {0}")]
     Setup(String),
 }
@@ -21,42 +17,6 @@ pub fn install_crypto_provider() {
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read { path: path.display().to_string(), source })
-}
-
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(path)?;
-    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut pem.as_slice()).collect();
-    let certs = certs.map_err(|e| TlsError::Pem { path: path.display().to_string(), message: e.to_string() })?;
-    if certs.is_empty() {
-        return Err(TlsError::Pem { path: path.display().to_string(), message: "no certificate found".into() });
-    }
-    Ok(certs)
-}
-
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = read(path)?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|e| TlsError::Pem { path: path.display().to_string(), message: e.to_string() })?
-        .ok_or_else(|| TlsError::Pem { path: path.display().to_string(), message: "no private key found".into() })
-}
-
-/// A server config that asks for client certificates and verifies any presented one against `client_ca`.
-/// Connections without a certificate are accepted so that the HTTP layer can answer 401, as kube-apiserver does.
-pub fn server_config(cert: &Path, key: &Path, client_ca: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in load_certs(client_ca)? {
-        roots.add(c).map_err(|e| TlsError::Setup(format!("{}: {e}", client_ca.display())))?;
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| TlsError::Setup(e.to_string()))?;
-    let mut cfg = rustls::ServerConfig::builder()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(load_certs(cert)?, load_key(key)?)
-        .map_err(|e| TlsError::Setup(format!("{}: {e}", cert.display())))?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
 }
 
 /// An HTTPS client trusting only `ca` and presenting `cert`/`key`.

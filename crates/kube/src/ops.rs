@@ -112,7 +112,7 @@ pub async fn drain(
     client: &Client,
     node: &str,
     timeout: Duration,
-    before_evicting: impl FnOnce(&BTreeSet<Workload>) -> Result<(), String>,
+    before_evicting: impl FnOnce(&BTreeSet<Workload>) -> Result<(), crate::HookError>,
 ) -> Result<BTreeSet<Workload>, KubeError> {
     let deadline = Instant::now() + timeout;
     let pods_api: Api<Pod> = Api::all(client.clone());
@@ -130,7 +130,7 @@ pub async fn drain(
         }
         to_evict.push(f);
     }
-    before_evicting(&moved).map_err(KubeError::Other)?;
+    before_evicting(&moved).map_err(KubeError::Hook)?;
     let mut evicted: Vec<(String, String, String)> = Vec::new();
     for f in to_evict {
         let ns_api: Api<Pod> = Api::namespaced(client.clone(), &f.namespace);

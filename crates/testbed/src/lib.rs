@@ -11,7 +11,7 @@ pub mod release;
 pub mod testbed;
 pub mod util;
 
-pub use testbed::{ControlPlane, Options, Status, Testbed};
+pub use testbed::{Options, Status, Testbed};
 
 use std::path::Path;
 

@@ -32,12 +32,9 @@ enum Cmd {
     Up {
         #[command(flatten)]
         common: Common,
-        /// The kube-sim binary (default: next to this executable)
+        /// The kube-sim binary, the node agent (default: next to this executable)
         #[arg(long, env = "KUBE_SIM")]
         kube_sim: Option<PathBuf>,
-        /// The masters' control plane: the real Kubernetes build or kube-sim's simulation
-        #[arg(long, value_enum, env = "KISMATIC_TESTBED_CONTROL_PLANE")]
-        control_plane: Option<testbed::testbed::ControlPlane>,
         /// The real control plane's build folder (default: `scripts/build-kubernetes.sh --cached`)
         #[arg(long, env = "KISMATIC_KUBERNETES")]
         kubernetes: Option<PathBuf>,
@@ -101,10 +98,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Cmd::Up { common, kube_sim, control_plane, kubernetes, mirror, keep_on_failure } => {
+        Cmd::Up { common, kube_sim, kubernetes, mirror, keep_on_failure } => {
             let opts = Options {
                 kube_sim: kube_sim.or_else(|| Options::default().kube_sim),
-                control_plane: control_plane.unwrap_or_else(testbed::testbed::ControlPlane::from_env),
                 kubernetes,
                 mirror,
                 keep_on_failure,

@@ -43,7 +43,7 @@ pub struct Component {
     /// Paths relative to the release directory.
     pub artifact: String,
     pub unit: Option<String>,
-    /// For kube-sim components: the kube-sim sub-command.
+    /// For the node agents (kubelet, proxy): the kube-sim sub-command.
     pub kube_sim_command: Option<String>,
 }
 
@@ -73,17 +73,16 @@ pub struct Releases {
     pub old: Release,
     pub new: Release,
     pub apt_dir: PathBuf,
+    /// The Kubernetes components are in: the real control plane (built by scripts/build-kubernetes.sh) on the
+    /// masters, kube-sim as the node agent (kubelet, proxy). Without them the releases hold etcd, the runtime and
+    /// the manifests only.
     pub with_kube_sim: bool,
-    /// Masters run the real Kubernetes control plane (built by scripts/build-kubernetes.sh), not kube-sim's.
-    pub real_control_plane: bool,
 }
 
 struct Spec {
     version: &'static str,
-    /// The Kubernetes version with kube-sim's control plane (any stamp works there).
+    /// The real control plane build's version folder (1.1.0's v1.20.3 is v1.20.2's code restamped).
     kubernetes: &'static str,
-    /// With the real control plane: the build's version folder (1.1.0's v1.20.3 is v1.20.2's code restamped).
-    kubernetes_real: &'static str,
     etcd: &'static str,
     runtime: &'static str,
     registry: &'static str,
@@ -94,8 +93,7 @@ struct Spec {
 
 const OLD: Spec = Spec {
     version: "1.0.0",
-    kubernetes: "v1.33.5",
-    kubernetes_real: "v1.20.2",
+    kubernetes: "v1.20.2",
     etcd: "3.4.23",
     runtime: "1.0.0",
     registry: "2.8.2",
@@ -106,8 +104,7 @@ const OLD: Spec = Spec {
 
 const NEW: Spec = Spec {
     version: "1.1.0",
-    kubernetes: "v1.34.1",
-    kubernetes_real: "v1.20.3",
+    kubernetes: "v1.20.3",
     etcd: "3.5.1",
     runtime: "1.1.0",
     registry: "2.8.3",
@@ -117,11 +114,8 @@ const NEW: Spec = Spec {
 };
 
 pub const ETCD_COMPONENTS: [&str; 2] = ["etcd", "etcd-networking"];
-/// (component, kube-sim sub-command, roles)
-pub const KUBE_SIM_COMPONENTS: [(&str, &str, &[Role]); 5] = [
-    ("kube-apiserver", "apiserver", &[Role::Master]),
-    ("kube-controller-manager", "controller-manager", &[Role::Master]),
-    ("kube-scheduler", "scheduler", &[Role::Master]),
+/// The node agents kube-sim plays: (component, kube-sim sub-command, roles)
+pub const KUBE_SIM_COMPONENTS: [(&str, &str, &[Role]); 2] = [
     ("kubelet", "kubelet", &[Role::Worker, Role::Ingress, Role::Storage]),
     ("kube-proxy", "proxy", &[Role::Worker, Role::Ingress, Role::Storage]),
 ];
@@ -161,19 +155,18 @@ pub fn ensure(releases_dir: &Path, inputs: &Inputs, progress: &dyn Fn(&str)) -> 
     let hash = sha256_hex(key.as_bytes())[..16].to_string();
     let dir = releases_dir.join(&hash);
     let with_kube_sim = inputs.kube_sim.is_some();
-    let real = with_kube_sim && inputs.kubernetes.is_some();
-    if inputs.kubernetes.is_some() && !with_kube_sim {
-        bail!("the real control plane needs kube-sim as the node agent (kubelet, proxy)");
+    if inputs.kubernetes.is_some() != with_kube_sim {
+        bail!("the real control plane and kube-sim (the node agent: kubelet, proxy) go together");
     }
     if dir.join("done").exists() {
         progress(&format!("releases cached ({})", dir.display()));
-        return describe(&dir, with_kube_sim, real);
+        return describe(&dir, with_kube_sim);
     }
     mkdir(releases_dir)?;
     let lock = fs::File::create(releases_dir.join(format!("{hash}.lock")))?;
     lock.lock().context("cannot lock the release cache")?;
     if dir.join("done").exists() {
-        return describe(&dir, with_kube_sim, real);
+        return describe(&dir, with_kube_sim);
     }
     progress("building releases 1.0.0 and 1.1.0 and the apt repository");
     let partial = releases_dir.join(format!("{hash}.partial"));
@@ -188,7 +181,7 @@ pub fn ensure(releases_dir: &Path, inputs: &Inputs, progress: &dyn Fn(&str)) -> 
     fs::rename(&partial, &dir)?;
     let _ = fs::remove_file(releases_dir.join(format!("{hash}.lock")));
     prune(releases_dir, &dir);
-    describe(&dir, with_kube_sim, real)
+    describe(&dir, with_kube_sim)
 }
 
 /// Cheap identity of a large input (path, size, modification time): hashing 100 MB binaries on every `up` of a
@@ -220,19 +213,18 @@ fn prune(releases_dir: &Path, keep: &Path) {
     }
 }
 
-fn describe(dir: &Path, with_kube_sim: bool, real: bool) -> Result<Releases> {
+fn describe(dir: &Path, with_kube_sim: bool) -> Result<Releases> {
     Ok(Releases {
-        old: model(&dir.join(OLD.version), &OLD, with_kube_sim, real),
-        new: model(&dir.join(NEW.version), &NEW, with_kube_sim, real),
+        old: model(&dir.join(OLD.version), &OLD, with_kube_sim),
+        new: model(&dir.join(NEW.version), &NEW, with_kube_sim),
         apt_dir: dir.join("apt"),
         with_kube_sim,
-        real_control_plane: real,
     })
 }
 
 /// The component list of a release (paths relative to its folder; digests are computed when writing).
-fn model(dir: &Path, s: &Spec, with_kube_sim: bool, real: bool) -> Release {
-    let kubernetes = if real { s.kubernetes_real } else { s.kubernetes };
+fn model(dir: &Path, s: &Spec, with_kube_sim: bool) -> Release {
+    let kubernetes = s.kubernetes;
     let mut components = Vec::new();
     for name in ETCD_COMPONENTS {
         components.push(Component {
@@ -261,9 +253,10 @@ fn model(dir: &Path, s: &Spec, with_kube_sim: bool, real: bool) -> Release {
         kube_sim_command: None,
     });
     if with_kube_sim {
-        for (name, cmd, roles) in KUBE_SIM_COMPONENTS {
-            // With the real control plane the masters' components are its binaries (`kube_sim_command` None).
-            let kube_sim_command = (!real || !REAL_COMPONENTS.contains(&name)).then(|| cmd.to_string());
+        // The masters' components are the real control plane's binaries (`kube_sim_command` None).
+        let real = REAL_COMPONENTS.map(|name| (name, None, &[Role::Master][..]));
+        let agents = KUBE_SIM_COMPONENTS.map(|(name, cmd, roles)| (name, Some(cmd.to_string()), roles));
+        for (name, kube_sim_command, roles) in real.into_iter().chain(agents) {
             components.push(Component {
                 name: name.into(),
                 version: kubernetes.into(),
@@ -301,8 +294,7 @@ fn model(dir: &Path, s: &Spec, with_kube_sim: bool, real: bool) -> Release {
 }
 
 fn build_release(dir: &Path, s: &Spec, inputs: &Inputs) -> Result<()> {
-    let real = inputs.kube_sim.is_some() && inputs.kubernetes.is_some();
-    let rel = model(dir, s, inputs.kube_sim.is_some(), real);
+    let rel = model(dir, s, inputs.kube_sim.is_some());
     let stage_root = dir.join(".stage");
     // Every kube-sim component of a release ships the same stamped binary: pack it once, link it per component.
     let kube_sim_tarball = match inputs.kube_sim {
@@ -613,31 +605,7 @@ mod tests {
         }
         let kube_sim = tmp.join("kube-sim");
         fake_exec(&kube_sim, "exit 1");
-        let rels = ensure(
-            &tmp.join("releases"),
-            &Inputs { etcd_old: &old, etcd_new: &new, kube_sim: Some(&kube_sim), kubernetes: None },
-            &|_| {},
-        )
-        .expect("build releases");
-        for (rel, kube) in [(&rels.old, "v1.33.5"), (&rels.new, "v1.34.1")] {
-            let parsed = kismatic_release::load_dir(&rel.dir).expect("release.yaml parses");
-            assert_eq!(parsed.version.to_string(), rel.version);
-            assert_eq!(parsed.kubernetes, kube);
-            assert!(kismatic_release::verify_artifacts(&parsed).is_empty());
-            assert_eq!(parsed.components.len(), rel.components.len());
-        }
-        let packages = fs::read_to_string(rels.apt_dir.join("Packages")).expect("Packages");
-        assert!(packages.contains("Version: 1.0.0") && packages.contains("Version: 1.1.0"));
-        // A second call reuses the cache.
-        let again = ensure(
-            &tmp.join("releases"),
-            &Inputs { etcd_old: &old, etcd_new: &new, kube_sim: Some(&kube_sim), kubernetes: None },
-            &|m| assert!(m.contains("cached"), "{m}"),
-        )
-        .expect("cached releases");
-        assert_eq!(again.old.dir, rels.old.dir);
-
-        // With the real control plane: masters ship its binaries (per version folder), kubelet and proxy kube-sim.
+        // Masters ship the real control plane's binaries (per version folder), kubelet and proxy kube-sim.
         let built = tmp.join("bin-k8s");
         for v in ["v1.20.2", "v1.20.3"] {
             for c in REAL_COMPONENTS {
@@ -645,17 +613,15 @@ mod tests {
             }
         }
         write_file(&built.join("manifest.sha256"), "stand-in\n", 0o644).expect("manifest");
-        let real = ensure(
-            &tmp.join("releases"),
-            &Inputs { etcd_old: &old, etcd_new: &new, kube_sim: Some(&kube_sim), kubernetes: Some(&built) },
-            &|_| {},
-        )
-        .expect("build releases with the real control plane");
-        assert!(real.real_control_plane);
-        for (rel, kube) in [(&real.old, "v1.20.2"), (&real.new, "v1.20.3")] {
+        let inputs = Inputs { etcd_old: &old, etcd_new: &new, kube_sim: Some(&kube_sim), kubernetes: Some(&built) };
+        let rels = ensure(&tmp.join("releases"), &inputs, &|_| {}).expect("build releases");
+        assert!(rels.with_kube_sim);
+        for (rel, kube) in [(&rels.old, "v1.20.2"), (&rels.new, "v1.20.3")] {
             let parsed = kismatic_release::load_dir(&rel.dir).expect("release.yaml parses");
+            assert_eq!(parsed.version.to_string(), rel.version);
             assert_eq!(parsed.kubernetes, kube);
             assert!(kismatic_release::verify_artifacts(&parsed).is_empty());
+            assert_eq!(parsed.components.len(), rel.components.len());
             let api = rel.component("kube-apiserver").expect("apiserver");
             assert_eq!((api.version.as_str(), api.kube_sim_command.as_deref()), (kube, None));
             assert_eq!(rel.component("kubelet").and_then(|c| c.kube_sim_command.as_deref()), Some("kubelet"));
@@ -664,6 +630,16 @@ mod tests {
             let unit = fs::read_to_string(rel.dir.join(api.unit.as_deref().unwrap_or_default())).expect("unit");
             assert!(unit.contains("ExecStart=/opt/kismatic/kube-apiserver/current/bin/kube-apiserver $FLAGS"));
         }
+        let packages = fs::read_to_string(rels.apt_dir.join("Packages")).expect("Packages");
+        assert!(packages.contains("Version: 1.0.0") && packages.contains("Version: 1.1.0"));
+        // A second call reuses the cache.
+        let again =
+            ensure(&tmp.join("releases"), &inputs, &|m| assert!(m.contains("cached"), "{m}")).expect("cached releases");
+        assert_eq!(again.old.dir, rels.old.dir);
+        // kube-sim is the node agent only: without the real control plane it is refused.
+        let alone = Inputs { kubernetes: None, ..inputs };
+        let e = ensure(&tmp.join("releases"), &alone, &|_| {}).expect_err("kube-sim alone");
+        assert!(e.to_string().contains("go together"), "{e}");
         remove_all(&tmp).ok();
     }
 }

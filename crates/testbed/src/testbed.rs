@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/kismatic-testbed";
-/// The kube-sim apiserver port on each master.
+/// The API server port on each master.
 pub const APISERVER_PORT: u16 = 6443;
 
 /// The Service network of the real control plane and its `kubernetes` Service IP (in the API server's SANs).
@@ -31,28 +31,21 @@ fn flags_env(component: &str, host: &str, flags: &[String]) -> String {
     format!("# {component} on {host}, written by the kismatic testbed\nFLAGS=\"{}\"\n", flags.join(" "))
 }
 
-/// An etcd cluster: component name, client port, peer port.
-pub const ETCD_CLUSTERS: [(&str, u16, u16); 2] = [("etcd", 2379, 2380), ("etcd-networking", 6666, 6660)];
-
-/// Which control plane the masters run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum ControlPlane {
-    /// kube-apiserver, kube-controller-manager and kube-scheduler built by scripts/build-kubernetes.sh.
-    Real,
-    /// kube-sim's own simulated control plane.
-    KubeSim,
+/// The testbed's client and peer ports of an etcd cluster, by its name in core's list.
+fn etcd_ports(cluster: &str) -> Option<(u16, u16)> {
+    match cluster {
+        "etcd" => Some((2379, 2380)),
+        "etcd-networking" => Some((6666, 6660)),
+        _ => None,
+    }
 }
 
-impl ControlPlane {
-    /// `$KISMATIC_TESTBED_CONTROL_PLANE` (`real` or `kube-sim`), else the default.
-    pub fn from_env() -> ControlPlane {
-        match std::env::var("KISMATIC_TESTBED_CONTROL_PLANE").as_deref() {
-            Ok("real") => ControlPlane::Real,
-            Ok("kube-sim") => ControlPlane::KubeSim,
-            _ => ControlPlane::Real,
-        }
-    }
+/// The etcd clusters (`kismatic_core::gates::ETCD_CLUSTERS`, the one list) with their testbed ports: component
+/// name, client port, peer port.
+pub fn etcd_clusters() -> impl Iterator<Item = (&'static str, u16, u16)> {
+    kismatic_core::gates::ETCD_CLUSTERS
+        .into_iter()
+        .filter_map(|c| etcd_ports(c).map(|(client, peer)| (c, client, peer)))
 }
 
 #[derive(Debug, Clone)]
@@ -61,7 +54,6 @@ pub struct Options {
     pub state_dir: PathBuf,
     /// The kube-sim binary; `None` looks next to the running executable (the cargo target dir).
     pub kube_sim: Option<PathBuf>,
-    pub control_plane: ControlPlane,
     /// The real control plane's build folder; `None`: `$KISMATIC_KUBERNETES`, else asked of
     /// `scripts/build-kubernetes.sh --cached` in this source tree (never built here: a missing build is an error).
     pub kubernetes: Option<PathBuf>,
@@ -80,7 +72,6 @@ impl Default for Options {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
             kube_sim: std::env::var_os("KUBE_SIM").map(PathBuf::from),
-            control_plane: ControlPlane::from_env(),
             kubernetes: std::env::var_os("KISMATIC_KUBERNETES").map(PathBuf::from),
             mirror: None,
             keep_on_failure: false,
@@ -111,10 +102,9 @@ pub struct State {
     pub handed_out: Vec<PathBuf>,
     pub release_old: Option<PathBuf>,
     pub release_new: Option<PathBuf>,
+    /// The Kubernetes components are installed: the real control plane on the masters, kube-sim as the node
+    /// agent (kubelet, proxy) on the others.
     pub kube_sim: bool,
-    /// Masters run the real Kubernetes control plane.
-    #[serde(default)]
-    pub real_control_plane: bool,
 }
 
 pub struct Testbed {
@@ -261,7 +251,6 @@ impl Testbed {
             release_old: None,
             release_new: None,
             kube_sim: false,
-            real_control_plane: false,
         };
         self.save_state(&state)?;
 
@@ -274,13 +263,13 @@ impl Testbed {
             None => p("kube-sim binary not found (--kube-sim, $KUBE_SIM, or next to this executable): \
                  skipping the control plane, kubelets and on-cluster services"),
         }
-        let kubernetes = match (self.opts.control_plane, &kube_sim) {
-            (ControlPlane::Real, Some(_)) => {
+        let kubernetes = match &kube_sim {
+            Some(_) => {
                 let k = self.find_kubernetes()?;
                 p(&format!("control plane: Kubernetes from {}", k.display()));
                 Some(k)
             }
-            _ => None,
+            None => None,
         };
         let releases = release::ensure(
             &self.opts.state_dir.join("releases"),
@@ -295,7 +284,6 @@ impl Testbed {
         state.release_old = Some(releases.old.dir.clone());
         state.release_new = Some(releases.new.dir.clone());
         state.kube_sim = releases.with_kube_sim;
-        state.real_control_plane = releases.real_control_plane;
 
         p("generating keys, certificates and node configuration");
         let authorized_key = {
@@ -374,7 +362,7 @@ impl Testbed {
         self.wait_etcd_healthy(Duration::from_secs(90))?;
         if let Some(lb) = &self.inv.load_balancer {
             p(&format!("starting HAProxy at {}:{}", lb.host, lb.port));
-            state.haproxy = Some(self.start_haproxy(releases.real_control_plane)?);
+            state.haproxy = Some(self.start_haproxy()?);
             self.save_state(&state)?;
         }
         if releases.with_kube_sim {
@@ -403,7 +391,7 @@ impl Testbed {
             Ok(o) if o.status.success() => Ok(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())),
             _ => bail!(
                 "the real control plane is not built ({} --cached): run bash scripts/setup.sh, or pass --kubernetes \
-                 DIR, or --control-plane kube-sim",
+                 DIR",
                 script.display()
             ),
         }
@@ -444,7 +432,7 @@ impl Testbed {
                     &[&n.host, "localhost"],
                     Usage::ServerClient,
                 )?;
-                for (component, client_port, peer_port) in ETCD_CLUSTERS {
+                for (component, client_port, peer_port) in etcd_clusters() {
                     let dir = etc.join(component);
                     let tls = dir.join("tls");
                     copy(&ca.cert(), tls.join("ca.crt"), 0o644)?;
@@ -470,9 +458,9 @@ impl Testbed {
                 }
             }
             if releases.with_kube_sim {
-                self.stage_kube_sim(ca, n, &etc, &etcd_client, releases.real_control_plane)?;
+                self.stage_kube_sim(ca, n, &etc)?;
             }
-            if releases.real_control_plane && n.has_role(Role::Master) {
+            if releases.with_kube_sim && n.has_role(Role::Master) {
                 self.stage_real_master(ca, n, &etc, &etcd_client)?;
             }
             // The marker as the tool writes it: components on this node, plus the Kubernetes version.
@@ -494,21 +482,12 @@ impl Testbed {
         Ok(())
     }
 
-    /// kube-sim component configuration (`/etc/kismatic/<component>/config.yaml` plus TLS files).
-    fn stage_kube_sim(
-        &self,
-        ca: &Ca,
-        n: &Node,
-        etc: &Path,
-        etcd_client: &crate::pki::Cert,
-        real_control_plane: bool,
-    ) -> Result<()> {
-        let etcd_endpoints: Vec<String> = self.etcd_nodes().iter().map(|e| format!("https://{}:2379", e.ip)).collect();
+    /// The node agents' configuration (kube-sim's kubelet and proxy: `/etc/kismatic/<component>/config.yaml` plus
+    /// TLS files); they talk to the load balancer.
+    fn stage_kube_sim(&self, ca: &Ca, n: &Node, etc: &Path) -> Result<()> {
         let server = self.apiserver_url();
         for (component, _, roles) in release::KUBE_SIM_COMPONENTS {
-            if !roles.iter().any(|r| n.has_role(*r))
-                || (real_control_plane && release::REAL_COMPONENTS.contains(&component))
-            {
+            if !roles.iter().any(|r| n.has_role(*r)) {
                 continue;
             }
             let dir = etc.join(component);
@@ -518,81 +497,46 @@ impl Testbed {
             // The formats of crates/kube-sim/src/config.rs (deny_unknown_fields: only known keys).
             let d = format!("/etc/kismatic/{component}/tls");
             let mut cfg = format!("# kube-sim {component} on {}, written by the kismatic testbed\n", n.host);
-            if component == "kube-apiserver" {
-                let cert = self.apiserver_cert(ca, n)?;
-                copy(&cert.cert, tls.join("server.crt"), 0o644)?;
-                copy(&cert.key, tls.join("server.key"), 0o600)?;
-                copy(&etcd_client.cert, tls.join("etcd-client.crt"), 0o644)?;
-                copy(&etcd_client.key, tls.join("etcd-client.key"), 0o600)?;
-                let _ = write!(
-                    cfg,
-                    "bind_address: {ip}:{APISERVER_PORT}\n\
-                     tls:\n  cert: {d}/server.crt\n  key: {d}/server.key\n  client_ca: {d}/ca.crt\n\
-                     etcd:\n  endpoints: [{eps}]\n  ca: {d}/ca.crt\n  cert: {d}/etcd-client.crt\n  \
-                     key: {d}/etcd-client.key\n  prefix: /registry\n",
-                    ip = n.ip,
-                    eps = etcd_endpoints.join(", ")
-                );
-            } else {
-                let (name, subject) = match component {
-                    "kubelet" => (format!("kubelet-{}", n.host), format!("/O=system:nodes/CN=system:node:{}", n.host)),
-                    "kube-proxy" => ("kube-proxy".into(), "/CN=system:kube-proxy".into()),
-                    other => (other.to_string(), format!("/CN=system:{other}")),
-                };
-                let cert = ca.issue(&name, &subject, &[&n.ip], &[&n.host], Usage::ServerClient)?;
-                copy(&cert.cert, tls.join("client.crt"), 0o644)?;
-                copy(&cert.key, tls.join("client.key"), 0o600)?;
-                // Control-plane components talk to their own master's API server, node agents to the LB.
-                let api_server = if n.has_role(Role::Master) {
-                    format!("https://{}:{APISERVER_PORT}", n.ip)
-                } else {
-                    server.clone()
-                };
-                let _ = write!(
-                    cfg,
-                    "api:\n  server: {api_server}\n  ca: {d}/ca.crt\n  cert: {d}/client.crt\n  key: {d}/client.key\n"
-                );
-                match component {
-                    "kubelet" => {
-                        let roles: Vec<&str> = n.roles.iter().map(|r| r.as_str()).collect();
-                        let _ = write!(
-                            cfg,
-                            "node_name: {}\naddress: {}\nroles: [{}]\nheartbeat_interval_ms: 3000\n",
-                            n.host,
-                            n.ip,
-                            roles.join(", ")
-                        );
-                        if !n.labels.is_empty() {
-                            cfg.push_str("labels:\n");
-                            for (k, v) in &n.labels {
-                                let _ = writeln!(cfg, "  {k:?}: {v:?}");
-                            }
-                        }
-                        if !n.taints.is_empty() {
-                            cfg.push_str("taints:\n");
-                            for t in &n.taints {
-                                let _ = writeln!(
-                                    cfg,
-                                    "  - {{key: {:?}, value: {:?}, effect: {:?}}}",
-                                    t.key, t.value, t.effect
-                                );
-                            }
+            let (name, subject) = match component {
+                "kubelet" => (format!("kubelet-{}", n.host), format!("/O=system:nodes/CN=system:node:{}", n.host)),
+                _ => ("kube-proxy".into(), "/CN=system:kube-proxy".into()),
+            };
+            let cert = ca.issue(&name, &subject, &[&n.ip], &[&n.host], Usage::ServerClient)?;
+            copy(&cert.cert, tls.join("client.crt"), 0o644)?;
+            copy(&cert.key, tls.join("client.key"), 0o600)?;
+            let _ = write!(
+                cfg,
+                "api:\n  server: {server}\n  ca: {d}/ca.crt\n  cert: {d}/client.crt\n  key: {d}/client.key\n"
+            );
+            match component {
+                "kubelet" => {
+                    let roles: Vec<&str> = n.roles.iter().map(|r| r.as_str()).collect();
+                    let _ = write!(
+                        cfg,
+                        "node_name: {}\naddress: {}\nroles: [{}]\nheartbeat_interval_ms: 3000\n",
+                        n.host,
+                        n.ip,
+                        roles.join(", ")
+                    );
+                    if !n.labels.is_empty() {
+                        cfg.push_str("labels:\n");
+                        for (k, v) in &n.labels {
+                            let _ = writeln!(cfg, "  {k:?}: {v:?}");
                         }
                     }
-                    // Faster than Kubernetes' 40 s so tests see a dead kubelet quickly (a documented difference).
-                    // Health listeners on the node's own address: the nodes share the host's loopback.
-                    "kube-controller-manager" => {
-                        let _ = write!(cfg, "node_monitor_grace_ms: 15000\nhealthz_address: {}:10257\n", n.ip);
+                    if !n.taints.is_empty() {
+                        cfg.push_str("taints:\n");
+                        for t in &n.taints {
+                            let _ =
+                                writeln!(cfg, "  - {{key: {:?}, value: {:?}, effect: {:?}}}", t.key, t.value, t.effect);
+                        }
                     }
-                    "kube-scheduler" => {
-                        let _ = writeln!(cfg, "healthz_address: {}:10259", n.ip);
-                    }
-                    // Its default health address (127.0.0.1:10256) would collide between nodes.
-                    "kube-proxy" => {
-                        let _ = write!(cfg, "node_name: {}\nhealthz_address: {}:10256\n", n.host, n.ip);
-                    }
-                    _ => {}
                 }
+                // Its default health address (127.0.0.1:10256) would collide between nodes.
+                "kube-proxy" => {
+                    let _ = write!(cfg, "node_name: {}\nhealthz_address: {}:10256\n", n.host, n.ip);
+                }
+                _ => {}
             }
             write_file(&dir.join("config.yaml"), cfg, 0o644)?;
         }
@@ -865,7 +809,7 @@ impl Testbed {
 
     fn wait_etcd_healthy(&self, deadline: Duration) -> Result<()> {
         let members = self.etcd_nodes().len();
-        for (component, client_port, _) in ETCD_CLUSTERS {
+        for (component, client_port, _) in etcd_clusters() {
             util::wait_until(&format!("etcd cluster {component}"), deadline, || {
                 let out = self.etcd_health(client_port)?;
                 let healthy = out.lines().filter(|l| l.contains("is healthy")).count();
@@ -876,7 +820,7 @@ impl Testbed {
         Ok(())
     }
 
-    fn start_haproxy(&self, real_control_plane: bool) -> Result<Proc> {
+    fn start_haproxy(&self) -> Result<Proc> {
         let lb = self.inv.load_balancer.as_ref().ok_or_else(|| anyhow!("no load balancer in the plan"))?;
         let mut cfg = format!(
             "# kismatic testbed {name}: the masters' load balancer\nglobal\n  maxconn 4096\n\n\
@@ -887,22 +831,16 @@ impl Testbed {
             host = lb.host,
             port = lb.port
         );
-        if real_control_plane {
-            // The real API server's own readiness (anonymous /readyz over TLS), so a master that is shutting
-            // down or starting gets no new connections; `redispatch` retries a refused connection elsewhere.
-            // A check times out after 5 s, not after `inter`: on 2 loaded cores /readyz took over 1 s and both
-            // masters were marked down at once (the API refused connections through the load balancer).
-            cfg.push_str(
-                "  option httpchk GET /readyz\n  http-check expect status 200\n  option redispatch\n  retries 3\n  \
-                 timeout check 5s\n  default-server check check-ssl verify none inter 1s fall 3 rise 2\n",
-            );
-            for m in self.inv.nodes_with_role(Role::Master) {
-                let _ = writeln!(cfg, "  server {} {}:{APISERVER_PORT}", m.host, m.ip);
-            }
-        } else {
-            for m in self.inv.nodes_with_role(Role::Master) {
-                let _ = writeln!(cfg, "  server {} {}:{APISERVER_PORT} check inter 2s", m.host, m.ip);
-            }
+        // The API server's own readiness (anonymous /readyz over TLS), so a master that is shutting down or
+        // starting gets no new connections; `redispatch` retries a refused connection elsewhere. A check times
+        // out after 5 s, not after `inter`: on 2 loaded cores /readyz took over 1 s and both masters were marked
+        // down at once (the API refused connections through the load balancer).
+        cfg.push_str(
+            "  option httpchk GET /readyz\n  http-check expect status 200\n  option redispatch\n  retries 3\n  \
+             timeout check 5s\n  default-server check check-ssl verify none inter 1s fall 3 rise 2\n",
+        );
+        for m in self.inv.nodes_with_role(Role::Master) {
+            let _ = writeln!(cfg, "  server {} {}:{APISERVER_PORT}", m.host, m.ip);
         }
         let cfg_path = self.dir.join("haproxy.cfg");
         write_file(&cfg_path, cfg, 0o644)?;
@@ -927,7 +865,7 @@ impl Testbed {
         Ok(proc)
     }
 
-    /// With kube-sim installed: the API through the load balancer, every kubelet's Node Ready, then the
+    /// With the Kubernetes components installed: the API through the load balancer, every kubelet's Node Ready, then the
     /// on-cluster services applied and rolled out.
     fn wait_kube_sim(&self, rel: &Release) -> Result<()> {
         let kc = self.kubeconfig_path();
@@ -1017,7 +955,7 @@ impl Testbed {
         }
         let mut etcd = Vec::new();
         if nodes.iter().any(|n| n.running) {
-            for (component, port, _) in ETCD_CLUSTERS {
+            for (component, port, _) in etcd_clusters() {
                 let health = match self.etcd_health(port) {
                     Ok(o) => format!(
                         "{}/{} members healthy",
@@ -1166,9 +1104,7 @@ pub fn etcd_config(
          listen-peer-urls: https://{ip}:{peer_port}\ninitial-advertise-peer-urls: https://{ip}:{peer_port}\n\
          initial-cluster: {initial_cluster}\ninitial-cluster-state: new\ninitial-cluster-token: {cluster}-{component}\n\
          client-transport-security:\n{security}peer-transport-security:\n{security}\
-         logger: zap\nlog-outputs: [stderr]\n\
-         # kube-sim stores objects through the v3 JSON gateway; a config file leaves it off unless asked.\n\
-         enable-grpc-gateway: true\n"
+         logger: zap\nlog-outputs: [stderr]\n"
     )
 }
 
@@ -1252,4 +1188,18 @@ pub fn install_script(rel: &Release, roles: &[Role]) -> String {
         lines.push(shell_line(&start));
     }
     lines.join("\n") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every etcd cluster core knows has its ports on the testbed, and they do not collide.
+    #[test]
+    fn every_core_etcd_cluster_has_ports() {
+        let clusters: Vec<_> = super::etcd_clusters().collect();
+        assert_eq!(clusters.len(), kismatic_core::gates::ETCD_CLUSTERS.len(), "{clusters:?}");
+        let mut ports: Vec<u16> = clusters.iter().flat_map(|(_, c, p)| [*c, *p]).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 2 * clusters.len());
+    }
 }

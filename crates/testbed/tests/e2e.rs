@@ -66,7 +66,7 @@ fn testbed_lifecycle() {
         // versioned folder (the running-version rule of the node contract).
         let etcd_nodes: Vec<_> = tb.inv.nodes.iter().filter(|n| n.roles.iter().any(|r| r.as_str() == "etcd")).collect();
         assert_eq!(etcd_nodes.len(), 3);
-        for (component, port, _) in testbed::testbed::ETCD_CLUSTERS {
+        for (component, port, _) in testbed::testbed::etcd_clusters() {
             let health = tb.etcd_health(port).expect("etcd health");
             assert_eq!(health.lines().filter(|l| l.contains("is healthy")).count(), 3, "{component}: {health}");
             for n in &etcd_nodes {
