@@ -376,6 +376,25 @@ mod tests {
     }
 
     #[test]
+    fn tainted_and_left_out_nodes_are_shown() {
+        let (mut state, t) = journal(11, true);
+        state.apply(&Record { at_ms: t, event: Event::Tainted { node: "worker02".into() } });
+        let why = "drain of worker01 timed out after 300s: evicting pod shop/web-0 is refused by \
+                   PodDisruptionBudget shop/web (disruptions allowed 0, healthy 2/3)";
+        state.apply(&Record { at_ms: t + 100, event: Event::LeftOut { node: "worker01".into(), reason: why.into() } });
+        let v = view::view(&state, Lock::Free, t + 60_000);
+        let text = render_text(&v, &dir());
+        assert!(
+            text.contains("Tainted by the run (upgrade.kismatic.io/drain-soon:PreferNoSchedule): worker02"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("Left out at its old version: worker01 ({why}); a rerun retries it")), "{text}");
+        // A rerun's cordon of the node (its retry) clears it.
+        state.apply(&Record { at_ms: t + 200, event: Event::Cordoned { node: "worker01".into() } });
+        assert!(view::view(&state, Lock::Free, t + 60_000).left_out.is_empty());
+    }
+
+    #[test]
     fn abandoned_after_a_kill() {
         let (state, now) = journal(11, true);
         let v = view::view(&state, Lock::Free, now + 3_600_000);
