@@ -466,3 +466,43 @@ pub fn admissible(facts: &Facts, hosts: &[&str]) -> Result<(), Bound> {
     }
     Ok(())
 }
+
+/// The live re-check before a planned batch: `kube` is the cluster as it is now (budgets, controllers, pods,
+/// nodes). When draining `hosts` together is still admissible, one part (the batch itself); otherwise the batch's
+/// hosts placed first-fit, in order, into parts that each are, and the first constraint that split it. A host that
+/// alone overruns a budget (a PDB that allows nothing now) is a part of its own: its drain then waits on the budget
+/// as a single-node drain does, and is never forced.
+pub fn split_live(kube: &KubeFacts, hosts: &[&str]) -> (Vec<Vec<String>>, Option<Bound>) {
+    let model = Model::new(kube, hosts);
+    let mut parts: Vec<(Vec<String>, FxHashMap<Budget, i64>)> = Vec::new();
+    let mut reason = None;
+    for h in hosts {
+        let key = h.to_ascii_lowercase();
+        let mut placed = false;
+        for (part, used) in parts.iter_mut() {
+            match model.overrun(used, &key) {
+                Some(b) => {
+                    reason.get_or_insert_with(|| model.bound(b));
+                }
+                None => {
+                    for (budget, n) in model.loads.get(&key).into_iter().flatten() {
+                        *used.entry(*budget).or_default() += n;
+                    }
+                    part.push(h.to_string());
+                    placed = true;
+                    break;
+                }
+            }
+        }
+        if !placed {
+            let mut used = FxHashMap::default();
+            for (budget, n) in model.loads.get(&key).into_iter().flatten() {
+                *used.entry(*budget).or_default() += n;
+            }
+            parts.push((vec![h.to_string()], used));
+        }
+    }
+    let parts: Vec<Vec<String>> = parts.into_iter().map(|(p, _)| p).collect();
+    let reason = if parts.len() > 1 { reason } else { None };
+    (parts, reason)
+}

@@ -265,6 +265,32 @@ pub struct Batch {
     /// nodes by choice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bound: Option<Bound>,
+    /// Online worker batches (`--max-unavailable` above one node): run before the batch's nodes are cordoned —
+    /// the live re-check, then the next batch's drain-soon taint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<BatchStep>,
+}
+
+/// The `PreferNoSchedule` taint put on the next batch's nodes before a batch is drained, so that the pods it evicts
+/// prefer nodes that are not about to be drained too; removed at each node's uncordon (and on abort).
+pub const DRAIN_SOON_TAINT: &str = "upgrade.kismatic.io/drain-soon";
+
+/// A step of a whole online worker batch. Ids: `batch/<first host>/recheck`, `batch/<first host>/prefer-no-schedule`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchStep {
+    pub id: String,
+    #[serde(flatten)]
+    pub action: BatchAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum BatchAction {
+    /// Re-read the budgets and controllers; when the live state no longer permits draining the batch whole, split
+    /// it into parts that it permits ([`crate::batching::split_live`]), never force it.
+    Recheck,
+    /// Taint the next batch's nodes [`DRAIN_SOON_TAINT`]`:PreferNoSchedule`.
+    PreferNoSchedule { nodes: Vec<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -316,6 +342,8 @@ pub enum Action {
         kismatic_version: String,
         kubernetes: String,
     },
+    /// Remove the [`DRAIN_SOON_TAINT`] the previous batch put on the node (just before its uncordon).
+    Untaint,
     Uncordon,
 }
 
@@ -598,9 +626,11 @@ fn plan_core(facts: &Facts, analysis: &Analysis, release: &Release, opts: &PlanO
                     id: format!("{}/batch-{}", kind.as_str(), i + 1),
                     nodes: b.into_iter().map(|(n, _)| n).collect(),
                     bound,
+                    steps: Vec::new(),
                 }
             })
             .collect();
+        let batches = if kind == PhaseKind::Worker && out.batching.is_some() { batch_steps(batches) } else { batches };
         out.phases.push(Phase { id: kind.as_str().to_string(), kind, batches, services: Vec::new() });
     }
     if !out.partial {
@@ -677,6 +707,34 @@ fn snapshots(plan: &UpgradePlan, inv: &kismatic_plan::Inventory) -> Vec<Snapshot
             node: first.host.clone(),
         })
         .collect()
+}
+
+/// The steps of online worker batches: each batch with a node to drain is re-checked live first; each batch that
+/// has a next batch with nodes to drain taints them before it drains, and those nodes remove the taint just before
+/// their uncordon.
+fn batch_steps(mut batches: Vec<Batch>) -> Vec<Batch> {
+    let drains = |b: &Batch| -> Vec<String> { b.nodes.iter().filter(|n| n.drain).map(|n| n.host.clone()).collect() };
+    let draining: Vec<Vec<String>> = batches.iter().map(drains).collect();
+    for (i, b) in batches.iter_mut().enumerate() {
+        let Some(first) = b.nodes.first().map(|n| n.host.clone()) else { continue };
+        if !draining[i].is_empty() {
+            b.steps.push(BatchStep { id: format!("batch/{first}/recheck"), action: BatchAction::Recheck });
+            if let Some(next) = draining.get(i + 1).filter(|n| !n.is_empty()) {
+                b.steps.push(BatchStep {
+                    id: format!("batch/{first}/prefer-no-schedule"),
+                    action: BatchAction::PreferNoSchedule { nodes: next.clone() },
+                });
+            }
+        }
+        if i > 0 && !draining[i - 1].is_empty() {
+            for n in b.nodes.iter_mut().filter(|n| n.drain) {
+                let Some(at) = n.steps.iter().position(|s| matches!(s.action, Action::Uncordon)) else { continue };
+                let id = format!("{}/untaint", n.id);
+                n.steps.insert(at, Step { id, action: Action::Untaint, gates: Vec::new() });
+            }
+        }
+    }
+    batches
 }
 
 type Grouped = Vec<Vec<(NodePlan, Option<Bound>)>>;
@@ -1009,8 +1067,10 @@ impl UpgradePlan {
         let mut steps: Vec<String> = self.staging.iter().map(|s| s.id.clone()).collect();
         steps.extend(self.snapshots.iter().map(|s| s.id.clone()));
         for phase in &self.phases {
-            let nodes = phase.batches.iter().flat_map(|b| &b.nodes);
-            steps.extend(nodes.flat_map(|n| &n.steps).map(|s| s.id.clone()));
+            for b in &phase.batches {
+                steps.extend(b.steps.iter().map(|s| s.id.clone()));
+                steps.extend(b.nodes.iter().flat_map(|n| &n.steps).map(|s| s.id.clone()));
+            }
             steps.extend(phase.services.iter().map(|s| s.id.clone()));
         }
         steps

@@ -2,7 +2,7 @@
 //! is snapshot-tested here.
 
 use crate::checks::Finding;
-use crate::planner::{Action, BlockingNode, PhaseKind, PlanStatus, Remedy, UpgradePlan};
+use crate::planner::{Action, BatchAction, BlockingNode, PhaseKind, PlanStatus, Remedy, UpgradePlan};
 use std::fmt::Write;
 
 /// Findings grouped by node (in the order given, which is inventory order), one line each.
@@ -97,6 +97,20 @@ pub fn plan_text(plan: &UpgradePlan) -> String {
                     batch.bound.as_ref().map(|b| format!(": {}", b.describe())).unwrap_or_default()
                 );
             }
+            for bs in &batch.steps {
+                let what = match &bs.action {
+                    BatchAction::Recheck => {
+                        "re-check the live budgets and controllers; split the batch if they no longer permit it"
+                            .to_string()
+                    }
+                    BatchAction::PreferNoSchedule { nodes } => format!(
+                        "taint the next batch {}:PreferNoSchedule: {}",
+                        crate::planner::DRAIN_SOON_TAINT,
+                        nodes.join(", ")
+                    ),
+                };
+                let _ = writeln!(s, "    {what}");
+            }
             for n in &batch.nodes {
                 let roles: Vec<&str> = n.roles.iter().map(|r| r.as_str()).collect();
                 let indent = if parallel || batch.bound.is_some() { "    " } else { "  " };
@@ -111,6 +125,7 @@ pub fn plan_text(plan: &UpgradePlan) -> String {
                         Action::WriteMarkers { kismatic_version, .. } => format!("markers → {kismatic_version}"),
                         Action::Cordon => "cordon".into(),
                         Action::Drain => "drain".into(),
+                        Action::Untaint => format!("untaint {}", crate::planner::DRAIN_SOON_TAINT),
                         Action::Uncordon => "uncordon".into(),
                     };
                     let _ = writeln!(s, "{indent}  {what}{}", gates_text(&step.gates));

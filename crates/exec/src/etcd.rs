@@ -6,6 +6,7 @@
 
 use kismatic_core::facts::{EtcdClusterFacts, EtcdMember};
 use kismatic_fleet::{NodeError, NodeSession, OpKind};
+use kismatic_ops::contract::scripts::SNAPSHOT_SAVE;
 use kismatic_ops::contract::{etcd_config, etcd_tls_dir as tls_dir, etcdctl as etcdctl_path};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -208,22 +209,6 @@ pub fn quorum_problem(f: &EtcdClusterFacts) -> Option<String> {
 /// ones are removed so that the folder does not grow without bound).
 pub const SNAPSHOTS_KEPT: usize = 3;
 
-// Saves a snapshot into a private folder (0700; the file 0600: it holds every secret of the cluster), then removes
-// all but the `$3` most recent of this cluster's snapshots. `$1` folder, `$2` file, `$3` keep, `$4` the cluster's
-// file prefix; the rest is the etcdctl command line (`snapshot save FILE` is appended).
-const SNAPSHOT_SAVE: &str = r#"set -eu
-dir=$1 file=$2 keep=$3 prefix=$4
-shift 4
-umask 077
-mkdir -p -- "$dir"
-chmod 700 -- "$dir"
-"$@" snapshot save "$file" >/dev/null
-chmod 600 -- "$file"
-ls -1t -- "$dir" | grep -E "^$prefix-[0-9TZ]+\.db$" | tail -n "+$((keep + 1))" | while read -r old; do
-  rm -f -- "$dir/$old"
-done
-"#;
-
 /// Takes a snapshot on the node and verifies it with `snapshot status`; returns the status. The snapshot is named
 /// `<cluster>-<run id>.db` in `dir`; only the [`SNAPSHOTS_KEPT`] most recent of the cluster are kept.
 pub async fn snapshot(
@@ -234,8 +219,9 @@ pub async fn snapshot(
 ) -> Result<(String, SnapshotInfo), EtcdError> {
     let path = format!("{dir}/{}-{run_id}.db", access.component);
     let keep = SNAPSHOTS_KEPT.to_string();
-    let mut argv: Vec<String> =
-        ["-c", SNAPSHOT_SAVE, "kismatic-snapshot", dir, &path, &keep, &access.component].map(String::from).to_vec();
+    let mut argv: Vec<String> = ["-c", SNAPSHOT_SAVE.text(), "kismatic-snapshot", dir, &path, &keep, &access.component]
+        .map(String::from)
+        .to_vec();
     argv.push("env".into());
     argv.extend(etcdctl_argv(access, &[]));
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();

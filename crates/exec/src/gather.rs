@@ -39,7 +39,7 @@ pub async fn gather(
             k
         }
         Err(e) => {
-            warnings.push(e);
+            warnings.push(e.to_string());
             None
         }
     };
@@ -55,13 +55,16 @@ async fn kube_facts(
     kubeconfig: Option<&Path>,
     inventory: &Inventory,
     apiserver_port: u16,
-) -> Result<Option<KubeFacts>, String> {
+) -> Result<Option<KubeFacts>, kismatic_kube::KubeError> {
     let Some(path) = kubeconfig else { return Ok(None) };
     if !path.exists() {
-        return Err(format!("kubeconfig {} does not exist: the cluster's workloads cannot be checked", path.display()));
+        return Err(kismatic_kube::KubeError::Kubeconfig {
+            path: path.to_path_buf(),
+            error: "does not exist: the cluster's workloads cannot be checked".into(),
+        });
     }
-    let client = kismatic_kube::connect(path).await.map_err(|e| e.to_string())?;
-    let mut kube = kismatic_kube::gather(&client, "kubeconfig").await.map_err(|e| e.to_string())?;
+    let client = kismatic_kube::connect(path).await?;
+    let mut kube = kismatic_kube::gather(&client, "kubeconfig").await?;
     removed_api_facts(&mut kube, &client, path, inventory, apiserver_port).await;
     Ok(Some(kube))
 }

@@ -8,7 +8,10 @@ use kismatic_fleet::{NodeError, NodeSession, OpKind};
 use kismatic_release::{Artifact, Component, Delivery, Release};
 use std::time::Duration;
 
-pub use kismatic_ops::contract::STAGING;
+use kismatic_ops::contract::scripts::{
+    ACTIVATE_BINARY, BINARY_ROLLBACK, HEALTHZ, PACKAGE_INSTALL, RUNNING_EXE, STAGE, STAGE_STATE,
+};
+pub use kismatic_ops::contract::{DIGEST_MARKER, STAGING};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
@@ -38,18 +41,6 @@ pub struct Outcome {
     pub running: Option<String>,
 }
 
-// Prints `exe <path>` for the active service `$service`'s main process (nothing when the service is not active).
-macro_rules! report_running_exe {
-    () => {
-        r#"
-if systemctl is-active -q "$service" 2>/dev/null; then
-  pid=$(systemctl show -p MainPID --value "$service")
-  printf 'exe %s\n' "$(readlink "/proc/$pid/exe" 2>/dev/null || true)"
-fi
-"#
-    };
-}
-
 /// The running version from a script's `exe` line.
 fn running_from(c: &Component, stdout: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(stdout);
@@ -57,135 +48,6 @@ fn running_from(c: &Component, stdout: &[u8]) -> Option<String> {
         .find_map(|l| l.strip_prefix("exe "))
         .and_then(|exe| kismatic_ops::contract::version_from_exe(&c.name, exe))
 }
-
-/// The file inside each staged version directory naming the sha256 of the artifact it was unpacked from; a
-/// directory whose marker does not name the release's digest is not staged (it is replaced).
-pub const DIGEST_MARKER: &str = ".kismatic-sha256";
-
-// Reports, for each (kind, name, version, sha256) quadruple, what is already in place: `ready NAME` when the
-// binary's versioned directory exists with the artifact's digest in its marker, or the package is installed at the
-// version; `staged NAME` when the package file is waiting in the staging folder.
-const STAGE_STATE: &str = r#"
-while [ $# -ge 4 ]; do
-  kind=$1 name=$2 version=$3 sha=$4
-  shift 4
-  case $kind in
-    binary) [ "$(cat "/opt/kismatic/$name/$version/.kismatic-sha256" 2>/dev/null)" = "$sha" ] && printf 'ready %s\n' "$name" ;;
-    package)
-      s=$(dpkg-query -W -f '${db:Status-Status} ${Version}' -- "$name" 2>/dev/null || true)
-      [ "$s" = "installed $version" ] && printf 'ready %s\n' "$name"
-      [ -f "/var/cache/kismatic/staging/${name}_$version.deb" ] && printf 'staged %s\n' "$name" ;;
-  esac
-done
-true
-"#;
-
-// Receives one artifact on stdin, checks its digest, then either unpacks it into each listed component's versioned
-// directory (`tar NAME VERSION ...`; hidden folder + rename, so a directory that exists is complete; the digest is
-// recorded inside it, and a directory with another digest is replaced) or keeps it as a package file
-// (`deb PATH`). Exit 3: digest mismatch.
-const STAGE: &str = r#"
-set -eu
-sha=$1 kind=$2
-shift 2
-staging=/var/cache/kismatic/staging
-mkdir -p "$staging"
-tmp=$(mktemp "$staging/.upload.XXXXXX")
-trap 'rm -f "$tmp"' EXIT
-cat > "$tmp"
-actual=$(sha256sum "$tmp" | cut -d' ' -f1)
-if [ "$actual" != "$sha" ]; then
-  echo "artifact digest mismatch: expected sha256 $sha, node computed $actual" >&2
-  exit 3
-fi
-case $kind in
-  tar)
-    while [ $# -ge 2 ]; do
-      base=/opt/kismatic/$1 version=$2
-      shift 2
-      [ "$(cat "$base/$version/.kismatic-sha256" 2>/dev/null)" = "$sha" ] && continue
-      rm -rf "$base/.$version.tmp" "$base/.$version.old"
-      mkdir -p "$base/.$version.tmp"
-      tar -xzf "$tmp" -C "$base/.$version.tmp"
-      printf '%s\n' "$sha" > "$base/.$version.tmp/.kismatic-sha256"
-      if [ -e "$base/$version" ]; then mv -T "$base/$version" "$base/.$version.old"; fi
-      mv -T "$base/.$version.tmp" "$base/$version"
-      rm -rf "$base/.$version.old"
-    done ;;
-  deb) chmod 644 "$tmp" && mv -f "$tmp" "$1" ;;
-esac
-"#;
-
-// Makes a staged binary component current: switches `current` atomically keeping `previous`, writes the unit from
-// its text. Prints `changed` when anything changed, then what the service runs. Exit 4: the version is not staged
-// (or its directory's digest marker does not name `$6`).
-const ACTIVATE_BINARY: &str = concat!(
-    r#"
-set -eu
-name=$1 version=$2 service=$3 has_unit=$4 unit_text=$5 sha=$6
-base=/opt/kismatic/$name
-[ "$(cat "$base/$version/.kismatic-sha256" 2>/dev/null)" = "$sha" ] || exit 4
-changed=0
-cur=$(readlink "$base/current" 2>/dev/null || true)
-if [ "$cur" != "$version" ]; then
-  if [ -n "$cur" ]; then
-    ln -sfn "$cur" "$base/.previous.tmp" && mv -T "$base/.previous.tmp" "$base/previous"
-  fi
-  ln -sfn "$version" "$base/.current.tmp" && mv -T "$base/.current.tmp" "$base/current"
-  changed=1
-fi
-if [ "$has_unit" = 1 ]; then
-  unit=/etc/systemd/system/$service.service
-  tmp=$(mktemp "$unit.XXXXXX")
-  printf '%s' "$unit_text" > "$tmp"
-  if cmp -s "$tmp" "$unit"; then
-    rm -f "$tmp"
-  else
-    chmod 644 "$tmp" && mv -f "$tmp" "$unit"
-    # Only where systemd is the init (as maintainer scripts check); elsewhere there is nothing to reload.
-    if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
-    changed=1
-  fi
-fi
-[ "$changed" = 1 ] && echo changed || true
-"#,
-    report_running_exe!()
-);
-
-// Installs a staged package file at its pinned version unless that version is installed; checks the digest again
-// (the file sat on the node) and the installed version after. Prints `changed` or `unchanged`. Exit 3: digest
-// mismatch; exit 4: not staged; exit 5: apt-get failed (its messages on stderr).
-const PACKAGE_INSTALL: &str = r#"
-pkg=$1 version=$2 sha=$3 deb=$4
-status() { dpkg-query -W -f '${db:Status-Status} ${Version}' -- "$pkg" 2>/dev/null || true; }
-if [ "$(status)" = "installed $version" ]; then echo unchanged; exit 0; fi
-[ -f "$deb" ] || exit 4
-actual=$(sha256sum "$deb" | cut -d' ' -f1)
-if [ "$actual" != "$sha" ]; then
-  echo "staged package digest mismatch: expected sha256 $sha, node computed $actual" >&2
-  rm -f "$deb"
-  exit 3
-fi
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades -o Dpkg::Options::=--force-confold "$deb" >/dev/null || exit 5
-rm -f "$deb"
-now=$(status)
-if [ "$now" != "installed $version" ]; then echo "after apt-get install, $pkg is: ${now:-not installed}" >&2; exit 5; fi
-echo changed
-"#;
-
-// Switches `current` back to `previous` (rollback of one member).
-const BINARY_ROLLBACK: &str = r#"
-set -eu
-name=$1 service=$2
-base=/opt/kismatic/$name
-prev=$(readlink "$base/previous")
-ln -sfn "$prev" "$base/.current.tmp" && mv -T "$base/.current.tmp" "$base/current"
-systemctl restart "$service"
-echo "$prev"
-"#;
-
-// What the service runs (node contract's running-version rule, applied in `running_from`).
-const RUNNING_EXE: &str = concat!("service=$1\n", report_running_exe!());
 
 /// Reads a file of the release and checks it against the digest the release names for it.
 pub fn read_verified(release: &Release, artifact: &Artifact) -> Result<Vec<u8>, InstallError> {
@@ -263,7 +125,7 @@ pub async fn stage(
     if wanted.is_empty() {
         return Ok(Staged::default());
     }
-    let mut args: Vec<&str> = vec!["-c", STAGE_STATE, "kismatic-stage-state"];
+    let mut args: Vec<&str> = vec!["-c", STAGE_STATE.text(), "kismatic-stage-state"];
     for c in &wanted {
         match c.delivery {
             Delivery::Binary => args.extend(["binary", c.name.as_str(), c.version.as_str(), &c.artifact.sha256]),
@@ -289,7 +151,8 @@ pub async fn stage(
     }
     for (artifact, cs) in uploads {
         let bytes = artifacts.get(release, artifact).await?;
-        let mut args: Vec<String> = vec!["-c".into(), STAGE.into(), "kismatic-stage".into(), artifact.sha256.clone()];
+        let mut args: Vec<String> =
+            vec!["-c".into(), STAGE.text().into(), "kismatic-stage".into(), artifact.sha256.clone()];
         if cs[0].delivery == Delivery::Binary {
             args.push("tar".into());
             for c in &cs {
@@ -323,7 +186,7 @@ pub async fn install_binary(session: &NodeSession, release: &Release, c: &Compon
     let has_unit = if c.unit.is_some() { "1" } else { "0" };
     let args = [
         "-c",
-        ACTIVATE_BINARY,
+        ACTIVATE_BINARY.text(),
         "kismatic-activate",
         &c.name,
         &c.version,
@@ -372,7 +235,7 @@ pub async fn install_package(
         ));
     }
     let deb = staged_package_path(pkg, &c.version);
-    let args = ["-c", PACKAGE_INSTALL, "kismatic-package", pkg, &c.version, &c.artifact.sha256, &deb];
+    let args = ["-c", PACKAGE_INSTALL.text(), "kismatic-package", pkg, &c.version, &c.artifact.sha256, &deb];
     let mut out = session.output_within(OpKind::Install, "sh", &args, None).await?;
     if out.code == Some(NOT_STAGED) {
         stage(session, release, &ArtifactCache::default(), &[c], false).await?;
@@ -398,7 +261,7 @@ pub async fn restart(session: &NodeSession, c: &Component) -> Result<(), Install
 
 /// Whether the component's service is active (package components may have no service: then `None`).
 pub async fn running_version(session: &NodeSession, c: &Component) -> Result<Option<String>, InstallError> {
-    let out = session.run("sh", &["-c", RUNNING_EXE, "kismatic-running", service(c)], None).await?;
+    let out = session.run("sh", &["-c", RUNNING_EXE.text(), "kismatic-running", service(c)], None).await?;
     Ok(running_from(c, &out.stdout))
 }
 
@@ -427,28 +290,6 @@ pub async fn wait_running(session: &NodeSession, c: &Component, timeout: Duratio
     }
 }
 
-// Asks `/healthz` on the node itself, at each address in turn (the node's own address, then loopback): with curl
-// when the node has it (HTTPS as Kubernetes serves it, then plain HTTP), else a plain HTTP/1.0 request through
-// bash's /dev/tcp. Prints `healthy` or exits 1.
-const HEALTHZ: &str = r#"
-port=$1
-shift
-for addr in "$@"; do
-  if command -v curl >/dev/null 2>&1; then
-    if curl -fsk --max-time 2 -o /dev/null "https://$addr:$port/healthz" 2>/dev/null \
-      || curl -fs --max-time 2 -o /dev/null "http://$addr:$port/healthz" 2>/dev/null; then
-      echo healthy; exit 0
-    fi
-  elif exec 3<>"/dev/tcp/$addr/$port"; then
-    printf 'GET /healthz HTTP/1.0\r\nHost: %s\r\n\r\n' "$addr" >&3
-    status=$(timeout 2 head -n 1 <&3)
-    exec 3<&-
-    case "$status" in "HTTP/1."?" 200"*) echo healthy; exit 0 ;; esac
-  fi 2>/dev/null
-done
-exit 1
-"#;
-
 /// Polls the component's `/healthz` on the node until it answers 200, or the deadline passes.
 pub async fn wait_healthz(
     session: &NodeSession,
@@ -458,7 +299,7 @@ pub async fn wait_healthz(
     timeout: Duration,
 ) -> Result<(), InstallError> {
     let port = port.to_string();
-    let args = ["-c", HEALTHZ, "kismatic-healthz", &port, node_address, "127.0.0.1"];
+    let args = ["-c", HEALTHZ.text(), "kismatic-healthz", &port, node_address, "127.0.0.1"];
     let polled = poll::until(timeout, Duration::from_millis(300), || async {
         let out = session.output("bash", &args, None).await?;
         Ok::<_, InstallError>(if String::from_utf8_lossy(&out.stdout).trim() == "healthy" {
@@ -481,7 +322,7 @@ pub async fn wait_healthz(
 
 /// Switches a binary component back to its previous version and restarts it; returns that version.
 pub async fn rollback_binary(session: &NodeSession, c: &Component) -> Result<String, InstallError> {
-    let args = ["-c", BINARY_ROLLBACK, "kismatic-rollback", &c.name, service(c)];
+    let args = ["-c", BINARY_ROLLBACK.text(), "kismatic-rollback", &c.name, service(c)];
     let out = session.run_within(OpKind::Restart, "sh", &args, None).await?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

@@ -10,27 +10,10 @@ use kismatic_fleet::{Fleet, Held, Target};
 use kismatic_plan::{Inventory, Role};
 
 pub use kismatic_ops::contract::CLUSTER_LOCK;
+use kismatic_ops::contract::scripts::LOCK_SCRIPT;
 
-/// Exit status of [`LOCK_SCRIPT`] when another run holds the lock.
+/// Exit status of [`LOCK_SCRIPT`](kismatic_ops::contract::scripts::LOCK_SCRIPT) when another run holds the lock.
 const BUSY: i32 = 75;
-
-// Takes the lock, waiting a few seconds (a run that has just ended may still be closing its holder's session on
-// the node), and holds it until end of input. `$1` lock file, `$2` who holds it. Prints `locked`, or `busy` and
-// the holder (exit 75).
-const LOCK_SCRIPT: &str = r#"set -u
-f=$1 holder=$2
-mkdir -p -- "${f%/*}" && chmod 700 -- "${f%/*}"
-exec 9>>"$f"
-if ! flock -w 10 9; then
-  echo busy
-  cat -- "$f.holder" 2>/dev/null
-  exit 75
-fi
-printf '%s\n' "$holder" > "$f.holder"
-echo locked
-cat > /dev/null
-rm -f -- "$f.holder"
-"#;
 
 /// Held for the whole run; [`release`](ClusterLock::release) at the end.
 pub struct ClusterLock {
@@ -57,7 +40,7 @@ pub async fn take(fleet: &Fleet, inventory: &Inventory, holder: &str) -> Result<
 /// Takes the cluster's lock on this node, or says who holds it.
 pub async fn take_on(fleet: &Fleet, target: &Target, holder: &str) -> Result<ClusterLock, String> {
     let node = target;
-    let args = ["-c", LOCK_SCRIPT, "kismatic-lock", CLUSTER_LOCK, holder];
+    let args = ["-c", LOCK_SCRIPT.text(), "kismatic-lock", CLUSTER_LOCK, holder];
     match fleet.hold(target, "sh", &args).await {
         Ok(Ok((held, _))) => Ok(ClusterLock { held }),
         Ok(Err(out)) if out.code == Some(BUSY) => {

@@ -64,7 +64,7 @@ pub trait ClusterOps {
     async fn drain(
         &self,
         node: &str,
-        before_evicting: &dyn Fn(&BTreeSet<Workload>) -> Result<(), String>,
+        before_evicting: &dyn Fn(&BTreeSet<Workload>) -> Result<(), kismatic_kube::HookError>,
     ) -> Result<BTreeSet<Workload>, StepError>;
     /// [`Gate::WorkloadsBack`] for these workloads.
     async fn workloads_back(&self, moved: &BTreeSet<Workload>) -> Result<(), StepError>;
@@ -81,6 +81,16 @@ pub trait ClusterOps {
     async fn snapshot(&self, via: &Node, cluster: &str, run_id: &str) -> Result<(String, SnapshotInfo), StepError>;
     /// Copies a snapshot off `via` into a local folder; returns the local file.
     async fn copy_snapshot(&self, via: &Node, path: &str, dir: &Path) -> Result<PathBuf, StepError>;
+    /// The cluster as it is now (budgets, controllers, pods, nodes), for the live re-check before an online worker
+    /// batch. `None`: not known (the batch runs as planned). The default is for fakes that run no batches.
+    async fn live_facts(&self) -> Result<Option<kismatic_core::facts::KubeFacts>, StepError> {
+        Ok(None)
+    }
+    /// Adds (`add`: the effect) or removes the taint `key` on the node; idempotent. The default is for fakes that
+    /// run no batches.
+    async fn set_taint(&self, _node: &str, _key: &str, _add: Option<&str>) -> Result<(), StepError> {
+        Ok(())
+    }
 }
 
 type SessionCell = Arc<tokio::sync::OnceCell<Arc<NodeSession>>>;
@@ -309,7 +319,7 @@ impl ClusterOps for KubeCluster<'_> {
     async fn drain(
         &self,
         node: &str,
-        before_evicting: &dyn Fn(&BTreeSet<Workload>) -> Result<(), String>,
+        before_evicting: &dyn Fn(&BTreeSet<Workload>) -> Result<(), kismatic_kube::HookError>,
     ) -> Result<BTreeSet<Workload>, StepError> {
         Ok(kismatic_kube::ops::drain(&self.kube, node, self.drain_timeout, before_evicting).await?)
     }
@@ -357,5 +367,18 @@ impl ClusterOps for KubeCluster<'_> {
     async fn copy_snapshot(&self, via: &Node, path: &str, dir: &Path) -> Result<PathBuf, StepError> {
         let s = self.nodes.session(via).await?;
         Ok(etcd::copy_snapshot(&s, path, dir).await?)
+    }
+
+    async fn live_facts(&self) -> Result<Option<kismatic_core::facts::KubeFacts>, StepError> {
+        let facts = kismatic_kube::gather(&self.kube, "kubeconfig").await?;
+        // A list that failed (budgets, pods) would make the re-check prove too much: refuse rather than guess.
+        if let Some(e) = facts.list_errors.first() {
+            return Err(StepError::NotReady(format!("live re-check: listing {} failed: {}", e.list, e.error)));
+        }
+        Ok(Some(facts))
+    }
+
+    async fn set_taint(&self, node: &str, key: &str, add: Option<&str>) -> Result<(), StepError> {
+        Ok(kismatic_kube::ops::set_taint(&self.kube, node, key, add).await?)
     }
 }

@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 
 pub use kismatic_ops::contract::SNAPSHOT_DIR;
 
+#[path = "batch.rs"]
+mod batch;
+pub use batch::OnDrainTimeout;
+
 #[derive(Debug, Clone)]
 pub struct ExecConfig {
     pub kubeconfig: PathBuf,
@@ -49,6 +53,8 @@ pub struct ExecConfig {
     pub snapshot_dir: Option<PathBuf>,
     /// Plan host → Kubernetes Node name, where they are spelled differently (see [`kube_names`]).
     pub kube_names: BTreeMap<String, String>,
+    /// `--on-drain-timeout` (online workers).
+    pub on_drain_timeout: OnDrainTimeout,
 }
 
 /// Plan host → Kubernetes Node name for the hosts whose Node is spelled differently (host names are
@@ -77,6 +83,8 @@ pub enum ExecError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Node(#[from] NodeError),
+    #[error(transparent)]
+    Kube(#[from] kismatic_kube::KubeError),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -107,6 +115,7 @@ impl From<ExecError> for StepError {
             ExecError::Store(e) => StepError::Journal(e),
             ExecError::Failed { error, .. } => *error,
             ExecError::Node(e) => StepError::Node(e),
+            ExecError::Kube(e) => StepError::Kube(e),
             other => StepError::Refused(other.to_string()),
         }
     }
@@ -121,6 +130,8 @@ pub struct Outcome {
     pub nodes: Vec<(String, Duration, String)>,
     pub message: String,
     pub resumed: bool,
+    /// Nodes left out at their old version (`--on-drain-timeout skip`), with why.
+    pub left_out: BTreeMap<String, String>,
 }
 
 /// What stops a run from outside: SIGINT, SIGTERM, SIGHUP in the real run ([`crate::signals::Signals`]).
@@ -155,6 +166,8 @@ struct Ctx<'a, N, C> {
     moved: Mutex<BTreeMap<String, BTreeSet<Workload>>>,
     /// Snapshot location per etcd cluster, for messages.
     snapshots: Mutex<BTreeMap<String, String>>,
+    /// Online worker batches: taints, splits, nodes left out ([`batch`]).
+    batches: batch::BatchState,
 }
 
 /// Per node, how its staging ended (absent while it runs).
@@ -177,6 +190,22 @@ const STAGE_PARALLEL: usize = 2;
 /// whose nodes reached their target before their uncordon). They are uncordoned, and an unfinished run of this
 /// release is recorded as ended. Returns a sentence for the message (empty when there was nothing to tidy).
 pub async fn close_previous(release: &Release, cfg: &ExecConfig) -> Result<String, ExecError> {
+    // Connected on the first uncordon only: most runs with nothing to do have nothing to tidy.
+    let kube = tokio::sync::OnceCell::new();
+    close_previous_with(release, cfg, async |node: &str| {
+        let client = kube.get_or_try_init(|| kismatic_kube::connect_without_retry(&cfg.kubeconfig)).await?;
+        Ok::<_, ExecError>(kismatic_kube::ops::uncordon(client, node).await)
+    })
+    .await
+}
+
+/// [`close_previous`] with the uncordon passed in (unit-tested with a fake): its outer error (no API) stops the
+/// tidy-up, its inner one (this node) is said in the message.
+async fn close_previous_with(
+    release: &Release,
+    cfg: &ExecConfig,
+    uncordon: impl AsyncFn(&str) -> Result<Result<(), kismatic_kube::KubeError>, ExecError>,
+) -> Result<String, ExecError> {
     let runs = RunsDir::new(&cfg.runs_dir);
     if runs.latest_run()?.is_none() {
         return Ok(String::new());
@@ -194,11 +223,9 @@ pub async fn close_previous(release: &Release, cfg: &ExecConfig) -> Result<Strin
     record(attached(cfg))?;
     let mut note = String::new();
     if !state.cordoned.is_empty() {
-        let kube =
-            kismatic_kube::connect_without_retry(&cfg.kubeconfig).await.map_err(|e| ExecError::Step(e.to_string()))?;
         let mut ok = Vec::new();
         for n in &state.cordoned {
-            match kismatic_kube::ops::uncordon(&kube, n).await {
+            match uncordon(n).await? {
                 Ok(()) => {
                     record(Event::Uncordoned { node: n.clone() })?;
                     ok.push(n.as_str());
@@ -238,8 +265,7 @@ pub async fn execute(
     );
     let cluster_lock = crate::lock::take(fleet, inventory, &holder).await.map_err(ExecError::Conflict)?;
     let result = async {
-        let kube =
-            kismatic_kube::connect_without_retry(&cfg.kubeconfig).await.map_err(|e| ExecError::Step(e.to_string()))?;
+        let kube = kismatic_kube::connect_without_retry(&cfg.kubeconfig).await?;
         let nodes = FleetNodes::new(fleet, release, inventory, cfg.node_timeout);
         let timeouts = ClusterTimeouts {
             drain: cfg.drain_timeout,
@@ -285,6 +311,7 @@ struct Opened {
     resumed: bool,
     /// Bytes of a torn last line cut off.
     torn: u64,
+    batches: batch::BatchState,
 }
 
 fn open_journal(
@@ -337,7 +364,8 @@ fn open_journal(
             }
             let (writer, torn) = JournalWriter::open(dir)?;
             let run_id = state.header.run_id.clone();
-            Opened { writer, done, cordoned: state.cordoned, moved, run_id, resumed: true, torn }
+            let batches = batch::BatchState::from_journal(&state);
+            Opened { writer, done, cordoned: state.cordoned, moved, run_id, resumed: true, torn, batches }
         }
         ResumeDecision::Fresh => {
             let run_id = crate::time::compact_now();
@@ -367,6 +395,7 @@ fn open_journal(
                 run_id,
                 resumed: false,
                 torn: 0,
+                batches: batch::BatchState::default(),
             }
         }
     })
@@ -399,7 +428,8 @@ async fn interpret<N: NodeOps, C: ClusterOps>(
         ctx.nodes.close().await;
         // Also after a successful run: a node an earlier, interrupted run cordoned may have reached its target
         // before its uncordon, and then no step of this plan uncordons it.
-        ctx.uncordon_all().await
+        let untainted = ctx.untaint_all().await;
+        format!("{untainted}{}", ctx.uncordon_all().await)
     };
     let journal = run_dir.join(kismatic_journal::store::JOURNAL_FILE);
     let uncordoned = tokio::select! {
@@ -413,13 +443,13 @@ async fn interpret<N: NodeOps, C: ClusterOps>(
                 journal.display()
             );
             let _ = ctx.record(Event::Ended { completed: false, message: format!("second {sig} during clean-up") });
-            return Ok(Outcome { run_dir, completed: false, nodes, message, resumed });
+            return Ok(Outcome { run_dir, completed: false, nodes, message, resumed, left_out: ctx.left_out() });
         }
     };
     ctx.progress(|r| r.finish());
     ctx.report_round_trips();
     let (completed, message) = ctx.end(result, &uncordoned, &journal)?;
-    Ok(Outcome { run_dir, completed, nodes, message, resumed })
+    Ok(Outcome { run_dir, completed, nodes, message, resumed, left_out: ctx.left_out() })
 }
 
 /// Time spent waiting (restarts, health, drains) inside a step, for the event stream; and the part of the step's
@@ -469,7 +499,7 @@ impl<'a, N: NodeOps, C: ClusterOps> Ctx<'a, N, C> {
         cluster: &'a C,
         opened: Opened,
     ) -> Result<(Self, PathBuf), ExecError> {
-        let Opened { mut writer, done, cordoned, moved, run_id, resumed, torn } = opened;
+        let Opened { mut writer, done, cordoned, moved, run_id, resumed, torn, batches } = opened;
         let run_dir = writer.dir().to_path_buf();
         writer.append(&Record { at_ms: crate::time::now_ms(), event: attached(cfg) })?;
         let events = match &cfg.events {
@@ -498,6 +528,7 @@ impl<'a, N: NodeOps, C: ClusterOps> Ctx<'a, N, C> {
             cordoned_ahead: Mutex::new(HashSet::new()),
             moved: Mutex::new(moved),
             snapshots: Mutex::new(BTreeMap::new()),
+            batches,
         };
         if torn > 0 {
             ctx.line(&format!(
@@ -704,6 +735,10 @@ impl<'a, N: NodeOps, C: ClusterOps> Ctx<'a, N, C> {
         }
         for phase in &self.plan.phases {
             for batch in &phase.batches {
+                if self.runs_as_online_batch(phase, batch) {
+                    self.online_batch(phase, batch, staged, nodes).await?;
+                    continue;
+                }
                 for np in &batch.nodes {
                     self.staged(staged, &np.host).await?;
                 }
@@ -735,11 +770,17 @@ impl<'a, N: NodeOps, C: ClusterOps> Ctx<'a, N, C> {
                     return Err(e);
                 }
             }
+            // A run that left nodes out upgrades no on-cluster service (like a partial upgrade).
+            if !phase.services.is_empty()
+                && let Some(e) = self.left_out_error()
+            {
+                return Err(e);
+            }
             for s in &phase.services {
                 self.service(phase.kind, s).await?;
             }
         }
-        Ok(())
+        self.left_out_error().map_or(Ok(()), Err)
     }
 
     /// The Kubernetes Node name of a plan host: the plan may spell it differently (`WORKER02` for `worker02`);
@@ -861,7 +902,7 @@ impl<'a, N: NodeOps, C: ClusterOps> Ctx<'a, N, C> {
                                 .ok();
                             let workloads = moved.iter().map(moved_workload).collect();
                             self.record(Event::Draining { node: host.to_string(), workloads })
-                                .map_err(|e| e.to_string())
+                                .map_err(kismatic_kube::HookError::from)
                         };
                         let moved =
                             w.on(WaitKind::Drain, self.cluster.drain(self.kube_name(host), &record_moved)).await?;
@@ -884,6 +925,7 @@ impl<'a, N: NodeOps, C: ClusterOps> Ctx<'a, N, C> {
                     })
                     .await?
                 }
+                Action::Untaint => self.untaint_step(host, &step.id).await?,
                 Action::Uncordon => {
                     self.step(ph, Some(host), &step.id, "uncordon and wait for workloads", async |w: &mut Waited| {
                         let name = self.kube_name(host);

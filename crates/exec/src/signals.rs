@@ -29,3 +29,24 @@ impl Signals {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each of the three signals is caught (the process lives on) and named. Sent to this test's own process
+    /// (nextest runs each test in a process of its own).
+    #[tokio::test]
+    async fn sigint_sigterm_and_sighup_are_caught_and_named() {
+        let mut signals = Signals::new().expect("handlers");
+        for (flag, name) in [("-INT", "SIGINT"), ("-TERM", "SIGTERM"), ("-HUP", "SIGHUP")] {
+            let sent = std::process::Command::new("kill")
+                .args([flag, &std::process::id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(sent.success());
+            let got = tokio::time::timeout(std::time::Duration::from_secs(5), signals.next()).await;
+            assert_eq!(got.ok(), Some(name));
+        }
+    }
+}

@@ -6,6 +6,7 @@
 use kismatic_exec::install;
 use kismatic_fleet::testing::{NodeOptions, SshCluster};
 use kismatic_fleet::{Fleet, FleetConfig, NodeSession, Target};
+use kismatic_ops::contract::{CLUSTER_LOCK, DIGEST_MARKER, OPT, STAGING, UNIT_DIR};
 use kismatic_release::Release;
 use std::path::Path;
 use std::process::Command;
@@ -37,7 +38,7 @@ fn release(dir: &Path) -> Release {
     let digest = |f: &str| kismatic_release::sha256_file(&dir.join(f)).expect("digest");
     let mut yaml = String::from("format: 1\nversion: 1.1.0\nkubernetes: v1.34.1\ncomponents:\n");
     for name in ["api", "sched", "proxy"] {
-        let unit = format!("[Service]\nExecStart=/opt/kismatic/{name}/current/bin/tool\n");
+        let unit = format!("[Service]\nExecStart={OPT}/{name}/current/bin/tool\n");
         std::fs::write(dir.join(format!("{name}.service")), unit).expect("unit");
         yaml.push_str(&format!(
             "  - {{name: {name}, version: v1.34.1, delivery: binary, roles: [master], \
@@ -79,10 +80,10 @@ fn staging_and_install_are_idempotent_and_upload_each_artifact_once() {
 
         let first = install::stage(&s, &rel, &install::ArtifactCache::default(), &all, false).await.expect("stage");
         assert_eq!((first.uploads, first.already), (2, 0), "api and sched share one upload: {first:?}");
-        assert_eq!(sh(&s, "cat /opt/kismatic/sched/v1.34.1/bin/tool").await, "multi-call binary");
-        assert_eq!(sh(&s, "cat /opt/kismatic/proxy/v1.34.1/bin/tool").await, "proxy binary");
-        assert_eq!(sh(&s, "ls -A /opt/kismatic/api").await, "v1.34.1", "staging switches no `current` link");
-        assert_eq!(sh(&s, "ls -A /var/cache/kismatic/staging | grep -c upload || true").await, "0", "no leftovers");
+        assert_eq!(sh(&s, &format!("cat {OPT}/sched/v1.34.1/bin/tool")).await, "multi-call binary");
+        assert_eq!(sh(&s, &format!("cat {OPT}/proxy/v1.34.1/bin/tool")).await, "proxy binary");
+        assert_eq!(sh(&s, &format!("ls -A {OPT}/api")).await, "v1.34.1", "staging switches no `current` link");
+        assert_eq!(sh(&s, &format!("ls -A {STAGING} | grep -c upload || true")).await, "0", "no leftovers");
 
         let again =
             install::stage(&s, &rel, &install::ArtifactCache::default(), &all, false).await.expect("stage again");
@@ -90,41 +91,41 @@ fn staging_and_install_are_idempotent_and_upload_each_artifact_once() {
 
         // A version directory whose digest marker does not name the release's artifact (changed by hand, or left
         // by something else) is not staged: it is replaced, and nothing is left beside it.
-        sh(&s, "echo other > /opt/kismatic/proxy/v1.34.1/.kismatic-sha256; echo bad > /opt/kismatic/proxy/v1.34.1/bin/tool")
+        sh(&s, &format!("echo other > {OPT}/proxy/v1.34.1/{DIGEST_MARKER}; echo bad > {OPT}/proxy/v1.34.1/bin/tool"))
             .await;
         let redo = install::stage(&s, &rel, &install::ArtifactCache::default(), &all, false).await.expect("restage");
         assert_eq!((redo.uploads, redo.already), (1, 2), "{redo:?}");
-        assert_eq!(sh(&s, "cat /opt/kismatic/proxy/v1.34.1/bin/tool").await, "proxy binary");
-        assert_eq!(sh(&s, "ls -A /opt/kismatic/proxy").await, "v1.34.1");
+        assert_eq!(sh(&s, &format!("cat {OPT}/proxy/v1.34.1/bin/tool")).await, "proxy binary");
+        assert_eq!(sh(&s, &format!("ls -A {OPT}/proxy")).await, "v1.34.1");
         // Re-checked before use too: activation refuses a directory with another digest and stages it again.
-        sh(&s, "echo bad > /opt/kismatic/proxy/v1.34.1/bin/tool; echo other > /opt/kismatic/proxy/v1.34.1/.kismatic-sha256")
+        sh(&s, &format!("echo bad > {OPT}/proxy/v1.34.1/bin/tool; echo other > {OPT}/proxy/v1.34.1/{DIGEST_MARKER}"))
             .await;
         let proxy = rel.component("proxy").expect("proxy");
         assert!(install::install_binary(&s, &rel, proxy).await.expect("install re-staged").changed);
-        assert_eq!(sh(&s, "cat /opt/kismatic/proxy/current/bin/tool").await, "proxy binary");
-        sh(&s, "rm /opt/kismatic/proxy/current").await;
+        assert_eq!(sh(&s, &format!("cat {OPT}/proxy/current/bin/tool")).await, "proxy binary");
+        sh(&s, &format!("rm {OPT}/proxy/current")).await;
 
         let api = rel.component("api").expect("api");
         assert!(install::install_binary(&s, &rel, api).await.expect("install").changed);
-        assert_eq!(sh(&s, "readlink /opt/kismatic/api/current").await, "v1.34.1");
-        let unit = sh(&s, "cat /etc/systemd/system/api.service").await;
-        assert_eq!(unit, "[Service]\nExecStart=/opt/kismatic/api/current/bin/tool", "the unit, byte for byte");
+        assert_eq!(sh(&s, &format!("readlink {OPT}/api/current")).await, "v1.34.1");
+        let unit = sh(&s, &format!("cat {UNIT_DIR}/api.service")).await;
+        assert_eq!(unit, format!("[Service]\nExecStart={OPT}/api/current/bin/tool"), "the unit, byte for byte");
         assert!(!install::install_binary(&s, &rel, api).await.expect("install again").changed, "idempotent");
 
         // The staged version vanished (an operator cleaned up): the node's turn stages it again.
         let proxy = rel.component("proxy").expect("proxy");
-        sh(&s, "rm -rf /opt/kismatic/proxy").await;
+        sh(&s, &format!("rm -rf {OPT}/proxy")).await;
         assert!(install::install_binary(&s, &rel, proxy).await.expect("install unstaged").changed);
-        assert_eq!(sh(&s, "cat /opt/kismatic/proxy/current/bin/tool").await, "proxy binary");
+        assert_eq!(sh(&s, &format!("cat {OPT}/proxy/current/bin/tool")).await, "proxy binary");
 
         // A release file that no longer matches its digest is refused locally: nothing is sent.
-        sh(&s, "rm -rf /opt/kismatic/sched").await;
+        sh(&s, &format!("rm -rf {OPT}/sched")).await;
         std::fs::write(dir.path().join("sched.tar.gz"), b"tampered").expect("tamper");
         let err = install::stage(&s, &rel, &install::ArtifactCache::default(), &all, false)
             .await
             .expect_err("tampered artifact");
         assert!(err.to_string().contains("sched.tar.gz") && err.to_string().contains("does not match"), "{err}");
-        assert_eq!(sh(&s, "ls /opt/kismatic").await.split_whitespace().collect::<Vec<_>>(), ["api", "proxy"]);
+        assert_eq!(sh(&s, &format!("ls {OPT}")).await.split_whitespace().collect::<Vec<_>>(), ["api", "proxy"]);
         s.close().await;
     });
 }
@@ -198,7 +199,7 @@ fn cluster_lock_is_held_on_the_node_and_ends_with_its_holder() {
     rt().block_on(async {
         let first = kismatic_exec::lock::take_on(&fleet, &target, "pid 1 on a").await.expect("free");
         let refused = kismatic_exec::lock::take_on(&other, &target, "pid 2 on b").await.err().expect("held");
-        assert!(refused.contains("etcd01:/var/lib/kismatic/run.lock") && refused.contains("pid 1 on a"), "{refused}");
+        assert!(refused.contains(&format!("etcd01:{CLUSTER_LOCK}")) && refused.contains("pid 1 on a"), "{refused}");
         first.release().await;
         let again = kismatic_exec::lock::take_on(&other, &target, "pid 2 on b").await.expect("free again");
         // The holder dies without releasing: its connection ends, and the node's kernel frees the lock.
@@ -213,5 +214,119 @@ fn cluster_lock_is_held_on_the_node_and_ends_with_its_holder() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         taken.expect("a dead holder's lock is free").release().await;
+    });
+}
+
+/// `--snapshot-dir DIR`: a snapshot is copied off the node into `DIR/<node>-<file>`, the folder created 0700 and
+/// the copy 0600 whatever the umask (it holds every secret of the cluster), with no temporary left beside it.
+#[test]
+fn a_snapshot_is_copied_off_the_node_privately() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut c = match SshCluster::new(SUBNET) {
+        Ok(c) => c,
+        Err(reason) => {
+            eprintln!("SKIPPED: real-sshd snapshot copy test: {reason}");
+            return;
+        }
+    };
+    c.add_node("etcd03", 3, NodeOptions::default()).expect("etcd03");
+    c.write_known_hosts().expect("known_hosts");
+    let mut cfg = FleetConfig::new("root", c.port);
+    cfg.key = Some(c.client_key.clone());
+    cfg.known_hosts = Some(c.known_hosts.clone());
+    cfg.ssh_config = Some("/dev/null".into());
+    let fleet = Fleet::new(cfg).expect("fleet");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("snapshots/cluster-a");
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    rt().block_on(async {
+        let s = fleet.connect(&Target::new("etcd03", c.address(3))).await.expect("connect");
+        // In the node's own /etc (an overlay): the copy reads whatever path the snapshot step reported.
+        let path = "/etc/etcd-20261202T180000Z.db";
+        s.write_file(path, &bytes, 0o644).await.expect("a snapshot on the node");
+        let copied = kismatic_exec::etcd::copy_snapshot(&s, path, &local).await.expect("copied");
+        assert_eq!(copied, local.join("etcd03-etcd-20261202T180000Z.db"));
+        assert_eq!(std::fs::read(&copied).expect("copy"), bytes, "byte for byte");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(&copied), 0o600);
+        assert_eq!(mode(&local), 0o700);
+        let names: Vec<_> = std::fs::read_dir(&local).expect("dir").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names.len(), 1, "no temporary left: {names:?}");
+        s.close().await;
+    });
+}
+
+/// Processes on this machine whose command line holds `needle` (the harness's nodes share the PID namespace),
+/// waiting up to 5 s for them to go.
+fn left_running(needle: &str) -> Vec<String> {
+    let scan = || {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(needle) {
+                found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+            }
+        }
+        found
+    };
+    for _ in 0..100 {
+        if scan().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    scan()
+}
+
+/// The issue's hang: a node whose `kismatic-stage-state` never ends (here its digest marker is a FIFO nobody
+/// writes, so `cat` blocks). Staging is stopped at the command deadline, the error names the node, the step (as
+/// the run reports it) and the command, says a retry may help, and nothing of the command is left on the node.
+#[test]
+fn a_hung_staging_command_is_stopped_at_its_deadline_and_leaves_nothing() {
+    use kismatic_exec::error::StepError;
+    use kismatic_exec::run::ExecError;
+    let mut c = match SshCluster::new(SUBNET) {
+        Ok(c) => c,
+        Err(reason) => {
+            eprintln!("SKIPPED: real-sshd hung-command test: {reason}");
+            return;
+        }
+    };
+    c.add_node("worker04", 4, NodeOptions::default().with_sudo_user("kismatic-op")).expect("worker04");
+    c.write_known_hosts().expect("known_hosts");
+    let mut cfg = FleetConfig::new("kismatic-op", c.port);
+    cfg.key = Some(c.client_key.clone());
+    cfg.known_hosts = Some(c.known_hosts.clone());
+    cfg.ssh_config = Some("/dev/null".into());
+    cfg.deadlines.command = Duration::from_secs(2);
+    let fleet = Fleet::new(cfg).expect("fleet");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rel = release(dir.path());
+    let proxy = rel.component("proxy").expect("proxy");
+    let marker = format!("{OPT}/proxy/v1.34.1/{DIGEST_MARKER}");
+    rt().block_on(async {
+        let s = fleet.connect(&Target::new("worker04", c.address(4))).await.expect("connect");
+        sh(&s, &format!("mkdir -p {OPT}/proxy/v1.34.1 && rm -f {marker} && mkfifo {marker}")).await;
+        let started = std::time::Instant::now();
+        let err = install::stage(&s, &rel, &install::ArtifactCache::default(), &[proxy], false)
+            .await
+            .expect_err("the hung command is stopped");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(20), "stopped after {took:?}");
+        let step = StepError::Install(err);
+        assert!(step.retry_may_help(), "a hang may pass when retried: {step}");
+        let text = ExecError::Failed { step: "stage/worker04".into(), error: Box::new(step) }.to_string();
+        assert!(
+            text.starts_with("stage/worker04: worker04: `kismatic-stage-state` did not finish within 2s")
+                && text.contains("stopped on the node"),
+            "{text}"
+        );
+        let left = left_running("kismatic-stage-state");
+        assert!(left.is_empty(), "left on the node: {left:?}");
+        let left = left_running(&marker);
+        assert!(left.is_empty(), "the blocked `cat` left on the node: {left:?}");
+        sh(&s, &format!("rm -f {marker}")).await;
+        s.close().await;
     });
 }

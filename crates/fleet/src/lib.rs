@@ -764,6 +764,25 @@ fn is_sudo_refusal(stderr: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The SSH control folder (its sockets give a shell on every node) is private to the run: 0700 under /tmp,
+    /// removed with the fleet.
+    #[test]
+    fn the_control_folder_is_private_and_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = FleetConfig::new("root", 22);
+        cfg.known_hosts = Some(dir.path().join("known_hosts"));
+        let fleet = Fleet::new(cfg).expect("fleet");
+        let control = fleet.control_dir.path().to_path_buf();
+        assert!(
+            control.starts_with("/tmp") && control.file_name().is_some_and(|n| n.to_string_lossy().starts_with("kf-"))
+        );
+        let mode = std::fs::metadata(&control).expect("control folder").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{control:?} is {mode:o}");
+        drop(fleet);
+        assert!(!control.exists(), "{control:?} left behind");
+    }
+
     #[test]
     fn sudo_refusals() {
         assert!(is_sudo_refusal("sudo: a password is required"));

@@ -91,6 +91,26 @@ pub enum Event {
         node: String,
         path: String,
     },
+    /// Before an online worker batch, the live re-check found that the cluster no longer permits draining it whole:
+    /// it runs as these parts, one after another (a resumed run follows them exactly).
+    BatchSplit {
+        batch: String,
+        parts: Vec<Vec<String>>,
+        reason: String,
+    },
+    /// The node got the `PreferNoSchedule` drain-soon taint (its batch is next): it must be removed on abort.
+    Tainted {
+        node: String,
+    },
+    Untainted {
+        node: String,
+    },
+    /// `--on-drain-timeout skip`: the node's drain was still refused at the deadline; it was uncordoned and left
+    /// at its old version (a rerun retries it).
+    LeftOut {
+        node: String,
+        reason: String,
+    },
 }
 
 /// A process that ran (part of) the run, from its `attached` record to its `ended` record, if any.
@@ -175,6 +195,13 @@ pub struct JournalState {
     pub times: BTreeMap<String, StepTimes>,
     /// Verified etcd snapshots, by cluster.
     pub snapshots: BTreeMap<String, SnapshotLocation>,
+    /// Nodes that carry the run's drain-soon taint (not yet removed).
+    pub tainted: BTreeSet<String>,
+    /// Nodes left out of the run (`--on-drain-timeout skip`) and why; a later cordon of the node (its retry)
+    /// clears it.
+    pub left_out: BTreeMap<String, String>,
+    /// Online worker batches split by the live re-check: batch id → its parts.
+    pub splits: BTreeMap<String, Vec<Vec<String>>>,
     /// Time of the last record (the header's start when there is none).
     pub last_at_ms: u64,
 }
@@ -193,6 +220,9 @@ impl JournalState {
             attempts: Vec::new(),
             times: BTreeMap::new(),
             snapshots: BTreeMap::new(),
+            tainted: BTreeSet::new(),
+            left_out: BTreeMap::new(),
+            splits: BTreeMap::new(),
             last_at_ms,
         }
     }
@@ -225,6 +255,7 @@ impl JournalState {
             }
             Event::Cordoned { node } => {
                 self.cordoned.insert(node.clone());
+                self.left_out.remove(node);
             }
             Event::Uncordoned { node } => {
                 self.cordoned.remove(node);
@@ -253,6 +284,18 @@ impl JournalState {
                     cluster.clone(),
                     SnapshotLocation { cluster: cluster.clone(), node: node.clone(), path: path.clone() },
                 );
+            }
+            Event::BatchSplit { batch, parts, .. } => {
+                self.splits.insert(batch.clone(), parts.clone());
+            }
+            Event::Tainted { node } => {
+                self.tainted.insert(node.clone());
+            }
+            Event::Untainted { node } => {
+                self.tainted.remove(node);
+            }
+            Event::LeftOut { node, reason } => {
+                self.left_out.insert(node.clone(), reason.clone());
             }
         }
     }

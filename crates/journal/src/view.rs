@@ -86,12 +86,22 @@ pub struct RunView {
     pub services: Vec<ServiceProgress>,
     /// Nodes the run cordoned and has not uncordoned.
     pub cordoned: Vec<String>,
+    /// Nodes that still carry the run's drain-soon `PreferNoSchedule` taint.
+    pub tainted: Vec<String>,
+    /// Nodes left out at their old version (`--on-drain-timeout skip`), with why; a rerun retries them.
+    pub left_out: Vec<LeftOut>,
     pub snapshots: Vec<SnapshotLocation>,
     /// Every process that ran the run (format 2 journals), in order.
     pub attempts: Vec<AttemptView>,
     /// How to go on, when the run is unfinished and nothing runs it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resume: Option<Resume>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeftOut {
+    pub node: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -315,6 +325,12 @@ pub fn view(state: &JournalState, lock: Lock, now_ms: u64) -> RunView {
         node_progress,
         services,
         cordoned: state.cordoned.iter().cloned().collect(),
+        tainted: state.tainted.iter().cloned().collect(),
+        left_out: state
+            .left_out
+            .iter()
+            .map(|(node, reason)| LeftOut { node: node.clone(), reason: reason.clone() })
+            .collect(),
         snapshots: state.snapshots.values().cloned().collect(),
         attempts: state
             .attempts

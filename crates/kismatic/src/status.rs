@@ -195,6 +195,16 @@ pub fn render_text(v: &RunView, dir: &Path) -> String {
     }
     let cordoned = if v.cordoned.is_empty() { "none".to_string() } else { v.cordoned.join(", ") };
     let _ = writeln!(s, "Cordoned by the run: {cordoned}");
+    if !v.tainted.is_empty() {
+        let _ = writeln!(
+            s,
+            "Tainted by the run (upgrade.kismatic.io/drain-soon:PreferNoSchedule): {}",
+            v.tainted.join(", ")
+        );
+    }
+    for l in &v.left_out {
+        let _ = writeln!(s, "Left out at its old version: {} ({}); a rerun retries it", l.node, l.reason);
+    }
     for snap in &v.snapshots {
         let _ = writeln!(s, "etcd snapshot ({}): {}:{}", snap.cluster, snap.node, snap.path);
     }
@@ -315,7 +325,7 @@ mod tests {
                     Event::Snapshot {
                         cluster: "etcd".into(),
                         node: "etcd01".into(),
-                        path: "/var/lib/kismatic/backups/etcd-20261125T200000Z.db".into(),
+                        path: format!("{}/etcd-20261125T200000Z.db", kismatic_ops::contract::SNAPSHOT_DIR),
                     },
                 );
             }
@@ -363,6 +373,25 @@ mod tests {
         });
         let v = view::view(&state, Lock::Free, t + 60_000);
         insta::assert_snapshot!(render_text(&v, &dir()));
+    }
+
+    #[test]
+    fn tainted_and_left_out_nodes_are_shown() {
+        let (mut state, t) = journal(11, true);
+        state.apply(&Record { at_ms: t, event: Event::Tainted { node: "worker02".into() } });
+        let why = "drain of worker01 timed out after 300s: evicting pod shop/web-0 is refused by \
+                   PodDisruptionBudget shop/web (disruptions allowed 0, healthy 2/3)";
+        state.apply(&Record { at_ms: t + 100, event: Event::LeftOut { node: "worker01".into(), reason: why.into() } });
+        let v = view::view(&state, Lock::Free, t + 60_000);
+        let text = render_text(&v, &dir());
+        assert!(
+            text.contains("Tainted by the run (upgrade.kismatic.io/drain-soon:PreferNoSchedule): worker02"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("Left out at its old version: worker01 ({why}); a rerun retries it")), "{text}");
+        // A rerun's cordon of the node (its retry) clears it.
+        state.apply(&Record { at_ms: t + 200, event: Event::Cordoned { node: "worker01".into() } });
+        assert!(view::view(&state, Lock::Free, t + 60_000).left_out.is_empty());
     }
 
     #[test]

@@ -53,6 +53,12 @@ pub struct OnlineArgs {
     /// Node label whose values are failure domains: a batch stays within one (a node without it goes alone).
     #[arg(long, value_name = "LABEL", default_value = DEFAULT_TOPOLOGY_KEY)]
     batch_topology_key: String,
+    /// What a worker whose drain is still refused at --drain-timeout does to the run. stop: the run stops there
+    /// (the node is uncordoned; the rerun resumes at its drain). skip: the node is uncordoned, left at its old
+    /// version and named with the pod and budget that refused; the run goes on, skips the on-cluster services
+    /// and exits 1; rerunning the same command retries it.
+    #[arg(long, value_name = "stop|skip", default_value = "stop")]
+    on_drain_timeout: kismatic_exec::run::OnDrainTimeout,
 }
 
 #[derive(clap::Args)]
@@ -151,6 +157,7 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
                 parallel: 1,
                 max_unavailable: a.max_unavailable,
                 topology_key: a.batch_topology_key,
+                on_drain_timeout: a.on_drain_timeout,
             },
         ),
         UpgradeCommand::Offline(a) => (
@@ -162,6 +169,7 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
                 parallel: a.max_parallel_workers as usize,
                 max_unavailable: MaxUnavailable::default(),
                 topology_key: DEFAULT_TOPOLOGY_KEY.to_string(),
+                on_drain_timeout: Default::default(),
             },
         ),
     };
@@ -221,6 +229,7 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
         command: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect(),
         snapshot_dir: common.snapshot_dir.clone(),
         kube_names: kismatic_exec::run::kube_names(&gathered.facts),
+        on_drain_timeout: safety.on_drain_timeout,
     };
     if plan.phases.is_empty() {
         // A run that was interrupted after its last node reached the release may have left nodes cordoned.
@@ -257,11 +266,12 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
             outcome: result.clone(),
         })
         .collect();
-    let left_out: Vec<serde_json::Value> = plan
+    let mut left_out: Vec<serde_json::Value> = plan
         .pruned
         .iter()
         .map(|p| serde_json::json!({"host": p.host, "codes": p.codes.iter().map(|c| c.as_str()).collect::<Vec<_>>()}))
         .collect();
+    left_out.extend(outcome.left_out.iter().map(|(host, why)| serde_json::json!({"host": host, "drain_timeout": why})));
     let result = serde_json::json!({"result": {
         "completed": outcome.completed,
         "resumed": outcome.resumed,
@@ -281,6 +291,13 @@ pub fn run(cmd: UpgradeCommand) -> anyhow::Result<ExitCode> {
             for p in &plan.pruned {
                 let codes: Vec<&str> = p.codes.iter().map(|c| c.as_str()).collect();
                 crate::outln_lossy!("  {:<16} {:>8}  left out ({})", p.host, "-", codes.join(", "));
+            }
+            if !outcome.left_out.is_empty() {
+                let hosts: Vec<&str> = outcome.left_out.keys().map(String::as_str).collect();
+                crate::outln_lossy!(
+                    "  left out at the old version (drain refused; rerun to retry): {}",
+                    hosts.join(", ")
+                );
             }
             crate::outln_lossy!("\n{}", outcome.message);
             if let Some(t) = timeline {
@@ -328,6 +345,7 @@ struct Safety {
     parallel: usize,
     max_unavailable: MaxUnavailable,
     topology_key: String,
+    on_drain_timeout: kismatic_exec::run::OnDrainTimeout,
 }
 
 /// Analysis and planning (pure), and the plan printed in the chosen format.

@@ -6,6 +6,7 @@
 //! Needs root and systemd-nspawn: skipped with the reason printed otherwise (CI runs as root). The scenarios share
 //! loopback ranges and the machine's 2 cores, so they run inside one test function, one after the other.
 
+use kismatic_ops::contract::{COMPONENT_VERSIONS_FILE, KISMATIC_VERSION_FILE, OPT, SNAPSHOT_DIR, STAGING};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -85,7 +86,7 @@ impl Cluster {
     }
 
     fn marker(&self, host: &str) -> String {
-        self.ssh(host, &["cat", "/etc/kismatic-version"])
+        self.ssh(host, &["cat", KISMATIC_VERSION_FILE])
     }
 
     fn runs_dir(&self) -> PathBuf {
@@ -343,7 +344,7 @@ fn online_blocked_partial_then_full() {
     assert!(min_ready >= 2 && min_ready != usize::MAX, "PDB minAvailable 2 held: min ready {min_ready}");
     assert_eq!(api_failures, 0, "the API stayed reachable through the load balancer");
     assert_eq!(cordoned_nodes(&c).trim(), "", "no node left cordoned");
-    let services = c.ssh("master01", &["cat", "/etc/component-versions"]);
+    let services = c.ssh("master01", &["cat", COMPONENT_VERSIONS_FILE]);
     assert!(!services.contains("registry: \"2.8.3\""), "services not upgraded by a partial run: {services}");
 
     // The unsafe pod goes; the rest is upgraded online.
@@ -445,7 +446,7 @@ fn online_blocked_partial_then_full() {
     assert_eq!(cordoned_nodes(&c).trim(), "");
     for e in ["etcd01", "etcd02", "etcd03"] {
         let exe = c.ssh(e, &["sh", "-c", "readlink /proc/$(systemctl show -p MainPID --value etcd)/exe"]);
-        assert_eq!(exe.trim(), "/opt/kismatic/etcd/3.5.1/bin/etcd", "{e}");
+        assert_eq!(exe.trim(), format!("{OPT}/etcd/3.5.1/bin/etcd"), "{e}");
     }
     let nodes = c.kubectl(&["get", "nodes", "-o", "jsonpath={.items[*].status.nodeInfo.kubeletVersion}"]);
     assert!(nodes.split_whitespace().all(|v| v == "v1.20.3"), "{nodes}");
@@ -625,7 +626,7 @@ fn offline_killed_twice_resumes_and_keeps_data() {
         for comp in ["etcd", "etcd-networking"] {
             let exe =
                 c.ssh(e, &["sh", "-c", &format!("readlink /proc/$(systemctl show -p MainPID --value {comp})/exe")]);
-            assert_eq!(exe.trim(), format!("/opt/kismatic/{comp}/3.5.1/bin/etcd"), "{e} {comp}");
+            assert_eq!(exe.trim(), format!("{OPT}/{comp}/3.5.1/bin/etcd"), "{e} {comp}");
         }
     }
     let status = c.etcdctl(&c.etcd_ip(), &["endpoint", "status", "--cluster", "-w", "json"], None);
@@ -680,21 +681,22 @@ fn broken_etcd_artifact_is_rolled_back() {
 
     // First, a node that cannot take its artifacts (its staging folder's parent is a file): the run stops before
     // that node with nothing changed on it; once fixed, the same command resumes.
-    c.ssh("etcd01", &["sh", "-c", "rm -rf /var/cache/kismatic && touch /var/cache/kismatic"]);
+    let cache = STAGING.rsplit_once('/').map_or(STAGING, |(parent, _)| parent);
+    c.ssh("etcd01", &["sh", "-c", &format!("rm -rf {cache} && touch {cache}")]);
     let blocked = c.kismatic(&["upgrade", "offline", "--node-timeout", "20"]);
     assert_eq!(blocked.status.code(), Some(1), "{}", text(&blocked));
     assert!(
         text(&blocked).contains("staging artifacts on etcd01 failed, so the run stops before etcd01")
-            && text(&blocked).contains("/var/cache/kismatic"),
+            && text(&blocked).contains(cache),
         "{}",
         text(&blocked)
     );
     let exe = c.ssh("etcd01", &["sh", "-c", "readlink /proc/$(systemctl show -p MainPID --value etcd)/exe"]);
-    assert_eq!(exe.trim(), "/opt/kismatic/etcd/3.4.23/bin/etcd", "etcd01 untouched");
+    assert_eq!(exe.trim(), format!("{OPT}/etcd/3.4.23/bin/etcd"), "etcd01 untouched");
     for n in ["etcd01", "master01", "worker01"] {
         assert_eq!(c.marker(n), "1.0.0", "{n} untouched after the staging failure");
     }
-    c.ssh("etcd01", &["rm", "-f", "/var/cache/kismatic"]);
+    c.ssh("etcd01", &["rm", "-f", cache]);
 
     let out = c.kismatic(&["upgrade", "offline", "--node-timeout", "20"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -702,9 +704,9 @@ fn broken_etcd_artifact_is_rolled_back() {
     assert!(t.contains("resuming run"), "{t}");
     assert!(t.contains("did not come back healthy at 3.5.1"), "{t}");
     assert!(t.contains("rolled back to 3.4.23; the cluster is healthy"), "{t}");
-    assert!(t.contains("snapshot taken before the upgrade is at etcd01:/var/lib/kismatic/backups/etcd-"), "{t}");
+    assert!(t.contains(&format!("snapshot taken before the upgrade is at etcd01:{SNAPSHOT_DIR}/etcd-")), "{t}");
     let exe = c.ssh("etcd01", &["sh", "-c", "readlink /proc/$(systemctl show -p MainPID --value etcd)/exe"]);
-    assert_eq!(exe.trim(), "/opt/kismatic/etcd/3.4.23/bin/etcd");
+    assert_eq!(exe.trim(), format!("{OPT}/etcd/3.4.23/bin/etcd"));
     let health = c.etcdctl(&c.etcd_ip(), &["endpoint", "health", "-w", "json"], None);
     assert!(health.contains("\"health\":true"), "{health}");
     for n in ["master01", "worker01"] {

@@ -4,6 +4,7 @@
 
 use assert_cmd::Command;
 use kismatic_fleet::testing::{NodeOptions, SshCluster};
+use kismatic_ops::contract::OPT;
 use std::path::{Path, PathBuf};
 
 const SUBNET: u8 = 76;
@@ -246,7 +247,7 @@ fn release_components_installed_and_package_versions() {
     let opts = || {
         markers("1.1.0")
             .with_file("component-versions", "kubernetes: v1.34.1\netcd: 3.5.0\n")
-            .with_opt_link("kismatic/etcd/current", "/opt/kismatic/etcd/3.5.1")
+            .with_opt_link("kismatic/etcd/current", &format!("{OPT}/etcd/3.5.1"))
     };
     c.add_node("etcd01", 61, opts()).expect("etcd01");
     c.add_node("master01", 62, markers("1.1.0")).expect("master01");
@@ -259,7 +260,8 @@ fn release_components_installed_and_package_versions() {
         std::fs::write(rel.join("a").join(f), f).expect("artifact");
     }
     // Release loading checks unit files (issue 12): a real unit.
-    std::fs::write(rel.join("a/etcd.service"), "[Service]\nExecStart=/opt/kismatic/etcd/current/etcd\n").expect("unit");
+    std::fs::write(rel.join("a/etcd.service"), format!("[Service]\nExecStart={OPT}/etcd/current/etcd\n"))
+        .expect("unit");
     let zero = "0".repeat(64);
     let ssh_version = String::from_utf8_lossy(
         &std::process::Command::new("dpkg-query")

@@ -31,7 +31,13 @@ pub enum KubeError {
     Timeout(String),
     #[error("{0}")]
     Other(String),
+    /// The caller's hook refused or failed (e.g. the drain's record of the workloads that will move).
+    #[error("{0}")]
+    Hook(#[source] HookError),
 }
+
+/// What a caller's hook may fail with (its own typed error, boxed).
+pub type HookError = Box<dyn std::error::Error + Send + Sync>;
 
 impl KubeError {
     pub(crate) fn api(context: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {

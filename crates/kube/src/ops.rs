@@ -29,6 +29,62 @@ pub async fn uncordon(client: &Client, node: &str) -> Result<(), KubeError> {
     Ok(())
 }
 
+/// The node's taints with `key:effect` added (`add`) or every taint of `key` removed; `None` when that changes
+/// nothing. Returned as the merge patch that sets the whole list, guarded by the Node's `resourceVersion` (a
+/// merge patch replaces a list: the guard turns a concurrent change of the taints into a conflict that is
+/// retried, instead of a lost update).
+pub fn taint_patch(
+    taints: &[serde_json::Value],
+    resource_version: Option<&str>,
+    key: &str,
+    add: Option<&str>,
+) -> Option<serde_json::Value> {
+    let has_key = |t: &serde_json::Value| t.get("key").and_then(|k| k.as_str()) == Some(key);
+    let mut out: Vec<serde_json::Value> = taints.iter().filter(|t| !has_key(t)).cloned().collect();
+    match add {
+        Some(effect) => {
+            let wanted = serde_json::json!({"key": key, "effect": effect});
+            let present = taints.iter().any(|t| has_key(t) && t.get("effect").and_then(|e| e.as_str()) == Some(effect));
+            if present && taints.iter().filter(|t| has_key(t)).count() == 1 {
+                return None;
+            }
+            out.push(wanted);
+        }
+        None if out.len() == taints.len() => return None,
+        None => {}
+    }
+    let mut patch = serde_json::json!({"spec": {"taints": out}});
+    if let Some(rv) = resource_version {
+        patch["metadata"] = serde_json::json!({"resourceVersion": rv});
+    }
+    Some(patch)
+}
+
+/// Adds the taint `key:effect` to the node (`add`), or removes every taint of `key`. Idempotent; a conflicting
+/// concurrent update of the Node is retried.
+pub async fn set_taint(client: &Client, node: &str, key: &str, add: Option<&str>) -> Result<(), KubeError> {
+    let api: Api<Node> = Api::all(client.clone());
+    let what = if add.is_some() { "taint" } else { "untaint" };
+    for _ in 0..5 {
+        let n = api.get(node).await.map_err(KubeError::api(format!("get node {node}")))?;
+        let taints: Vec<serde_json::Value> = n
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .map(|ts| ts.iter().filter_map(|t| serde_json::to_value(t).ok()).collect())
+            .unwrap_or_default();
+        let Some(patch) = taint_patch(&taints, n.metadata.resource_version.as_deref(), key, add) else {
+            return Ok(());
+        };
+        match api.patch(node, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => return Err(KubeError::api(format!("{what} node {node} ({key})"))(e)),
+        }
+    }
+    Err(KubeError::Other(format!("{what} node {node} ({key}): the Node kept changing under five attempts")))
+}
+
 /// A workload whose pods a drain moved, to be waited for until it is back at its ready count.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Workload {
@@ -56,7 +112,7 @@ pub async fn drain(
     client: &Client,
     node: &str,
     timeout: Duration,
-    before_evicting: impl FnOnce(&BTreeSet<Workload>) -> Result<(), String>,
+    before_evicting: impl FnOnce(&BTreeSet<Workload>) -> Result<(), crate::HookError>,
 ) -> Result<BTreeSet<Workload>, KubeError> {
     let deadline = Instant::now() + timeout;
     let pods_api: Api<Pod> = Api::all(client.clone());
@@ -74,7 +130,7 @@ pub async fn drain(
         }
         to_evict.push(f);
     }
-    before_evicting(&moved).map_err(KubeError::Other)?;
+    before_evicting(&moved).map_err(KubeError::Hook)?;
     let mut evicted: Vec<(String, String, String)> = Vec::new();
     for f in to_evict {
         let ns_api: Api<Pod> = Api::namespaced(client.clone(), &f.namespace);
@@ -314,5 +370,40 @@ mod ready_tests {
         assert!(ready_at(&node(true, "v1.34.1"), "v1.34.1"));
         assert!(!ready_at(&node(true, "v1.34.0"), "1.34.1"));
         assert!(!ready_at(&node(false, "v1.34.1"), "1.34.1"));
+    }
+}
+
+#[cfg(test)]
+mod taint_tests {
+    use super::taint_patch;
+    use serde_json::json;
+
+    #[test]
+    fn adding_keeps_the_other_taints_and_guards_the_version() {
+        let other = json!({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"});
+        let p = taint_patch(std::slice::from_ref(&other), Some("42"), "drain-soon", Some("PreferNoSchedule")).unwrap();
+        assert_eq!(
+            p,
+            json!({"metadata": {"resourceVersion": "42"},
+                   "spec": {"taints": [other, {"key": "drain-soon", "effect": "PreferNoSchedule"}]}})
+        );
+    }
+
+    #[test]
+    fn adding_twice_and_removing_what_is_absent_change_nothing() {
+        let t = json!({"key": "drain-soon", "effect": "PreferNoSchedule"});
+        assert_eq!(taint_patch(std::slice::from_ref(&t), None, "drain-soon", Some("PreferNoSchedule")), None);
+        assert_eq!(taint_patch(&[], None, "drain-soon", None), None);
+    }
+
+    #[test]
+    fn removing_takes_every_taint_of_the_key_and_only_those() {
+        let other = json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"});
+        let ours = json!({"key": "drain-soon", "effect": "PreferNoSchedule"});
+        let p = taint_patch(&[other.clone(), ours], None, "drain-soon", None).unwrap();
+        assert_eq!(p, json!({"spec": {"taints": [other]}}));
+        // The last taint removed: an empty list, not an absent one (a merge patch ignores nothing it is given).
+        let ours = json!({"key": "drain-soon", "effect": "NoSchedule"});
+        assert_eq!(taint_patch(&[ours], None, "drain-soon", None).unwrap(), json!({"spec": {"taints": []}}));
     }
 }

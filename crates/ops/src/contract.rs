@@ -7,6 +7,8 @@ use kismatic_fleet::{NodeError, NodeSession};
 use kismatic_release::{Component, Delivery, Release};
 use std::collections::BTreeMap;
 
+pub mod scripts;
+
 /// The Kismatic release the node was last brought to: semver without `v`.
 pub const KISMATIC_VERSION_FILE: &str = "/etc/kismatic-version";
 /// YAML map component → version for the node's components, plus `kubernetes`; the masters' also records the
@@ -14,6 +16,12 @@ pub const KISMATIC_VERSION_FILE: &str = "/etc/kismatic-version";
 pub const COMPONENT_VERSIONS_FILE: &str = "/etc/component-versions";
 /// `binary` components: `<OPT>/<component>/<version>/`, `current` and `previous` links.
 pub const OPT: &str = "/opt/kismatic";
+/// The file inside each staged version directory (`<OPT>/<component>/<version>/`) naming the sha256 of the
+/// artifact it was unpacked from; a directory whose marker does not name the release's digest is not staged (it is
+/// replaced).
+pub const DIGEST_MARKER: &str = ".kismatic-sha256";
+/// Where the units of `binary` components are written (`<UNIT_DIR>/<service>.service`).
+pub const UNIT_DIR: &str = "/etc/systemd/system";
 /// Where artifacts are staged on a node before their digest is checked.
 pub const STAGING: &str = "/var/cache/kismatic/staging";
 /// Where etcd snapshots are written on the etcd node that takes them (0700).
@@ -25,14 +33,22 @@ pub fn etcdctl(cluster: &str) -> String {
     format!("{OPT}/{cluster}/current/bin/etcdctl")
 }
 
+/// Where the components' configuration lives: `<CONFIG>/<component>/`, the node's own (upgrades do not rewrite it).
+pub const CONFIG: &str = "/etc/kismatic";
+
+/// A component's configuration folder.
+pub fn config_dir(component: &str) -> String {
+    format!("{CONFIG}/{component}")
+}
+
 /// An etcd member's configuration (its `advertise-client-urls` is the member's endpoint).
 pub fn etcd_config(cluster: &str) -> String {
-    format!("/etc/kismatic/{cluster}/etcd.conf.yml")
+    format!("{}/etcd.conf.yml", config_dir(cluster))
 }
 
 /// An etcd member's client TLS material: `ca.crt`, `client.crt`, `client.key`.
 pub fn etcd_tls_dir(cluster: &str) -> String {
-    format!("/etc/kismatic/{cluster}/tls")
+    format!("{}/tls", config_dir(cluster))
 }
 
 /// Markers larger than this are garbage; reading stops there.
@@ -153,19 +169,9 @@ pub async fn set_component_versions(s: &NodeSession, entries: &[(&str, &str)]) -
 /// Both files in one round trip, each replaced atomically; the version marker last, so that a node whose
 /// `/etc/kismatic-version` says the new release always has the matching component list.
 pub async fn write_markers(s: &NodeSession, version: &str, component_versions: &str) -> Result<(), NodeError> {
-    s.run("sh", &["-c", WRITE_MARKERS, "kismatic-markers", component_versions, version], None).await?;
+    s.run("sh", &["-c", scripts::WRITE_MARKERS.text(), "kismatic-markers", component_versions, version], None).await?;
     Ok(())
 }
-
-const WRITE_MARKERS: &str = r#"
-set -eu
-printf '%s' "$1" > /etc/.component-versions.kismatic-tmp
-chmod 644 /etc/.component-versions.kismatic-tmp
-mv -f /etc/.component-versions.kismatic-tmp /etc/component-versions
-printf '%s' "$2" > /etc/.kismatic-version.kismatic-tmp
-chmod 644 /etc/.kismatic-version.kismatic-tmp
-mv -f /etc/.kismatic-version.kismatic-tmp /etc/kismatic-version
-"#;
 
 #[cfg(test)]
 mod tests {

@@ -30,133 +30,11 @@ use kismatic_plan::Inventory;
 use kismatic_release::{Delivery, Release};
 use std::collections::BTreeMap;
 
+pub use crate::contract::scripts::PROBE_SCRIPT;
 use crate::contract::truncate;
 pub use crate::contract::{
     COMPONENT_VERSIONS_FILE, KISMATIC_VERSION_FILE, parse_component_versions, parse_kismatic_version, version_from_exe,
 };
-
-/// The probe. `set -f`: no globbing of values; discovery turns it back on for its one glob.
-/// Arguments: groups of four `name delivery service package` (package empty for binaries). With no arguments,
-/// every folder under /opt/kismatic is probed as a binary component whose service has its name.
-pub const PROBE_SCRIPT: &str = r#"set -f
-printf 'kismatic-probe\t1\n'
-emit_file() {
-  if [ -e "$1" ] || [ -L "$1" ]; then
-    printf 'file\t%s\n' "$1"
-    od -An -v -tx1 -N 65537 -- "$1" 2>/dev/null || printf 'unreadable\n'
-    printf 'endfile\n'
-  else
-    printf 'missing\t%s\n' "$1"
-  fi
-}
-emit_file /etc/kismatic-version
-emit_file /etc/component-versions
-if s=$(stat -f -c '%a %S' / 2>/dev/null); then printf 'statfs\t/\t%s\n' "$s"; fi
-if command -v systemctl >/dev/null 2>&1; then have_systemctl=1; else have_systemctl=; fi
-comp() {
-  printf 'component\t%s\t%s\n' "$1" "$2"
-  if [ "$2" = binary ]; then
-    if t=$(readlink -- "/opt/kismatic/$1/current" 2>/dev/null); then printf 'link\t%s\n' "$t"; fi
-  elif [ "$2" = package ] && [ -n "$4" ]; then
-    if v=$(dpkg-query -W -f '${Version}' -- "$4" 2>/dev/null); then printf 'dpkg\t%s\n' "$v"; fi
-  fi
-  pid=
-  if [ -n "$have_systemctl" ] && [ -n "$3" ]; then
-    u=$(systemctl show -p LoadState -p ActiveState -p MainPID -- "$3.service" 2>/dev/null) || u=
-    for l in $u; do
-      printf 'unit\t%s\n' "$l"
-      case $l in MainPID=*) pid=${l#MainPID=} ;; esac
-    done
-  fi
-  if [ -n "$pid" ] && [ "$pid" != 0 ]; then
-    if e=$(readlink "/proc/$pid/exe" 2>/dev/null); then printf 'exe\t%s\n' "$e"; fi
-    case $1 in
-      kube-controller-manager|kube-scheduler) api_clients "$pid" ;;
-      kube-apiserver) audit_calls "$pid" ;;
-    esac
-  fi
-  printf 'endcomponent\n'
-}
-# Whom a controller talks to: its command line (for --master) and the files its --kubeconfig/--config name, plus
-# the kubeconfig a --config file names (a KubeSchedulerConfiguration's clientConnection.kubeconfig).
-api_clients() {
-  printf 'cmdline\n'
-  od -An -v -tx1 -N 65536 -- "/proc/$1/cmdline" 2>/dev/null
-  printf 'endcmdline\n'
-  next=
-  for a in $(tr '\000' '\n' < "/proc/$1/cmdline" 2>/dev/null); do
-    if [ -n "$next" ]; then client_file "$a"; next=; continue; fi
-    case $a in
-      --kubeconfig=*|--config=*) client_file "${a#*=}" ;;
-      --kubeconfig|--config) next=1 ;;
-    esac
-  done
-}
-client_file() {
-  emit_file "$1"
-  k=$(sed -n 's/^[[:space:]]*kubeconfig:[[:space:]]*//p' -- "$1" 2>/dev/null | head -n 1)
-  k=${k%\"}; k=${k#\"}; k=${k%\'}; k=${k#\'}
-  if [ -n "$k" ]; then emit_file "$k"; fi
-}
-# Who called deprecated APIs: the API server marks such requests with the audit annotation k8s.io/deprecated; its
-# audit log (--audit-log-path) is aggregated here, on the node, by caller and API, so the report stays small
-# whatever the log's size. Only completed requests count (the annotation is set when a request ends).
-audit_calls() {
-  log=; next=
-  for a in $(tr '\000' '\n' < "/proc/$1/cmdline" 2>/dev/null); do
-    if [ -n "$next" ]; then log=$a; next=; continue; fi
-    case $a in
-      --audit-log-path=*) log=${a#*=} ;;
-      --audit-log-path) next=1 ;;
-    esac
-  done
-  if [ -z "$log" ] || [ "$log" = - ]; then printf 'audit\tnot-kept\n'; return; fi
-  if [ ! -r "$log" ]; then printf 'audit\tunreadable\t%s\n' "$log"; return; fi
-  since=$(head -n 1 -- "$log" 2>/dev/null | sed -n 's/.*"requestReceivedTimestamp":"\([^"]*\)".*/\1/p')
-  printf 'audit\tread\t%s\t%s\n' "$log" "$since"
-  grep -F '"k8s.io/deprecated":"true"' -- "$log" 2>/dev/null | awk '
-    function val(s, k,   i) {
-      i = index(s, "\"" k "\":\"")
-      if (i == 0) return ""
-      s = substr(s, i + length(k) + 4)
-      return substr(s, 1, index(s, "\"") - 1)
-    }
-    {
-      st = val($0, "stage")
-      if (st != "ResponseComplete" && st != "Panic") next
-      i = index($0, "\"objectRef\":{")
-      if (i == 0) next
-      o = substr($0, i + 12)
-      o = substr(o, 1, index(o, "}"))
-      k = val($0, "username") "\t" val($0, "userAgent") "\t" val(o, "apiGroup") "\t" val(o, "apiVersion") "\t" val(o, "resource") "\t" val(o, "subresource") "\t" val($0, "k8s.io/removed-release")
-      t = val($0, "requestReceivedTimestamp")
-      if (!(k in n)) {
-        if (keys >= 200) { over = 1; next }
-        keys++
-        first[k] = t
-      }
-      n[k]++
-      last[k] = t
-    }
-    END {
-      for (k in n) printf "call\t%s\t%d\t%s\t%s\n", k, n[k], first[k], last[k]
-      if (over) print "calls-truncated"
-    }'
-  printf 'endaudit\n'
-}
-if [ $# -eq 0 ]; then
-  set +f
-  for d in /opt/kismatic/*/; do
-    [ -d "$d" ] || continue
-    n=${d%/}; n=${n##*/}
-    comp "$n" binary "$n" ""
-  done
-  set -f
-else
-  while [ $# -ge 4 ]; do comp "$1" "$2" "$3" "$4"; shift 4; done
-fi
-printf 'end\n'
-"#;
 
 /// What to probe for one component.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,7 +120,7 @@ pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60
 
 /// Runs the probe on one open session and parses its report.
 pub async fn run_probe(session: &NodeSession, args: &[String]) -> Result<NodeFacts, NodeError> {
-    let mut argv: Vec<&str> = vec!["-c", PROBE_SCRIPT, "kismatic-probe"];
+    let mut argv: Vec<&str> = vec!["-c", PROBE_SCRIPT.text(), "kismatic-probe"];
     argv.extend(args.iter().map(String::as_str));
     let out = tokio::time::timeout(PROBE_TIMEOUT, session.run("sh", &argv, None)).await.map_err(|_| {
         NodeError::Session {
@@ -680,7 +558,7 @@ mod tests {
         std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
         let out = std::process::Command::new("sh")
-            .args(["-c", PROBE_SCRIPT, "kismatic-probe", component, "binary", component, ""])
+            .args(["-c", PROBE_SCRIPT.text(), "kismatic-probe", component, "binary", component, ""])
             .env("PATH", path)
             .output()
             .expect("run the probe");

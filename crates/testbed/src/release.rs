@@ -4,6 +4,7 @@
 use crate::plan::Role;
 use crate::util::{self, mkdir, remove_all, run, sha256_file, sha256_hex, write_file};
 use anyhow::{Context, Result, anyhow, bail};
+use kismatic_ops::contract::{CONFIG, OPT, etcd_config};
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -424,8 +425,9 @@ pub fn etcd_unit(component: &str) -> String {
     format!(
         "[Unit]\nDescription=etcd ({component}), a kismatic binary component\nAfter=network.target\n\n\
          [Service]\nType=notify\n\
-         ExecStart=/opt/kismatic/{component}/current/bin/etcd --config-file /etc/kismatic/{component}/etcd.conf.yml\n\
-         Restart=on-failure\nRestartSec=2\nLimitNOFILE=65536\n\n[Install]\nWantedBy=multi-user.target\n"
+         ExecStart={OPT}/{component}/current/bin/etcd --config-file {}\n\
+         Restart=on-failure\nRestartSec=2\nLimitNOFILE=65536\n\n[Install]\nWantedBy=multi-user.target\n",
+        etcd_config(component)
     )
 }
 
@@ -435,8 +437,8 @@ pub fn etcd_unit(component: &str) -> String {
 pub fn real_unit(component: &str) -> String {
     format!(
         "[Unit]\nDescription={component} (Kubernetes), a kismatic binary component\nAfter=network.target\n\n\
-         [Service]\nEnvironmentFile=/etc/kismatic/{component}/flags.env\n\
-         ExecStart=/opt/kismatic/{component}/current/bin/{component} $FLAGS\n\
+         [Service]\nEnvironmentFile={CONFIG}/{component}/flags.env\n\
+         ExecStart={OPT}/{component}/current/bin/{component} $FLAGS\n\
          StateDirectory=kismatic/{component}\nLogsDirectory=kubernetes\n\
          Restart=on-failure\nRestartSec=2\nTimeoutStopSec=15\nLimitNOFILE=65536\n\n\
          [Install]\nWantedBy=multi-user.target\n"
@@ -447,7 +449,7 @@ pub fn kube_sim_unit(component: &str, cmd: &str) -> String {
     format!(
         "[Unit]\nDescription={component} (kube-sim {cmd}), a kismatic binary component\nAfter=network.target\n\n\
          [Service]\n\
-         ExecStart=/opt/kismatic/{component}/current/bin/kube-sim {cmd} --config /etc/kismatic/{component}/config.yaml\n\
+         ExecStart={OPT}/{component}/current/bin/kube-sim {cmd} --config {CONFIG}/{component}/config.yaml\n\
          Restart=on-failure\nRestartSec=2\n\n[Install]\nWantedBy=multi-user.target\n"
     )
 }
@@ -628,7 +630,7 @@ mod tests {
             let list = run(Command::new("tar").arg("-tzf").arg(rel.dir.join(&api.artifact))).expect("tar -t");
             assert!(list.lines().any(|l| l == "./bin/kube-apiserver"), "{list}");
             let unit = fs::read_to_string(rel.dir.join(api.unit.as_deref().unwrap_or_default())).expect("unit");
-            assert!(unit.contains("ExecStart=/opt/kismatic/kube-apiserver/current/bin/kube-apiserver $FLAGS"));
+            assert!(unit.contains(&format!("ExecStart={OPT}/kube-apiserver/current/bin/kube-apiserver $FLAGS")));
         }
         let packages = fs::read_to_string(rels.apt_dir.join("Packages")).expect("Packages");
         assert!(packages.contains("Version: 1.0.0") && packages.contains("Version: 1.1.0"));

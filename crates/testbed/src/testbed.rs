@@ -7,6 +7,9 @@ use crate::release::{self, Component, Delivery, Release, Releases};
 use crate::util::{self, mkdir, remove_all, run, shell_line, write_file};
 use crate::{image, plan};
 use anyhow::{Context, Result, anyhow, bail};
+use kismatic_ops::contract::{
+    COMPONENT_VERSIONS_FILE, CONFIG, KISMATIC_VERSION_FILE, OPT, UNIT_DIR, config_dir, etcd_tls_dir,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::fs;
@@ -31,8 +34,22 @@ fn flags_env(component: &str, host: &str, flags: &[String]) -> String {
     format!("# {component} on {host}, written by the kismatic testbed\nFLAGS=\"{}\"\n", flags.join(" "))
 }
 
-/// An etcd cluster: component name, client port, peer port.
-pub const ETCD_CLUSTERS: [(&str, u16, u16); 2] = [("etcd", 2379, 2380), ("etcd-networking", 6666, 6660)];
+/// The testbed's client and peer ports of an etcd cluster, by its name in core's list.
+fn etcd_ports(cluster: &str) -> Option<(u16, u16)> {
+    match cluster {
+        "etcd" => Some((2379, 2380)),
+        "etcd-networking" => Some((6666, 6660)),
+        _ => None,
+    }
+}
+
+/// The etcd clusters (`kismatic_core::gates::ETCD_CLUSTERS`, the one list) with their testbed ports: component
+/// name, client port, peer port.
+pub fn etcd_clusters() -> impl Iterator<Item = (&'static str, u16, u16)> {
+    kismatic_core::gates::ETCD_CLUSTERS
+        .into_iter()
+        .filter_map(|c| etcd_ports(c).map(|(client, peer)| (c, client, peer)))
+}
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -418,7 +435,7 @@ impl Testbed {
                     &[&n.host, "localhost"],
                     Usage::ServerClient,
                 )?;
-                for (component, client_port, peer_port) in ETCD_CLUSTERS {
+                for (component, client_port, peer_port) in etcd_clusters() {
                     let dir = etc.join(component);
                     let tls = dir.join("tls");
                     copy(&ca.cert(), tls.join("ca.crt"), 0o644)?;
@@ -481,7 +498,7 @@ impl Testbed {
             let copy = |from: &Path, to: PathBuf, mode: u32| -> Result<()> { write_file(&to, fs::read(from)?, mode) };
             copy(&ca.cert(), tls.join("ca.crt"), 0o644)?;
             // The formats of crates/kube-sim/src/config.rs (deny_unknown_fields: only known keys).
-            let d = format!("/etc/kismatic/{component}/tls");
+            let d = format!("{}/tls", config_dir(component));
             let mut cfg = format!("# kube-sim {component} on {}, written by the kismatic testbed\n", n.host);
             let (name, subject) = match component {
                 "kubelet" => (format!("kubelet-{}", n.host), format!("/O=system:nodes/CN=system:node:{}", n.host)),
@@ -572,7 +589,7 @@ impl Testbed {
         let own = format!("https://{}:{APISERVER_PORT}", n.ip);
         let etcd: Vec<String> = self.etcd_nodes().iter().map(|e| format!("https://{}:2379", e.ip)).collect();
 
-        let d = "/etc/kismatic/kube-apiserver";
+        let d = &config_dir("kube-apiserver");
         let dir = etc.join("kube-apiserver");
         copy(&ca.cert(), dir.join("tls/ca.crt"), 0o644)?;
         copy(&serving.cert, dir.join("tls/server.crt"), 0o644)?;
@@ -632,7 +649,7 @@ impl Testbed {
             ("kube-controller-manager", "system:kube-controller-manager", 10257),
             ("kube-scheduler", "system:kube-scheduler", 10259),
         ] {
-            let d = format!("/etc/kismatic/{component}");
+            let d = config_dir(component);
             let dir = etc.join(component);
             let client = ca.issue(component, &format!("/CN={cn}"), &[], &[], Usage::Client)?;
             copy(&ca.cert(), dir.join("tls/ca.crt"), 0o644)?;
@@ -795,7 +812,7 @@ impl Testbed {
 
     fn wait_etcd_healthy(&self, deadline: Duration) -> Result<()> {
         let members = self.etcd_nodes().len();
-        for (component, client_port, _) in ETCD_CLUSTERS {
+        for (component, client_port, _) in etcd_clusters() {
             util::wait_until(&format!("etcd cluster {component}"), deadline, || {
                 let out = self.etcd_health(client_port)?;
                 let healthy = out.lines().filter(|l| l.contains("is healthy")).count();
@@ -941,7 +958,7 @@ impl Testbed {
         }
         let mut etcd = Vec::new();
         if nodes.iter().any(|n| n.running) {
-            for (component, port, _) in ETCD_CLUSTERS {
+            for (component, port, _) in etcd_clusters() {
                 let health = match self.etcd_health(port) {
                     Ok(o) => format!(
                         "{}/{} members healthy",
@@ -1078,7 +1095,7 @@ pub fn etcd_config(
     initial_cluster: &str,
     cluster: &str,
 ) -> String {
-    let tls = format!("/etc/kismatic/{component}/tls");
+    let tls = etcd_tls_dir(component);
     let security = format!(
         "  cert-file: {tls}/server.crt\n  key-file: {tls}/server.key\n  client-cert-auth: true\n  \
          trusted-ca-file: {tls}/ca.crt\n"
@@ -1111,7 +1128,7 @@ pub fn install_script(rel: &Release, roles: &[Role]) -> String {
         match c.delivery {
             Delivery::Binary => {
                 let art = in_node(&c.artifact);
-                let base = format!("/opt/kismatic/{}", c.name);
+                let base = format!("{OPT}/{}", c.name);
                 let dir = format!("{base}/{}", c.version);
                 let tmp = format!("{dir}.partial");
                 lines.push(verify(&sha(c, &c.artifact), &art));
@@ -1131,13 +1148,13 @@ pub fn install_script(rel: &Release, roles: &[Role]) -> String {
                         "-m",
                         "0644",
                         &unit,
-                        &format!("/etc/systemd/system/{}.service", c.service),
+                        &format!("{UNIT_DIR}/{}.service", c.service),
                     ]));
                 }
-                let conf = format!("/etc/kismatic/{}", c.name);
+                let conf = config_dir(&c.name);
                 lines.push(shell_line(&["rm", "-rf", &conf]));
-                lines.push(shell_line(&["mkdir", "-p", "/etc/kismatic"]));
-                lines.push(shell_line(&["cp", "-R", &format!("{STAGE_IN_NODE}/etc/kismatic/{}", c.name), &conf]));
+                lines.push(shell_line(&["mkdir", "-p", CONFIG]));
+                lines.push(shell_line(&["cp", "-R", &format!("{STAGE_IN_NODE}{conf}"), &conf]));
                 services.push(c.service.clone());
             }
             Delivery::Package => {
@@ -1159,10 +1176,10 @@ pub fn install_script(rel: &Release, roles: &[Role]) -> String {
         "install",
         "-m",
         "0644",
-        &format!("{STAGE_IN_NODE}/etc/component-versions"),
-        "/etc/component-versions",
+        &format!("{STAGE_IN_NODE}{COMPONENT_VERSIONS_FILE}"),
+        COMPONENT_VERSIONS_FILE,
     ]));
-    lines.push(format!("{} > /etc/kismatic-version", shell_line(&["printf", "%s", &rel.version])));
+    lines.push(format!("{} > {KISMATIC_VERSION_FILE}", shell_line(&["printf", "%s", &rel.version])));
     if !services.is_empty() {
         lines.push(shell_line(&["systemctl", "daemon-reload"]));
         let mut enable = vec!["systemctl".to_string(), "enable".into(), "--quiet".into()];
@@ -1174,4 +1191,18 @@ pub fn install_script(rel: &Release, roles: &[Role]) -> String {
         lines.push(shell_line(&start));
     }
     lines.join("\n") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every etcd cluster core knows has its ports on the testbed, and they do not collide.
+    #[test]
+    fn every_core_etcd_cluster_has_ports() {
+        let clusters: Vec<_> = super::etcd_clusters().collect();
+        assert_eq!(clusters.len(), kismatic_core::gates::ETCD_CLUSTERS.len(), "{clusters:?}");
+        let mut ports: Vec<u16> = clusters.iter().flat_map(|(_, c, p)| [*c, *p]).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 2 * clusters.len());
+    }
 }

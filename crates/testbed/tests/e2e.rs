@@ -3,6 +3,7 @@
 //! Needs root and systemd-nspawn: skipped with the reason printed otherwise (CI runs as root).
 //! One test function, so the testbeds never run concurrently (they share loopback ranges and 2 cores).
 
+use kismatic_ops::contract::{COMPONENT_VERSIONS_FILE, KISMATIC_VERSION_FILE, OPT};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use testbed::node::Ssh;
@@ -49,9 +50,9 @@ fn testbed_lifecycle() {
         for n in &tb.inv.nodes {
             let host = ssh.run(&n.ip, &["hostname"]).expect("ssh to node");
             assert_eq!(host.trim(), n.host);
-            let version = ssh.run(&n.ip, &["cat", "/etc/kismatic-version"]).expect("marker");
+            let version = ssh.run(&n.ip, &["cat", KISMATIC_VERSION_FILE]).expect("marker");
             assert_eq!(version, "1.0.0", "{}: no newline, no v", n.host);
-            let cv = ssh.run(&n.ip, &["cat", "/etc/component-versions"]).expect("marker");
+            let cv = ssh.run(&n.ip, &["cat", COMPONENT_VERSIONS_FILE]).expect("marker");
             assert!(cv.contains("kubernetes: v1.20.2"), "{}: {cv}", n.host);
         }
         // A host key that is not in known_hosts is refused (checking is strict, not bypassed).
@@ -66,14 +67,14 @@ fn testbed_lifecycle() {
         // versioned folder (the running-version rule of the node contract).
         let etcd_nodes: Vec<_> = tb.inv.nodes.iter().filter(|n| n.roles.iter().any(|r| r.as_str() == "etcd")).collect();
         assert_eq!(etcd_nodes.len(), 3);
-        for (component, port, _) in testbed::testbed::ETCD_CLUSTERS {
+        for (component, port, _) in testbed::testbed::etcd_clusters() {
             let health = tb.etcd_health(port).expect("etcd health");
             assert_eq!(health.lines().filter(|l| l.contains("is healthy")).count(), 3, "{component}: {health}");
             for n in &etcd_nodes {
                 let pid =
                     ssh.run(&n.ip, &["systemctl", "show", "-p", "MainPID", "--value", component]).expect("MainPID");
                 let exe = ssh.run(&n.ip, &["readlink", &format!("/proc/{}/exe", pid.trim())]).expect("exe");
-                assert_eq!(exe.trim(), format!("/opt/kismatic/{component}/3.4.23/bin/etcd"), "{}", n.host);
+                assert_eq!(exe.trim(), format!("{OPT}/{component}/3.4.23/bin/etcd"), "{}", n.host);
             }
         }
 

@@ -1,7 +1,7 @@
 //! Batches of workers drained together: one unit test per rule, and properties over random clusters checked by an
 //! independent counter of what a batch's drain takes from each budget.
 use super::*;
-use crate::batching::{BatchOptions, Batching, Bound, MaxUnavailable, admissible, batch_workers};
+use crate::batching::{BatchOptions, Batching, Bound, MaxUnavailable, admissible, batch_workers, split_live};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -184,6 +184,48 @@ fn admissible_is_the_same_rule() {
     pdb(&mut f, "web", 3, 1);
     assert!(admissible(&f, &["w0", "w2"]).is_err());
     assert!(admissible(&f, &["w0"]).is_ok());
+}
+
+#[test]
+fn the_live_recheck_keeps_a_batch_the_live_state_permits() {
+    let mut f = cluster(&[Some("a"); 4]);
+    deployment(&mut f, "web", 4, &[0, 1, 2, 3]);
+    pdb(&mut f, "web", 4, 2);
+    let (parts, why) = split_live(f.kube.as_ref().unwrap(), &["w0", "w1"]);
+    assert_eq!(parts, vec![vec!["w0".to_string(), "w1".to_string()]]);
+    assert_eq!(why, None);
+}
+
+#[test]
+fn the_live_recheck_splits_a_batch_the_live_state_no_longer_permits() {
+    // Planned with the budget allowing 2; live, a pod is unhealthy elsewhere and it allows 1.
+    let mut f = cluster(&[Some("a"); 4]);
+    deployment(&mut f, "web", 4, &[0, 1, 2, 3]);
+    pdb(&mut f, "web", 4, 1);
+    let (parts, why) = split_live(f.kube.as_ref().unwrap(), &["w0", "w1", "w2"]);
+    assert_eq!(parts, vec![vec!["w0".to_string()], vec!["w1".to_string()], vec!["w2".to_string()]]);
+    assert_eq!(why.map(|b| b.describe()), Some("PDB default/web allows 1".to_string()));
+    // Each part is admissible on its own, and every host is in exactly one part.
+    for p in &parts {
+        let refs: Vec<&str> = p.iter().map(String::as_str).collect();
+        assert_eq!(admissible(&f, &refs), Ok(()));
+    }
+    // Hosts without the budget's pods stay together with the first part that takes them.
+    let mut g = cluster(&[Some("a"); 4]);
+    deployment(&mut g, "web", 2, &[0, 1]);
+    pdb(&mut g, "web", 2, 1);
+    let (parts, _) = split_live(g.kube.as_ref().unwrap(), &["w0", "w1", "w2", "w3"]);
+    assert_eq!(parts, vec![vec!["w0".to_string(), "w2".to_string(), "w3".to_string()], vec!["w1".to_string()]]);
+}
+
+#[test]
+fn a_host_a_budget_refuses_alone_is_a_part_of_its_own_never_forced() {
+    let mut f = cluster(&[Some("a"); 3]);
+    deployment(&mut f, "web", 3, &[0, 1, 2]);
+    pdb(&mut f, "web", 3, 0);
+    let (parts, why) = split_live(f.kube.as_ref().unwrap(), &["w0", "w1"]);
+    assert_eq!(parts.len(), 2);
+    assert!(matches!(why, Some(Bound::Pdb { allows: 0, .. })), "{why:?}");
 }
 
 #[test]

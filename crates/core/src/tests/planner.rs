@@ -463,3 +463,46 @@ fn replicas_an_interrupted_drain_concentrated_do_not_gate_its_resume() {
     };
     assert!(make(&fx, &opts).is_blocked());
 }
+
+#[test]
+fn online_batches_plan_their_recheck_the_next_batchs_taint_and_its_removal() {
+    let fx = Fx::zoned_with_budget();
+    let opts = PlanOptions { max_unavailable: "100%".parse().unwrap(), ..PlanOptions::new(Mode::Online) };
+    let p = make(&fx, &opts);
+    let workers = p.phases.iter().find(|ph| ph.kind == PhaseKind::Worker).unwrap();
+    let ids = |b: &crate::planner::Batch| b.steps.iter().map(|s| s.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&workers.batches[0]), ["batch/worker00/recheck", "batch/worker00/prefer-no-schedule"]);
+    assert_eq!(
+        workers.batches[0].steps[1].action,
+        crate::planner::BatchAction::PreferNoSchedule { nodes: vec!["worker02".into()] }
+    );
+    assert_eq!(ids(&workers.batches[1]), ["batch/worker02/recheck"], "the last batch taints nothing");
+    // The tainted node removes the taint just before its uncordon; the first batch's nodes were never tainted.
+    let steps =
+        |host: &str| workers.batches.iter().flat_map(|b| &b.nodes).find(|n| n.host == host).unwrap().steps.clone();
+    let w2 = steps("worker02");
+    let n = w2.len();
+    assert_eq!(w2[n - 2].id, "worker/worker02/untaint");
+    assert!(matches!(w2[n - 2].action, Action::Untaint));
+    assert!(matches!(w2[n - 1].action, Action::Uncordon));
+    assert!(steps("worker00").iter().all(|s| !matches!(s.action, Action::Untaint)));
+    // The journal lists a batch's steps before its nodes' steps.
+    let j = p.journal_steps();
+    let pos = |id: &str| j.iter().position(|s| s == id).unwrap();
+    assert!(pos("batch/worker00/recheck") < pos("batch/worker00/prefer-no-schedule"));
+    assert!(pos("batch/worker00/prefer-no-schedule") < pos("worker/worker00/cordon"));
+    assert!(pos("worker/worker01/uncordon") < pos("batch/worker02/recheck"));
+    // And the JSON form says it, with stable ids.
+    let json: serde_json::Value = serde_json::from_str(&crate::render::plan_json(&p)).unwrap();
+    let batch = &json["phases"].as_array().unwrap().iter().find(|ph| ph["id"] == "worker").unwrap()["batches"][0];
+    assert_eq!(batch["steps"][1]["action"], "prefer_no_schedule");
+    assert_eq!(batch["steps"][1]["nodes"][0], "worker02");
+}
+
+#[test]
+fn single_node_batches_plan_no_batch_steps() {
+    let fx = Fx::zoned_with_budget();
+    let p = make(&fx, &PlanOptions::new(Mode::Online));
+    assert!(p.phases.iter().flat_map(|ph| &ph.batches).all(|b| b.steps.is_empty()));
+    assert!(p.node_plans().all(|(_, np)| np.steps.iter().all(|s| !matches!(s.action, Action::Untaint))));
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Issue 13's benchmark (not a timed test): the online upgrade of the 40 workers of the scale testbed
+# (examples/scale.yaml: 3 etcd, 2 masters, 40 workers in 4 zones, workloads examples/workloads/scale.yaml) with
+# `--max-unavailable 1` and with `--max-unavailable 25%`, each on a freshly built testbed at the old release; prints
+# the boot time and memory of each bring-up, both wall times and their ratio. Needs root (systemd-nspawn) and the
+# loopback lock: run as `flock /tmp/kismatic-loopback.lock bash scripts/bench-batches.sh`. The testbed is brought
+# down at the end (and on failure).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --locked -p kismatic -p kube-sim -p testbed
+bin=target/debug
+plan=examples/scale.yaml
+out=${BENCH_OUT:-target/bench-batches}
+mkdir -p "$out"
+trap '"$bin/testbed" down -f "$plan" >/dev/null 2>&1 || true' EXIT
+
+mem_used_mib() { free -m | awk '/^Mem:/ {print $3}'; }
+
+# One bring-up and one online upgrade; prints "boot_s mem_mib upgrade_s".
+run() {
+  local max=$1 tag=$2
+  "$bin/testbed" down -f "$plan" >/dev/null 2>&1 || true
+  local m0 t0 t1 m1 t2
+  m0=$(mem_used_mib)
+  t0=$(date +%s.%N)
+  "$bin/testbed" up -f "$plan" >"$out/up-$tag.log" 2>&1
+  t1=$(date +%s.%N)
+  local release kubeconfig
+  release=$("$bin/testbed" status -f "$plan" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["release_new"])')
+  kubeconfig=$("$bin/testbed" kubeconfig -f "$plan")
+  kubectl --kubeconfig "$kubeconfig" apply -f examples/workloads/scale.yaml >"$out/apply-$tag.log"
+  for d in $(kubectl --kubeconfig "$kubeconfig" get deploy,statefulset -A -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}@{.metadata.namespace} {end}'); do
+    kubectl --kubeconfig "$kubeconfig" -n "${d#*@}" rollout status "${d%@*}" --timeout=300s >/dev/null
+  done
+  m1=$(mem_used_mib)
+  "$bin/kismatic" upgrade online -f "$plan" --release "$release" --kubeconfig "$kubeconfig" \
+    --max-unavailable "$max" --ignore-safety-checks --dry-run >"$out/plan-$tag.txt" || true
+  t2=$(date +%s.%N)
+  "$bin/kismatic" upgrade online -f "$plan" --release "$release" --kubeconfig "$kubeconfig" \
+    --max-unavailable "$max" --ignore-safety-checks --events "$out/events-$tag.jsonl" >"$out/upgrade-$tag.log" 2>&1
+  local t3
+  t3=$(date +%s.%N)
+  echo "$(echo "$t1 - $t0" | bc) $((m1 - m0)) $(echo "$t3 - $t2" | bc)"
+}
+
+r1=$(run 1 max1)
+r2=$(run 25% max25)
+read -r boot1 mem1 one <<<"$r1"
+read -r boot2 mem2 quarter <<<"$r2"
+printf 'scale testbed bring-up: %.0f s and %d MiB (first), %.0f s and %d MiB (second)\n' "$boot1" "$mem1" "$boot2" "$mem2"
+printf 'online upgrade of 40 workers: --max-unavailable 1: %.1f s; 25%%: %.1f s; ratio %.2f\n' \
+  "$one" "$quarter" "$(echo "$one / $quarter" | bc -l)"
+echo "plans (batches and their bounds): $out/plan-max1.txt $out/plan-max25.txt; events: $out/events-*.jsonl"
