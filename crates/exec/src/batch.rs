@@ -132,11 +132,7 @@ impl<N: NodeOps, C: ClusterOps> Ctx<'_, N, C> {
         let draining: BTreeSet<&str> = batch.nodes.iter().filter(|n| n.drain).map(|n| n.host.as_str()).collect();
         let split_of_this_batch = || {
             let parts = self.batches.splits.lock().ok().and_then(|s| s.get(&batch.id).cloned())?;
-            let hosts: BTreeSet<&str> = parts.iter().flatten().map(String::as_str).collect();
-            if hosts != draining {
-                return None;
-            }
-            Some(complete(parts, &whole))
+            split_of(parts, &draining, &whole)
         };
         if let Some(parts) = split_of_this_batch() {
             return Ok(parts);
@@ -277,6 +273,15 @@ impl<N: NodeOps, C: ClusterOps> Ctx<'_, N, C> {
         ));
         Ok(format!("left out: {reason}"))
     }
+}
+
+/// A journaled split, when it splits exactly the batch's draining hosts: with the batch's other hosts added.
+fn split_of(parts: Vec<Vec<String>>, draining: &BTreeSet<&str>, whole: &[String]) -> Option<Vec<Vec<String>>> {
+    let hosts: BTreeSet<&str> = parts.iter().flatten().map(String::as_str).collect();
+    if hosts != *draining {
+        return None;
+    }
+    Some(complete(parts, whole))
 }
 
 /// A split's parts with the batch's other hosts (those that drain nothing) added to the first part, so that every
