@@ -127,8 +127,15 @@ impl<N: NodeOps, C: ClusterOps> Ctx<'_, N, C> {
     /// journaled by an earlier run is followed as it is.
     async fn recheck(&self, batch: &Batch, id: &str) -> Result<Vec<Vec<String>>, ExecError> {
         let whole: Vec<String> = batch.nodes.iter().map(|n| n.host.clone()).collect();
-        if let Some(parts) = self.batches.splits.lock().ok().and_then(|s| s.get(&batch.id).cloned()) {
-            return Ok(complete(parts, &whole));
+        // A resumed run re-plans from the cluster's state, so its batch of this id may hold other nodes: the
+        // journaled split is followed only when it is a split of this very batch.
+        let draining: BTreeSet<&str> = batch.nodes.iter().filter(|n| n.drain).map(|n| n.host.as_str()).collect();
+        let split_of_this_batch = || {
+            let parts = self.batches.splits.lock().ok().and_then(|s| s.get(&batch.id).cloned())?;
+            split_of(parts, &draining, &whole)
+        };
+        if let Some(parts) = split_of_this_batch() {
+            return Ok(parts);
         }
         let first = whole.first().map(String::as_str);
         self.step("worker", first, id, "re-check the live budgets", async |w: &mut Waited| {
@@ -152,8 +159,7 @@ impl<N: NodeOps, C: ClusterOps> Ctx<'_, N, C> {
             Ok(format!("split into {} parts ({}): {reason}", parts.len(), shown.join(", ")))
         })
         .await?;
-        let split = self.batches.splits.lock().ok().and_then(|s| s.get(&batch.id).cloned());
-        Ok(split.map_or_else(|| vec![whole.clone()], |p| complete(p, &whole)))
+        Ok(split_of_this_batch().unwrap_or_else(|| vec![whole.clone()]))
     }
 
     /// The drain-soon taint on the next batch's nodes.
@@ -267,6 +273,15 @@ impl<N: NodeOps, C: ClusterOps> Ctx<'_, N, C> {
         ));
         Ok(format!("left out: {reason}"))
     }
+}
+
+/// A journaled split, when it splits exactly the batch's draining hosts: with the batch's other hosts added.
+fn split_of(parts: Vec<Vec<String>>, draining: &BTreeSet<&str>, whole: &[String]) -> Option<Vec<Vec<String>>> {
+    let hosts: BTreeSet<&str> = parts.iter().flatten().map(String::as_str).collect();
+    if hosts != *draining {
+        return None;
+    }
+    Some(complete(parts, whole))
 }
 
 /// A split's parts with the batch's other hosts (those that drain nothing) added to the first part, so that every

@@ -407,3 +407,16 @@ async fn a_run_interrupted_in_the_middle_of_a_split_batch_resumes_exactly() {
     assert!(W[3..].iter().all(|w| again.called(&format!("markers {w}"))));
     assert!(h.journal().tainted.is_empty());
 }
+
+#[test]
+fn a_journaled_split_is_followed_only_for_the_batch_it_split() {
+    let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let parts = vec![v(&["w1", "w3"]), v(&["w2"])];
+    let whole = v(&["w1", "w2", "w3", "w4"]);
+    // w4 drains nothing (not registered): it joins the first part.
+    let draining: BTreeSet<&str> = ["w1", "w2", "w3"].into();
+    assert_eq!(split_of(parts.clone(), &draining, &whole), Some(vec![v(&["w1", "w3", "w4"]), v(&["w2"])]));
+    // A resumed run re-planned: its batch of this id holds other nodes; the old split does not apply.
+    let replanned: BTreeSet<&str> = ["w2", "w3", "w5"].into();
+    assert_eq!(split_of(parts, &replanned, &v(&["w2", "w3", "w5"])), None);
+}
