@@ -323,6 +323,12 @@ impl Testbed {
         }
         let release_root =
             releases.old.dir.parent().ok_or_else(|| anyhow!("release folder has no parent"))?.to_path_buf();
+        if let Some(raised) = ensure_inotify_instances(self.inv.nodes.len())? {
+            p(&format!(
+                "raised fs.inotify.max_user_instances from {} to {} for the nodes' systemd",
+                raised.0, raised.1
+            ));
+        }
         p(&format!("starting {} nodes", self.inv.nodes.len()));
         for n in &self.inv.nodes {
             let machine = self.machine(&n.host);
@@ -1032,6 +1038,38 @@ impl Testbed {
     }
 }
 
+/// Each container's systemd takes several inotify instances of the host's per-user budget (all nodes run as root).
+/// Debian's default of 128 boots only about 22 nodes: the 45-node scale testbed had 23 nodes never reach sshd
+/// until it was raised.
+const INOTIFY_INSTANCES_PER_NODE: u64 = 16;
+const INOTIFY_INSTANCES_FOR_THE_HOST: u64 = 256;
+const INOTIFY_MAX_USER_INSTANCES: &str = "/proc/sys/fs/inotify/max_user_instances";
+
+/// The `max_user_instances` that `nodes` containers need, when `current` is too low.
+fn inotify_instances_needed(nodes: usize, current: u64) -> Option<u64> {
+    let nodes = u64::try_from(nodes).unwrap_or(u64::MAX);
+    let needed = nodes.saturating_mul(INOTIFY_INSTANCES_PER_NODE).saturating_add(INOTIFY_INSTANCES_FOR_THE_HOST);
+    (current < needed).then_some(needed)
+}
+
+/// Raises the host's inotify instance limit when it is too low for the nodes; returns (before, after) if it did.
+fn ensure_inotify_instances(nodes: usize) -> Result<Option<(u64, u64)>> {
+    let text = fs::read_to_string(INOTIFY_MAX_USER_INSTANCES)
+        .with_context(|| format!("reading {INOTIFY_MAX_USER_INSTANCES}"))?;
+    let current: u64 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{INOTIFY_MAX_USER_INSTANCES}: not a number: {:?}", text.trim()))?;
+    match inotify_instances_needed(nodes, current) {
+        None => Ok(None),
+        Some(needed) => {
+            fs::write(INOTIFY_MAX_USER_INSTANCES, needed.to_string())
+                .with_context(|| format!("raising {INOTIFY_MAX_USER_INSTANCES} to {needed} for {nodes} nodes"))?;
+            Ok(Some((current, needed)))
+        }
+    }
+}
+
 fn preflight() -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -1204,5 +1242,15 @@ mod tests {
         ports.sort_unstable();
         ports.dedup();
         assert_eq!(ports.len(), 2 * clusters.len());
+    }
+
+    /// Debian's default (128) is too low for the scale testbed's 45 nodes and enough for ha's 9; a higher limit is
+    /// never lowered.
+    #[test]
+    fn inotify_instances_are_raised_only_when_too_low() {
+        assert_eq!(super::inotify_instances_needed(45, 128), Some(45 * 16 + 256));
+        assert_eq!(super::inotify_instances_needed(9, 128), Some(9 * 16 + 256));
+        assert_eq!(super::inotify_instances_needed(9, 8192), None);
+        assert_eq!(super::inotify_instances_needed(usize::MAX, 128), Some(u64::MAX));
     }
 }
