@@ -16,7 +16,18 @@ trap '"$bin/testbed" down -f "$plan" >/dev/null 2>&1 || true' EXIT
 
 mem_used_mib() { free -m | awk '/^Mem:/ {print $3}'; }
 
-# One bring-up and one online upgrade; prints "boot_s mem_mib upgrade_s".
+# The worker phase's wall time (first worker step started -> last worker step ended) from an events file.
+worker_phase_s() {
+  python3 - "$1" <<'PY'
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+run = ev[-1]["run_id"]
+w = [e for e in ev if e["run_id"] == run and e.get("phase") == "worker" and e["state"] in ("finished", "failed")]
+print(f"{(max(e['at_ms'] for e in w) - min(e['at_ms'] - e.get('duration_ms', 0) for e in w)) / 1000:.1f}" if w else "0")
+PY
+}
+
+# One bring-up and one online upgrade; prints "boot_s mem_mib upgrade_s worker_phase_s".
 run() {
   local max=$1 tag=$2
   "$bin/testbed" down -f "$plan" >/dev/null 2>&1 || true
@@ -40,14 +51,15 @@ run() {
     --max-unavailable "$max" --ignore-safety-checks --events "$out/events-$tag.jsonl" >"$out/upgrade-$tag.log" 2>&1
   local t3
   t3=$(date +%s.%N)
-  echo "$(echo "$t1 - $t0" | bc) $((m1 - m0)) $(echo "$t3 - $t2" | bc)"
+  echo "$(echo "$t1 - $t0" | bc) $((m1 - m0)) $(echo "$t3 - $t2" | bc) $(worker_phase_s "$out/events-$tag.jsonl")"
 }
 
 r1=$(run 1 max1)
 r2=$(run 25% max25)
-read -r boot1 mem1 one <<<"$r1"
-read -r boot2 mem2 quarter <<<"$r2"
+read -r boot1 mem1 one w1 <<<"$r1"
+read -r boot2 mem2 quarter w2 <<<"$r2"
 printf 'scale testbed bring-up: %.0f s and %d MiB (first), %.0f s and %d MiB (second)\n' "$boot1" "$mem1" "$boot2" "$mem2"
 printf 'online upgrade of 40 workers: --max-unavailable 1: %.1f s; 25%%: %.1f s; ratio %.2f\n' \
   "$one" "$quarter" "$(echo "$one / $quarter" | bc -l)"
+printf 'worker phase alone: --max-unavailable 1: %.1f s; 25%%: %.1f s; ratio %.2f\n' "$w1" "$w2" "$(echo "$w1 / $w2" | bc -l)"
 echo "plans (batches and their bounds): $out/plan-max1.txt $out/plan-max25.txt; events: $out/events-*.jsonl"
