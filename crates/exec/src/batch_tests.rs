@@ -4,188 +4,14 @@
 //! what the journal says and what a rerun does.
 
 use super::*;
-use crate::etcd::SnapshotInfo;
-use crate::ops::{ClusterOps, Installed, NodeOps};
+use crate::run::interp_tests::{Fake, Fault, Interrupt};
 use kismatic_core::checks::{CheckOptions, Mode};
-use kismatic_core::facts::{EtcdClusterFacts, EtcdMember, KubeFacts, PodDisruptionBudget};
+use kismatic_core::facts::{KubeFacts, PodDisruptionBudget};
 use kismatic_core::planner::PlanOptions;
 use kismatic_core::synth;
-use kismatic_fleet::RoundTrips;
 use kismatic_journal::StepStatus;
-use kismatic_kube::apply::Applied;
-use std::path::Path;
-use std::sync::Arc;
 
 const ZONE: &str = "topology.kubernetes.io/zone";
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Fault {
-    /// Never returns; the run gets SIGTERM.
-    Hang,
-    /// The drain's deadline passed with a budget still refusing (only at `drain NODE`).
-    DrainTimeout,
-}
-
-struct Fake {
-    calls: Mutex<Vec<String>>,
-    faults: BTreeMap<String, Fault>,
-    interrupt: Arc<tokio::sync::Notify>,
-    /// What the live re-check reads (`None`: not known).
-    live: Option<KubeFacts>,
-}
-
-impl Fake {
-    fn new(faults: &[(&str, Fault)], live: Option<KubeFacts>) -> Self {
-        Fake {
-            calls: Mutex::new(Vec::new()),
-            faults: faults.iter().map(|(k, f)| (k.to_string(), *f)).collect(),
-            interrupt: Arc::new(tokio::sync::Notify::new()),
-            live,
-        }
-    }
-
-    async fn call(&self, name: String) -> Result<(), StepError> {
-        self.calls.lock().unwrap().push(name.clone());
-        match self.faults.get(&name) {
-            Some(Fault::Hang) => {
-                self.interrupt.notify_one();
-                std::future::pending().await
-            }
-            Some(Fault::DrainTimeout) => Err(StepError::Kube(kismatic_kube::KubeError::Timeout(format!(
-                "drain of {} timed out after 1s: evicting pod default/web-0 is refused by PodDisruptionBudget \
-                 default/web (disruptions allowed 0, healthy 2/3)",
-                name.trim_start_matches("drain ")
-            )))),
-            None => Ok(()),
-        }
-    }
-
-    fn calls(&self) -> Vec<String> {
-        self.calls.lock().unwrap().clone()
-    }
-
-    fn called(&self, name: &str) -> bool {
-        self.calls().iter().any(|c| c == name)
-    }
-
-    fn pos(&self, name: &str) -> usize {
-        let calls = self.calls();
-        calls.iter().position(|c| c == name).unwrap_or_else(|| panic!("{name} not called: {calls:?}"))
-    }
-}
-
-impl NodeOps for Fake {
-    async fn connect(&self, node: &Node) -> Result<(), StepError> {
-        self.call(format!("connect {}", node.host)).await
-    }
-    async fn stage(&self, node: &Node, _: &[&Component]) -> Result<String, StepError> {
-        self.call(format!("stage {}", node.host)).await.map(|()| String::new())
-    }
-    async fn install(&self, node: &Node, c: &Component) -> Result<Installed, StepError> {
-        self.call(format!("install {} {}", node.host, c.name)).await?;
-        Ok(Installed { changed: true, stale: false })
-    }
-    async fn restart(&self, node: &Node, c: &Component) -> Result<(), StepError> {
-        self.call(format!("restart {} {}", node.host, c.name)).await
-    }
-    async fn gate(&self, node: &Node, c: &Component, gate: Gate) -> Result<(), StepError> {
-        self.call(format!("gate {} {} {gate:?}", node.host, c.name)).await
-    }
-    async fn rollback(&self, node: &Node, c: &Component) -> Result<String, StepError> {
-        self.call(format!("rollback {} {}", node.host, c.name)).await?;
-        Ok(synth::OLD_ETCD.to_string())
-    }
-    async fn write_markers(&self, node: &Node, _: &str) -> Result<(), StepError> {
-        self.call(format!("markers {}", node.host)).await
-    }
-    async fn record_service(&self, node: &Node, c: &Component) -> Result<(), StepError> {
-        self.call(format!("record {} {}", node.host, c.name)).await
-    }
-    fn round_trips(&self) -> BTreeMap<String, RoundTrips> {
-        BTreeMap::new()
-    }
-    async fn close(&self) {
-        self.calls.lock().unwrap().push("close".into());
-    }
-}
-
-impl ClusterOps for Fake {
-    async fn cordon(&self, node: &str) -> Result<(), StepError> {
-        self.call(format!("cordon {node}")).await
-    }
-    async fn uncordon(&self, node: &str) -> Result<(), StepError> {
-        self.call(format!("uncordon {node}")).await
-    }
-    async fn drain(
-        &self,
-        node: &str,
-        before_evicting: &dyn Fn(&BTreeSet<Workload>) -> Result<(), kismatic_kube::HookError>,
-    ) -> Result<BTreeSet<Workload>, StepError> {
-        let moved: BTreeSet<Workload> =
-            [Workload { kind: "Deployment".into(), namespace: "default".into(), name: format!("web-{node}") }].into();
-        before_evicting(&moved).map_err(|e| StepError::Kube(kismatic_kube::KubeError::Hook(e)))?;
-        self.call(format!("drain {node}")).await?;
-        Ok(moved)
-    }
-    async fn workloads_back(&self, moved: &BTreeSet<Workload>) -> Result<(), StepError> {
-        let names: Vec<&str> = moved.iter().map(|w| w.name.as_str()).collect();
-        self.call(format!("workloads {}", names.join(","))).await
-    }
-    async fn gate(&self, node: &Node, _: &str, c: &Component, gate: Gate) -> Result<(), StepError> {
-        self.call(format!("gate {} {} {gate:?}", node.host, c.name)).await
-    }
-    async fn apply(&self, c: &Component) -> Result<Vec<Applied>, StepError> {
-        self.call(format!("apply {}", c.name)).await?;
-        Ok(vec![Applied { kind: "Deployment".into(), namespace: Some("kube-system".into()), name: c.name.clone() }])
-    }
-    async fn rollout(&self, _: &[Applied]) -> Result<(), StepError> {
-        self.call("rollout".into()).await
-    }
-    async fn etcd_cluster(&self, _: &Node, cluster: &str) -> Result<EtcdClusterFacts, StepError> {
-        let target = kismatic_core::synth::release().component(cluster).map(|c| c.version.clone()).unwrap_or_default();
-        let members = ["etcd00", "etcd01", "etcd02"]
-            .iter()
-            .map(|h| EtcdMember {
-                id: h.to_string(),
-                name: h.to_string(),
-                node: Some(h.to_string()),
-                client_urls: Vec::new(),
-                healthy: Some(true),
-                // Every member reports the target: the member gates pass at once.
-                version: Some(target.clone()),
-                error: None,
-            })
-            .collect();
-        Ok(EtcdClusterFacts { cluster: cluster.into(), members, leader: Some("etcd00".into()), error: None })
-    }
-    async fn snapshot(&self, _: &Node, cluster: &str, run_id: &str) -> Result<(String, SnapshotInfo), StepError> {
-        let info = SnapshotInfo { hash: 1, revision: 7, total_key: 42, total_size: 4096 };
-        Ok((format!("{SNAPSHOT_DIR}/{cluster}-{run_id}.db"), info))
-    }
-    async fn copy_snapshot(&self, _: &Node, _: &str, dir: &Path) -> Result<PathBuf, StepError> {
-        Ok(dir.join("copy.db"))
-    }
-    async fn live_facts(&self) -> Result<Option<KubeFacts>, StepError> {
-        self.call("live facts".into()).await?;
-        Ok(self.live.clone())
-    }
-    async fn set_taint(&self, node: &str, key: &str, add: Option<&str>) -> Result<(), StepError> {
-        assert_eq!(key, DRAIN_SOON_TAINT);
-        match add {
-            Some(effect) => self.call(format!("taint {node} {effect}")).await,
-            None => self.call(format!("untaint {node}")).await,
-        }
-    }
-}
-
-struct Interrupt(Arc<tokio::sync::Notify>);
-
-impl Interrupts for Interrupt {
-    async fn next(&mut self) -> String {
-        self.0.notified().await;
-        "SIGTERM".into()
-    }
-}
 
 struct Harness {
     _dir: tempfile::TempDir,
@@ -294,7 +120,7 @@ const W: [&str; 6] = ["worker00006", "worker00007", "worker00008", "worker00009"
 #[tokio::test]
 async fn a_batch_the_live_state_permits_runs_whole_with_the_next_batch_tainted_until_its_uncordon() {
     let h = harness(OnDrainTimeout::Stop);
-    let fake = Fake::new(&[], Some(h.kube.clone()));
+    let fake = Fake::with_live(&[], Some(h.kube.clone()));
     let out = h.run(&fake).await;
     assert!(out.completed, "{}", out.message);
     // Re-checked before the batch is cordoned; the whole batch cordoned before any drain; the next batch tainted
@@ -324,7 +150,7 @@ async fn the_live_recheck_splits_a_batch_the_live_state_no_longer_permits() {
     let h = harness(OnDrainTimeout::Stop);
     // Planned with no budget; live, web has pods on 06 and 07 and its budget allows one disruption.
     let live = h.live_with_budget(&["worker00006", "worker00007", "worker00009"], 1);
-    let fake = Fake::new(&[], Some(live));
+    let fake = Fake::with_live(&[], Some(live));
     let out = h.run(&fake).await;
     assert!(out.completed, "{}", out.message);
     let j = h.journal();
@@ -341,7 +167,7 @@ async fn the_live_recheck_splits_a_batch_the_live_state_no_longer_permits() {
 #[tokio::test]
 async fn a_node_whose_drain_times_out_is_left_out_with_skip_and_retried_by_the_rerun() {
     let h = harness(OnDrainTimeout::Skip);
-    let fake = Fake::new(&[("drain worker00010", Fault::DrainTimeout)], Some(h.kube.clone()));
+    let fake = Fake::with_live(&[("drain worker00010", Fault::DrainTimeout)], Some(h.kube.clone()));
     let out = h.run(&fake).await;
     assert!(!out.completed, "left out: the run is unfinished (exit 1)");
     assert!(out.message.contains("worker00010") && out.message.contains("PodDisruptionBudget default/web"));
@@ -357,7 +183,7 @@ async fn a_node_whose_drain_times_out_is_left_out_with_skip_and_retried_by_the_r
     assert!(j.cordoned.is_empty() && j.tainted.is_empty());
     assert_eq!(j.ended, Some(false));
     // The rerun retries it: cordon and drain again, upgrade, services; the others are not redone.
-    let again = Fake::new(&[], Some(h.kube.clone()));
+    let again = Fake::with_live(&[], Some(h.kube.clone()));
     let out = h.run(&again).await;
     assert!(out.completed && out.resumed, "{}", out.message);
     assert!(again.called("cordon worker00010") && again.called("drain worker00010"));
@@ -369,7 +195,7 @@ async fn a_node_whose_drain_times_out_is_left_out_with_skip_and_retried_by_the_r
 #[tokio::test]
 async fn with_stop_a_drain_timeout_stops_the_run_and_untaints_the_next_batch() {
     let h = harness(OnDrainTimeout::Stop);
-    let fake = Fake::new(&[("drain worker00007", Fault::DrainTimeout)], Some(h.kube.clone()));
+    let fake = Fake::with_live(&[("drain worker00007", Fault::DrainTimeout)], Some(h.kube.clone()));
     let out = h.run(&fake).await;
     assert!(!out.completed && out.left_out.is_empty(), "{}", out.message);
     assert!(out.message.contains("worker/worker00007/drain"), "{}", out.message);
@@ -386,7 +212,7 @@ async fn with_stop_a_drain_timeout_stops_the_run_and_untaints_the_next_batch() {
 async fn a_run_interrupted_in_the_middle_of_a_split_batch_resumes_exactly() {
     let h = harness(OnDrainTimeout::Stop);
     let live = h.live_with_budget(&["worker00006", "worker00007"], 1);
-    let fake = Fake::new(&[("install worker00007 kubelet", Fault::Hang)], Some(live));
+    let fake = Fake::with_live(&[("install worker00007 kubelet", Fault::Hang)], Some(live));
     let out = h.run(&fake).await;
     assert!(!out.completed);
     let j = h.journal();
@@ -395,7 +221,7 @@ async fn a_run_interrupted_in_the_middle_of_a_split_batch_resumes_exactly() {
     assert!(j.cordoned.is_empty() && j.tainted.is_empty(), "the abort uncordoned and untainted");
     // The rerun sees a live state that would permit the batch whole, yet follows the journaled split: no new
     // re-check, part 1 not redone, 07's cordon (undone by the abort) and drain redone.
-    let again = Fake::new(&[], Some(h.kube.clone()));
+    let again = Fake::with_live(&[], Some(h.kube.clone()));
     let out = h.run(&again).await;
     assert!(out.completed && out.resumed, "{}", out.message);
     assert!(!again.called("live facts") || again.pos("live facts") > again.pos("markers worker00007"));

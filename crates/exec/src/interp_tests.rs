@@ -17,18 +17,23 @@ const OLD_ETCD: &str = kismatic_core::synth::OLD_ETCD;
 
 /// What the fake does at one operation (named like `install etcd01 etcd`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Fault {
+pub(super) enum Fault {
     /// Fails with a "try again" error.
     Fail,
     /// Never returns; the run gets SIGTERM.
     Hang,
+    /// The drain's deadline passed with a budget still refusing (only at `drain NODE`).
+    DrainTimeout,
 }
 
-/// Both fakes in one: every operation is logged by name; `faults` decide what happens at a name.
-struct Fake {
+/// Both fakes in one: every operation is logged by name; `faults` decide what happens at a name. Shared with the
+/// batch tests (`batch_tests.rs`).
+pub(super) struct Fake {
     calls: Mutex<Vec<String>>,
     faults: BTreeMap<String, Fault>,
-    interrupt: Arc<tokio::sync::Notify>,
+    pub(super) interrupt: Arc<tokio::sync::Notify>,
+    /// What the live re-check of a worker batch reads (`None`: not known).
+    live: Option<kismatic_core::facts::KubeFacts>,
     /// etcd member versions per host (what `etcd_cluster` reports).
     etcd: Mutex<BTreeMap<String, String>>,
     /// etcd members that never come back healthy at the target.
@@ -39,10 +44,15 @@ struct Fake {
 
 impl Fake {
     fn new(faults: &[(&str, Fault)]) -> Self {
+        Self::with_live(faults, None)
+    }
+
+    pub(super) fn with_live(faults: &[(&str, Fault)], live: Option<kismatic_core::facts::KubeFacts>) -> Self {
         Fake {
             calls: Mutex::new(Vec::new()),
             faults: faults.iter().map(|(k, f)| (k.to_string(), *f)).collect(),
             interrupt: Arc::new(tokio::sync::Notify::new()),
+            live,
             etcd: Mutex::new(["etcd00", "etcd01", "etcd02"].map(|h| (h.to_string(), OLD_ETCD.to_string())).into()),
             etcd_stuck: BTreeSet::new(),
             etcd_down: BTreeSet::new(),
@@ -57,16 +67,26 @@ impl Fake {
                 self.interrupt.notify_one();
                 std::future::pending().await
             }
+            Some(Fault::DrainTimeout) => Err(StepError::Kube(kismatic_kube::KubeError::Timeout(format!(
+                "drain of {} timed out after 1s: evicting pod default/web-0 is refused by PodDisruptionBudget \
+                 default/web (disruptions allowed 0, healthy 2/3)",
+                name.trim_start_matches("drain ")
+            )))),
             None => Ok(()),
         }
     }
 
-    fn calls(&self) -> Vec<String> {
+    pub(super) fn calls(&self) -> Vec<String> {
         self.calls.lock().unwrap().clone()
     }
 
-    fn called(&self, name: &str) -> bool {
+    pub(super) fn called(&self, name: &str) -> bool {
         self.calls().iter().any(|c| c == name)
+    }
+
+    pub(super) fn pos(&self, name: &str) -> usize {
+        let calls = self.calls();
+        calls.iter().position(|c| c == name).unwrap_or_else(|| panic!("{name} not called: {calls:?}"))
     }
 }
 
@@ -169,9 +189,20 @@ impl ClusterOps for Fake {
         self.call(format!("copy {path} from {}", via.host)).await?;
         Ok(dir.join("copy.db"))
     }
+    async fn live_facts(&self) -> Result<Option<kismatic_core::facts::KubeFacts>, StepError> {
+        self.call("live facts".into()).await?;
+        Ok(self.live.clone())
+    }
+    async fn set_taint(&self, node: &str, key: &str, add: Option<&str>) -> Result<(), StepError> {
+        assert_eq!(key, kismatic_core::planner::DRAIN_SOON_TAINT);
+        match add {
+            Some(effect) => self.call(format!("taint {node} {effect}")).await,
+            None => self.call(format!("untaint {node}")).await,
+        }
+    }
 }
 
-struct Interrupt(Arc<tokio::sync::Notify>);
+pub(super) struct Interrupt(pub(super) Arc<tokio::sync::Notify>);
 
 impl Interrupts for Interrupt {
     async fn next(&mut self) -> String {
