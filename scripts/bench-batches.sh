@@ -2,7 +2,9 @@
 # Issue 13's benchmark (not a timed test): the online upgrade of the 40 workers of the scale testbed
 # (examples/scale.yaml: 3 etcd, 2 masters, 40 workers in 4 zones, workloads examples/workloads/scale.yaml) with
 # `--max-unavailable 1` and with `--max-unavailable 25%`, each on a freshly built testbed at the old release; prints
-# the boot time and memory of each bring-up, both wall times and their ratio. Needs root (systemd-nspawn) and the
+# the boot time and memory of each bring-up, both wall times and their ratio, and what `testbed sample` saw during
+# each upgrade (every PodDisruptionBudget's fewest healthy pods against its desired count, every 250 ms, and the
+# API's answers through the load balancer). Needs root (systemd-nspawn) and the
 # loopback lock: run as `flock /tmp/kismatic-loopback.lock bash scripts/bench-batches.sh`. The testbed is brought
 # down at the end (and on failure).
 set -euo pipefail
@@ -45,12 +47,16 @@ run() {
   done
   m1=$(mem_used_mib)
   "$bin/kismatic" upgrade online -f "$plan" --release "$release" --kubeconfig "$kubeconfig" \
-    --max-unavailable "$max" --ignore-safety-checks --dry-run >"$out/plan-$tag.txt" || true
+    --max-unavailable "$max" --dry-run >"$out/plan-$tag.txt" || true
+  "$bin/testbed" sample -f "$plan" --json "$out/sample-$tag.json" >"$out/sample-$tag.txt" 2>&1 &
+  local sampler=$!
   t2=$(date +%s.%N)
   "$bin/kismatic" upgrade online -f "$plan" --release "$release" --kubeconfig "$kubeconfig" \
-    --max-unavailable "$max" --ignore-safety-checks --events "$out/events-$tag.jsonl" >"$out/upgrade-$tag.log" 2>&1
+    --max-unavailable "$max" --events "$out/events-$tag.jsonl" >"$out/upgrade-$tag.log" 2>&1
   local t3
   t3=$(date +%s.%N)
+  kill -TERM "$sampler"
+  wait "$sampler" || true
   echo "$(echo "$t1 - $t0" | bc) $((m1 - m0)) $(echo "$t3 - $t2" | bc) $(worker_phase_s "$out/events-$tag.jsonl")"
 }
 
@@ -62,4 +68,8 @@ printf 'scale testbed bring-up: %.0f s and %d MiB (first), %.0f s and %d MiB (se
 printf 'online upgrade of 40 workers: --max-unavailable 1: %.1f s; 25%%: %.1f s; ratio %.2f\n' \
   "$one" "$quarter" "$(echo "$one / $quarter" | bc -l)"
 printf 'worker phase alone: --max-unavailable 1: %.1f s; 25%%: %.1f s; ratio %.2f\n' "$w1" "$w2" "$(echo "$w1 / $w2" | bc -l)"
+for tag in max1 max25; do
+  echo "sampled during the $tag upgrade: $(head -1 "$out/sample-$tag.txt")"
+  sed -n '2,$p' "$out/sample-$tag.txt"
+done
 echo "plans (batches and their bounds): $out/plan-max1.txt $out/plan-max25.txt; events: $out/events-*.jsonl"

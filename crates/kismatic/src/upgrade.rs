@@ -120,7 +120,9 @@ struct CommonArgs {
     /// How long a drain retries evictions refused by a PodDisruptionBudget before the run stops, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = common::timeout_secs)]
     drain_timeout: u64,
-    /// Deadline for each component to come back at its target version (and each node to turn Ready), in seconds.
+    /// Deadline for each component to come back at its target version (and each node to turn Ready), in seconds;
+    /// the longer of this and --drain-timeout is how long moved workloads may take to be ready again and how long
+    /// an on-cluster service's rollout may go without progress.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = common::timeout_secs)]
     node_timeout: u64,
     /// Restart every upgraded component's service even when nothing changed on the node.

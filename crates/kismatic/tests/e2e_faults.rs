@@ -9,167 +9,23 @@
 //! CI runs `faults_on_the_testbed` (the node faults and one seeded crash point). `crash_campaign` is ignored; it is
 //! driven by `KISMATIC_CRASH_SEEDS=1,2,3` (or `KISMATIC_CRASH_N` + `KISMATIC_CRASH_FIRST_SEED`), and
 //! `scripts/crash-campaign.sh` runs it in chunks under the loopback lock. Versions are never written here: they come
-//! from the testbed's release folders. Some helpers repeat e2e_upgrade.rs's (kept apart while that file moves).
+//! from the testbed's release folders. The testbed helpers are shared with e2e_scale.rs (support/mod.rs).
 //!
 //! Deadlines in this file only fail a test when something truly hangs; nothing asserts on wall time.
 
-use kismatic_release::Release;
+mod support;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use testbed::{Guard, Options, e2e_skip_reason};
+use support::{Cluster, RUN_DEADLINE, Sampler, cordoned_nodes, text, wait_status};
+use testbed::e2e_skip_reason;
 
 /// What the ha testbed needs acknowledged for a full online upgrade (its ingress node).
 const ONLINE: [&str; 4] = ["upgrade", "online", "--accept", "ingress-node@ingress01"];
-/// A run that takes longer than this has hung (a full online upgrade of ha takes a few minutes here).
-const RUN_DEADLINE: Duration = Duration::from_secs(1200);
-
-struct Cluster {
-    guard: Guard,
-    plan: PathBuf,
-    release_new: PathBuf,
-    new: Release,
-    old: Release,
-}
 
 impl Cluster {
-    fn up(example: &str, work: &Path) -> Cluster {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(example);
-        std::fs::create_dir_all(work).expect("work dir");
-        let plan = work.join(example);
-        std::fs::copy(&src, &plan).expect("copy plan");
-        let opts = Options { quiet: true, ..Options::default() };
-        let guard = Guard::up(&plan, opts).expect("testbed up");
-        let state = guard.testbed.load_state().expect("state").expect("testbed state exists");
-        let release_new = state.release_new.expect("testbed built the new release");
-        let release_old = state.release_old.expect("testbed built the old release");
-        let new = kismatic_release::load_dir(&release_new).expect("new release loads");
-        let old = kismatic_release::load_dir(&release_old).expect("old release loads");
-        Cluster { guard, plan, release_new, new, old }
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.guard.testbed.kubeconfig_path()
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kismatic"));
-        cmd.args(args).arg("-f").arg(&self.plan);
-        if args.first() == Some(&"upgrade") {
-            cmd.arg("--release").arg(&self.release_new).arg("--kubeconfig").arg(self.kubeconfig());
-            cmd.args(["--drain-timeout", "60", "--node-timeout", "120"]);
-        } else if args.first() == Some(&"info") {
-            cmd.arg("--release").arg(&self.release_new);
-        }
-        cmd
-    }
-
-    /// Runs kismatic to its end; a run still going after `deadline` has hung: it is killed and the test fails.
-    fn kismatic_within(&self, args: &[&str], deadline: Duration) -> Output {
-        let started = Instant::now();
-        let child = self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("kismatic starts");
-        let out = wait_output(child, deadline).unwrap_or_else(|| panic!("kismatic {} hung", args.join(" ")));
-        eprintln!(
-            "$ kismatic {}  ({:.1} s, {})\n{}{}",
-            args.join(" "),
-            started.elapsed().as_secs_f64(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn kismatic(&self, args: &[&str]) -> Output {
-        self.kismatic_within(args, RUN_DEADLINE)
-    }
-
-    /// Starts `kismatic upgrade ...` in the background, its events to `events`, its output to `log`.
-    fn spawn_upgrade(&self, args: &[&str], events: &Path, log: &Path) -> Child {
-        let out = std::fs::File::create(log).expect("log file");
-        self.command(args)
-            .arg("--events")
-            .arg(events)
-            .stdout(out.try_clone().expect("log file"))
-            .stderr(out)
-            .spawn()
-            .expect("kismatic starts")
-    }
-
-    fn kubectl(&self, args: &[&str]) -> String {
-        let out = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .args(args)
-            .output()
-            .expect("kubectl runs");
-        assert!(out.status.success(), "kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The PodDisruptionBudget version the API server serves: `policy/v1` from Kubernetes 1.21, else `policy/v1beta1`.
-    fn pdb_version(&self) -> &'static str {
-        let served = self.kubectl(&["api-versions"]);
-        if served.lines().any(|l| l.trim() == "policy/v1") { "policy/v1" } else { "policy/v1beta1" }
-    }
-
-    fn kubectl_apply(&self, yaml: &str) {
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .args(["apply", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl runs");
-        child.stdin.take().expect("stdin").write_all(yaml.as_bytes()).expect("write manifest");
-        let out = child.wait_with_output().expect("kubectl apply");
-        assert!(out.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    fn ssh(&self, host: &str, args: &[&str]) -> String {
-        let n = self.guard.testbed.inv.nodes.iter().find(|n| n.host == host).expect("node in plan");
-        self.guard.testbed.ssh().run(&n.ip, args).expect("ssh command")
-    }
-
-    fn marker(&self, host: &str) -> String {
-        self.ssh(host, &["cat", "/etc/kismatic-version"])
-    }
-
-    fn hosts(&self) -> Vec<String> {
-        self.guard.testbed.inv.nodes.iter().map(|n| n.host.clone()).collect()
-    }
-
-    fn wait_ready(&self, deployment: &str, want: usize) {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            let ready = self.kubectl(&["get", "deployment", deployment, "-o", "jsonpath={.status.readyReplicas}"]);
-            if ready.trim().parse::<usize>().unwrap_or(0) >= want {
-                return;
-            }
-            assert!(Instant::now() < deadline, "deployment {deployment} not ready: {ready}");
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-
-    /// Waits until the Kubernetes Node of `host` is Ready (its kubelet came back after the node did).
-    fn wait_node_ready(&self, host: &str) {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        let jsonpath = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
-        loop {
-            let ready = self.kubectl(&["get", "node", host, "-o", jsonpath]);
-            if ready.trim() == "True" {
-                return;
-            }
-            assert!(Instant::now() < deadline, "node {host} not Ready: {ready}");
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-
     fn etcdctl(&self, port: u16, args: &[&str], stdin: Option<&str>) -> String {
         let tb = &self.guard.testbed;
         let (cert, key) = tb.etcd_client_cert();
@@ -236,44 +92,6 @@ fn collect_step_ids(v: &serde_json::Value, out: &mut Vec<String>) {
     }
 }
 
-/// Waits for a child's end and collects its output; `None` (after killing it) when it is still running at the
-/// deadline. Pipes are drained by threads so a chatty child never blocks on a full pipe.
-fn wait_output(mut child: Child, deadline: Duration) -> Option<Output> {
-    use std::io::Read;
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = drain(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-    let err = drain(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-    let status = wait_status(&mut child, deadline)?;
-    Some(Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() })
-}
-
-fn wait_status(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        if Instant::now() >= until {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
 /// Waits until the event stream shows `step` started. `false` when the run ended first (without starting it).
 fn wait_started(child: &mut Child, events: &Path, step: &str) -> bool {
     let deadline = Instant::now() + RUN_DEADLINE;
@@ -327,18 +145,6 @@ fn journal_records(plan: &Path) -> Vec<serde_json::Value> {
         .expect("journal")
         .lines()
         .map(|l| serde_json::from_str(l).expect("every journal line is whole JSON"))
-        .collect()
-}
-
-/// Names of nodes whose `spec.unschedulable` is true.
-fn cordoned_nodes(c: &Cluster) -> Vec<String> {
-    let nodes: serde_json::Value = serde_json::from_str(&c.kubectl(&["get", "nodes", "-o", "json"])).expect("json");
-    nodes["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter(|n| n["spec"]["unschedulable"].as_bool() == Some(true))
-        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
         .collect()
 }
 
@@ -761,60 +567,6 @@ fn read_data(c: &Cluster) -> (String, Vec<(String, String)>) {
         .collect();
     objects.sort();
     (keys, objects)
-}
-
-/// Samples the ready replicas of a Deployment and the API's reachability through the load balancer until stopped.
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    min_ready: Arc<AtomicUsize>,
-    api_failures: Arc<AtomicUsize>,
-    samples: Arc<AtomicUsize>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Sampler {
-    fn start(kubeconfig: PathBuf, deployment: &'static str) -> Sampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let min_ready = Arc::new(AtomicUsize::new(usize::MAX));
-        let api_failures = Arc::new(AtomicUsize::new(0));
-        let samples = Arc::new(AtomicUsize::new(0));
-        let (s, m, f, n) = (stop.clone(), min_ready.clone(), api_failures.clone(), samples.clone());
-        let handle = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                let out = Command::new("kubectl")
-                    .arg("--kubeconfig")
-                    .arg(&kubeconfig)
-                    .args(["get", "deployment", deployment, "-o", "jsonpath={.status.readyReplicas}"])
-                    .args(["--request-timeout", "5s"])
-                    .output();
-                match out {
-                    Ok(o) if o.status.success() => {
-                        let ready = String::from_utf8_lossy(&o.stdout).trim().parse::<usize>().unwrap_or(0);
-                        m.fetch_min(ready, Ordering::Relaxed);
-                        n.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {
-                        f.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(250));
-            }
-        });
-        Sampler { stop, min_ready, api_failures, samples, handle: Some(handle) }
-    }
-
-    /// (minimum ready replicas seen, failed API calls, samples)
-    fn finish(mut self) -> (usize, usize, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-        (
-            self.min_ready.load(Ordering::Relaxed),
-            self.api_failures.load(Ordering::Relaxed),
-            self.samples.load(Ordering::Relaxed),
-        )
-    }
 }
 
 /// Pure parts of the campaign (no testbed): a seed picks the same step everywhere, steps are read in plan order

@@ -6,12 +6,13 @@
 //! Needs root and systemd-nspawn: skipped with the reason printed otherwise (CI runs as root). The scenarios share
 //! loopback ranges and the machine's 2 cores, so they run inside one test function, one after the other.
 
+mod support;
+
 use kismatic_ops::contract::{COMPONENT_VERSIONS_FILE, KISMATIC_VERSION_FILE, OPT, SNAPSHOT_DIR, STAGING};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use support::Sampler;
 use testbed::{Guard, Options, e2e_skip_reason};
 
 struct Cluster {
@@ -157,76 +158,6 @@ spec:
   nodeName: worker03
   containers: [{name: bare, image: busybox}]
 "#;
-
-/// Samples the ready replicas of a Deployment and the API's reachability through the load balancer until stopped.
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    min_ready: Arc<AtomicUsize>,
-    api_failures: Arc<AtomicUsize>,
-    samples: Arc<AtomicUsize>,
-    /// What kubectl said the first few times it failed (printed, to tell a refused API from a slow one).
-    failures: Arc<std::sync::Mutex<Vec<String>>>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Sampler {
-    fn start(kubeconfig: PathBuf, deployment: &'static str) -> Sampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let min_ready = Arc::new(AtomicUsize::new(usize::MAX));
-        let api_failures = Arc::new(AtomicUsize::new(0));
-        let samples = Arc::new(AtomicUsize::new(0));
-        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (s, m, f, n, said) =
-            (stop.clone(), min_ready.clone(), api_failures.clone(), samples.clone(), failures.clone());
-        let handle = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                let out = Command::new("kubectl")
-                    .arg("--kubeconfig")
-                    .arg(&kubeconfig)
-                    .args(["get", "deployment", deployment, "-o", "jsonpath={.status.readyReplicas}"])
-                    .args(["--request-timeout", "5s"])
-                    .output();
-                match out {
-                    Ok(o) if o.status.success() => {
-                        let ready = String::from_utf8_lossy(&o.stdout).trim().parse::<usize>().unwrap_or(0);
-                        m.fetch_min(ready, Ordering::Relaxed);
-                        n.fetch_add(1, Ordering::Relaxed);
-                    }
-                    other => {
-                        f.fetch_add(1, Ordering::Relaxed);
-                        let why = match other {
-                            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
-                            Err(e) => e.to_string(),
-                        };
-                        if let Ok(mut v) = said.lock()
-                            && v.len() < 5
-                        {
-                            v.push(why);
-                        }
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(250));
-            }
-        });
-        Sampler { stop, min_ready, api_failures, samples, failures, handle: Some(handle) }
-    }
-
-    /// (minimum ready replicas seen, failed API calls, samples)
-    fn finish(mut self) -> (usize, usize, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-        for why in self.failures.lock().map(|v| v.clone()).unwrap_or_default() {
-            eprintln!("sampler: kubectl failed: {why}");
-        }
-        (
-            self.min_ready.load(Ordering::Relaxed),
-            self.api_failures.load(Ordering::Relaxed),
-            self.samples.load(Ordering::Relaxed),
-        )
-    }
-}
 
 fn work_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("kismatic-e2e-{name}-{}", std::process::id()));

@@ -155,22 +155,48 @@ pub fn rollout_pending(kind: &str, obj: &serde_json::Value) -> Option<String> {
     }
 }
 
-/// Waits until every applied workload has rolled out.
+/// How long a rollout may go without progress. A rollout's length grows with its size (a DaemonSet on 40 nodes at
+/// `maxUnavailable: 1` takes minutes), so the deadline is on progress, as Kubernetes' own `progressDeadlineSeconds`:
+/// any change of the counts (observed generation, updated, ready) starts it again.
+#[derive(Debug)]
+pub struct ProgressDeadline {
+    timeout: Duration,
+    last: Option<String>,
+    since: Instant,
+}
+
+impl ProgressDeadline {
+    pub fn new(timeout: Duration, now: Instant) -> Self {
+        ProgressDeadline { timeout, last: None, since: now }
+    }
+
+    /// `true` when `pending` has stayed the same for the whole timeout.
+    pub fn stalled(&mut self, pending: &str, now: Instant) -> bool {
+        if self.last.as_deref() != Some(pending) {
+            self.last = Some(pending.to_string());
+            self.since = now;
+            return false;
+        }
+        now.saturating_duration_since(self.since) >= self.timeout
+    }
+}
+
+/// Waits until every applied workload has rolled out; fails when one makes no progress for `timeout`.
 pub async fn wait_rollout(client: &Client, applied: &[Applied], timeout: Duration) -> Result<(), KubeError> {
-    let deadline = Instant::now() + timeout;
     for a in applied.iter().filter(|a| matches!(a.kind.as_str(), "Deployment" | "DaemonSet" | "StatefulSet")) {
         let gvk = GroupVersionKind::gvk("apps", "v1", &a.kind);
         let (ar, _) =
             discovery::pinned_kind(client, &gvk).await.map_err(KubeError::api(format!("discover {}", a.kind)))?;
         let api: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), a.namespace.as_deref().unwrap_or("default"), &ar);
+        let mut progress = ProgressDeadline::new(timeout, Instant::now());
         loop {
             let obj = api.get(&a.name).await.map_err(KubeError::api(format!("get {a}")))?;
             let value = serde_json::to_value(&obj).map_err(|e| KubeError::Other(e.to_string()))?;
             let Some(pending) = rollout_pending(&a.kind, &value) else { break };
-            if Instant::now() >= deadline {
+            if progress.stalled(&pending, Instant::now()) {
                 return Err(KubeError::Timeout(format!(
-                    "{a} did not roll out within {}s: {pending}",
+                    "{a} did not roll out: no progress for {}s: {pending}",
                     timeout.as_secs()
                 )));
             }
@@ -184,6 +210,21 @@ pub async fn wait_rollout(client: &Client, applied: &[Applied], timeout: Duratio
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_rollout_deadline_restarts_with_every_change_of_its_counts() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut p = ProgressDeadline::new(s(180), t0);
+        assert!(!p.stalled("1 updated, 1 ready of 40", t0));
+        assert!(!p.stalled("1 updated, 1 ready of 40", t0 + s(179)));
+        // Progress at 179 s: another 180 s from there.
+        assert!(!p.stalled("2 updated, 1 ready of 40", t0 + s(179)));
+        assert!(!p.stalled("2 updated, 1 ready of 40", t0 + s(358)));
+        assert!(p.stalled("2 updated, 1 ready of 40", t0 + s(359)));
+        // A clock that goes backwards never panics.
+        assert!(!ProgressDeadline::new(s(1), t0 + s(10)).stalled("x", t0));
+    }
 
     #[test]
     fn manifests_parse_and_reject_incomplete_documents() {

@@ -8,6 +8,7 @@ pub mod node;
 pub mod pki;
 pub mod plan;
 pub mod release;
+pub mod sample;
 pub mod testbed;
 pub mod util;
 

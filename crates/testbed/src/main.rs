@@ -1,4 +1,4 @@
-//! `testbed up|status|kubeconfig|down|node-stop|node-start -f PLAN`: a real cluster in a box for demos and
+//! `testbed up|status|kubeconfig|down|node-stop|node-start|sample -f PLAN`: a real cluster in a box for demos and
 //! end-to-end tests.
 
 use anyhow::Result;
@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use testbed::{Options, Testbed};
 
 #[derive(Parser)]
@@ -80,6 +81,34 @@ enum Cmd {
         /// The node's host name in the plan
         host: String,
     },
+    /// Sample every PodDisruptionBudget's healthy pods and the API's answers through the load balancer until
+    /// SIGTERM or SIGINT, then print the fewest healthy pods per budget and the failed samples (exit 1 when a
+    /// budget had fewer healthy pods than it desires)
+    Sample {
+        #[command(flatten)]
+        common: Common,
+        /// Milliseconds between samples
+        #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+        interval_ms: u64,
+        /// Also write the summary as JSON to this file
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+/// Blocks until SIGTERM or SIGINT.
+fn wait_for_termination() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok(())
+    })
 }
 
 fn options(common: &Common) -> Options {
@@ -160,6 +189,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::NodeStart { common, host } => {
             Testbed::open(&common.plan, options(&common))?.start_node(&host)?;
+        }
+        Cmd::Sample { common, interval_ms, json } => {
+            let tb = Testbed::open(&common.plan, options(&common))?;
+            let sampler = testbed::sample::Sampler::start(&tb.kubeconfig_path(), Duration::from_millis(interval_ms));
+            wait_for_termination()?;
+            let summary = sampler.finish()?;
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            }
+            let _ = std::io::stdout().write_all(summary.report().as_bytes());
+            if summary.breach_count > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
