@@ -19,7 +19,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{Cluster, RUN_DEADLINE, Sampler, cordoned_nodes, text, wait_status};
+use support::{Cluster, RUN_DEADLINE, Sampler, cordoned_nodes, text, wait_status, work_dir};
 use testbed::e2e_skip_reason;
 
 /// What the ha testbed needs acknowledged for a full online upgrade (its ingress node).
@@ -110,12 +110,6 @@ fn wait_started(child: &mut Child, events: &Path, step: &str) -> bool {
     }
 }
 
-fn work_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kismatic-faults-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
 /// Keeps this file's tests apart when a runner starts them side by side (nextest runs tests as processes in
 /// parallel): they share loopback ranges. Not the loopback lock itself, which the caller holds.
 fn exclusive() -> std::fs::File {
@@ -176,7 +170,7 @@ fn faults_on_the_testbed() {
 /// others; back up, worker02 is killed (a power cut) while its first component upgrade runs: the run stops naming it
 /// and the step; once it is back, the same command resumes and completes.
 fn node_faults() {
-    let work = work_dir("nodes");
+    let work = work_dir("faults-nodes");
     let c = Cluster::up("ha.yaml", &work);
     let (old, new) = (c.old.version.to_string(), c.new.version.to_string());
     let tb = &c.guard.testbed;
@@ -361,31 +355,13 @@ fn crash_iteration(seed: u64, baseline: Option<&serde_json::Value>) -> Outcome {
     outcome
 }
 
-const WEB: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: default}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: web, image: nginx:1.27}]}
----
-apiVersion: PDB_VERSION
-kind: PodDisruptionBudget
-metadata: {name: web, namespace: default}
-spec:
-  minAvailable: 2
-  selector: {matchLabels: {app: web}}
-"#;
 const WEB_MIN: usize = 2;
 
 /// `seed: None` is the uninterrupted run (the baseline).
 fn crash_iteration_inner(seed: Option<u64>, baseline: Option<&serde_json::Value>) -> Outcome {
-    let work = work_dir(&format!("crash-{}", seed.map_or("baseline".into(), |s| s.to_string())));
+    let work = work_dir(&format!("faults-crash-{}", seed.map_or("baseline".into(), |s| s.to_string())));
     let c = Cluster::up("ha.yaml", &work);
-    c.kubectl_apply(&WEB.replace("PDB_VERSION", c.pdb_version()));
+    c.apply_web();
     c.wait_ready("web", 3);
     write_data(&c);
     let before = read_data(&c);

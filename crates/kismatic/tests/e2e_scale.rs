@@ -12,9 +12,9 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-use support::{Cluster, cordoned_nodes, text};
+use support::{Cluster, cordoned_nodes, text, work_dir};
 use testbed::e2e_skip_reason;
 
 /// The worker that cannot be drained in the first run (zone-a, in the first batch's zone).
@@ -45,12 +45,6 @@ spec:
   selector: {{matchLabels: {{app: locked}}}}
 "#
     )
-}
-
-fn work_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kismatic-scale-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
 }
 
 /// Waits for every Deployment and StatefulSet to finish rolling out.
@@ -103,7 +97,7 @@ fn parallel_online_upgrade_of_the_scale_testbed() {
         eprintln!("SKIPPED scale e2e: {reason}");
         return;
     }
-    let work = work_dir();
+    let work = work_dir("scale");
     let mut c = Cluster::up("scale.yaml", &work);
     // A drain refused for 45 s is left out (the locked budget never relents by itself; the other drains take a few
     // seconds, more on a loaded machine).

@@ -8,147 +8,12 @@
 
 mod support;
 
-use kismatic_ops::contract::{COMPONENT_VERSIONS_FILE, KISMATIC_VERSION_FILE, OPT, SNAPSHOT_DIR, STAGING};
+use kismatic_ops::contract::{COMPONENT_VERSIONS_FILE, OPT, SNAPSHOT_DIR, STAGING};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::Sampler;
-use testbed::{Guard, Options, e2e_skip_reason};
-
-struct Cluster {
-    guard: Guard,
-    plan: PathBuf,
-    release_new: PathBuf,
-}
-
-impl Cluster {
-    /// Brings up a copy of an example plan in its own folder (its key, known_hosts, kubeconfig and run journals
-    /// stay there), at the old release.
-    fn up(example: &str, work: &Path) -> Cluster {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(example);
-        std::fs::create_dir_all(work).expect("work dir");
-        let plan = work.join(example);
-        std::fs::copy(&src, &plan).expect("copy plan");
-        let guard = Guard::up(&plan, Options { quiet: true, ..Options::default() }).expect("testbed up");
-        let state = guard.testbed.load_state().expect("state").expect("testbed state exists");
-        let release_new = state.release_new.expect("testbed built the new release");
-        Cluster { guard, plan, release_new }
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.guard.testbed.kubeconfig_path()
-    }
-
-    fn kismatic(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kismatic"));
-        cmd.args(args).arg("-f").arg(&self.plan);
-        if args.first() == Some(&"upgrade") {
-            cmd.arg("--release").arg(&self.release_new).arg("--kubeconfig").arg(self.kubeconfig());
-            cmd.args(["--drain-timeout", "60"]);
-            if !args.contains(&"--node-timeout") {
-                cmd.args(["--node-timeout", "120"]);
-            }
-        } else if args.first() == Some(&"info") {
-            cmd.arg("--release").arg(&self.release_new);
-        }
-        let out = cmd.output().expect("kismatic runs");
-        eprintln!(
-            "$ kismatic {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn kubectl(&self, args: &[&str]) -> String {
-        kubectl(&self.kubeconfig(), args)
-    }
-
-    fn kubectl_apply(&self, yaml: &str) {
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .args(["apply", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl runs");
-        use std::io::Write;
-        child.stdin.take().expect("stdin").write_all(yaml.as_bytes()).expect("write manifest");
-        let out = child.wait_with_output().expect("kubectl apply");
-        assert!(out.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    fn ssh(&self, host: &str, args: &[&str]) -> String {
-        let n = self.guard.testbed.inv.nodes.iter().find(|n| n.host == host).expect("node in plan");
-        self.guard.testbed.ssh().run(&n.ip, args).expect("ssh command")
-    }
-
-    fn marker(&self, host: &str) -> String {
-        self.ssh(host, &["cat", KISMATIC_VERSION_FILE])
-    }
-
-    fn runs_dir(&self) -> PathBuf {
-        self.plan.parent().expect("plan folder").join("runs")
-    }
-
-    /// Until the budget's status (the disruption controller's count) allows a disruption again.
-    fn wait_disruption_allowed(&self, pdb: &str) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let allowed = self.kubectl(&["get", "pdb", pdb, "-o", "jsonpath={.status.disruptionsAllowed}"]);
-            if allowed.trim().parse::<usize>().unwrap_or(0) >= 1 {
-                return;
-            }
-            assert!(Instant::now() < deadline, "budget {pdb} allows no disruption: {allowed}");
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-
-    fn wait_ready(&self, deployment: &str, want: usize) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let ready = self.kubectl(&["get", "deployment", deployment, "-o", "jsonpath={.status.readyReplicas}"]);
-            if ready.trim().parse::<usize>().unwrap_or(0) >= want {
-                return;
-            }
-            assert!(Instant::now() < deadline, "deployment {deployment} not ready: {ready}");
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let out = Command::new("kubectl").arg("--kubeconfig").arg(kubeconfig).args(args).output().expect("kubectl runs");
-    assert!(out.status.success(), "kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-const WEB: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: default}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: web, image: nginx:1.27}]}
----
-# The version Kubernetes 1.20 serves (policy/v1 came with 1.21).
-apiVersion: policy/v1beta1
-kind: PodDisruptionBudget
-metadata: {name: web, namespace: default}
-spec:
-  minAvailable: 2
-  selector: {matchLabels: {app: web}}
-"#;
+use support::{Cluster, Sampler, cordoned_nodes, text, work_dir};
+use testbed::e2e_skip_reason;
 
 const BARE_POD_ON_WORKER03: &str = r#"
 apiVersion: v1
@@ -158,36 +23,6 @@ spec:
   nodeName: worker03
   containers: [{name: bare, image: busybox}]
 "#;
-
-fn work_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kismatic-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-/// The journal of the cluster's latest run.
-fn latest_journal(c: &Cluster) -> PathBuf {
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(c.runs_dir())
-        .expect("runs folder")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("journal.jsonl").is_file())
-        .collect();
-    runs.sort();
-    runs.pop().expect("a run").join("journal.jsonl")
-}
-
-/// Names of nodes whose `spec.unschedulable` is true (an explicit `false` is schedulable).
-fn cordoned_nodes(c: &Cluster) -> String {
-    let nodes: serde_json::Value = serde_json::from_str(&c.kubectl(&["get", "nodes", "-o", "json"])).expect("json");
-    let names: Vec<&str> = nodes["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter(|n| n["spec"]["unschedulable"].as_bool() == Some(true))
-        .filter_map(|n| n["metadata"]["name"].as_str())
-        .collect();
-    names.join(" ")
-}
 
 #[test]
 fn upgrades_on_the_testbed() {
@@ -212,12 +47,12 @@ fn upgrades_on_the_testbed() {
 /// before the services; after the unsafe pod is gone a full online upgrade completes with the PDB-protected
 /// Deployment never below its budget and the API always reachable through the load balancer.
 fn online_blocked_partial_then_full() {
-    let work = work_dir("ha");
+    let work = work_dir("e2e-ha");
     let c = Cluster::up("ha.yaml", &work);
     let info = c.kismatic(&["info"]);
     assert!(text(&info).contains("Cluster Version: v1.0.0"), "{}", text(&info));
 
-    c.kubectl_apply(WEB);
+    c.apply_web();
     c.kubectl_apply(BARE_POD_ON_WORKER03);
     c.wait_ready("web", 3);
 
@@ -274,7 +109,7 @@ fn online_blocked_partial_then_full() {
     eprintln!("partial: web min ready {min_ready} over {samples} samples, {api_failures} API failures");
     assert!(min_ready >= 2 && min_ready != usize::MAX, "PDB minAvailable 2 held: min ready {min_ready}");
     assert_eq!(api_failures, 0, "the API stayed reachable through the load balancer");
-    assert_eq!(cordoned_nodes(&c).trim(), "", "no node left cordoned");
+    assert!(cordoned_nodes(&c).is_empty(), "no node left cordoned");
     let services = c.ssh("master01", &["cat", COMPONENT_VERSIONS_FILE]);
     assert!(!services.contains("registry: \"2.8.3\""), "services not upgraded by a partial run: {services}");
 
@@ -288,14 +123,14 @@ fn online_blocked_partial_then_full() {
     // node is stopped, the node this run cordoned is uncordoned and the journal records the end.
     // (Its own events file: the runs after it wait for steps this one started too.)
     let term_events = work.join("events-sigterm.jsonl");
-    let mut child = c.spawn_upgrade(&full_args, &term_events);
+    let mut child = c.spawn_upgrade(&full_args, &term_events, &stderr_of(&term_events));
     wait_started(&mut child, &term_events, "worker/worker03/drain");
     let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill -TERM");
     assert!(term.success());
     let ended = child.wait().expect("the run ends");
     assert_eq!(ended.code(), Some(1), "a stopped run exits 1");
-    assert_eq!(cordoned_nodes(&c).trim(), "", "SIGTERM uncordoned the node");
-    let journal = std::fs::read_to_string(latest_journal(&c)).expect("journal");
+    assert!(cordoned_nodes(&c).is_empty(), "SIGTERM uncordoned the node");
+    let journal = std::fs::read_to_string(c.latest_journal()).expect("journal");
     let last: serde_json::Value =
         serde_json::from_str(journal.lines().last().expect("records")).expect("a whole last record");
     assert_eq!(last["event"], "ended", "{last}");
@@ -304,7 +139,7 @@ fn online_blocked_partial_then_full() {
     // and the analysis rightly blocks (exit 1 before attaching, seen in CI). An operator waits too.
     c.wait_ready("web", 3);
     c.wait_disruption_allowed("web");
-    let mut child = c.spawn_upgrade(&full_args, &events);
+    let mut child = c.spawn_upgrade(&full_args, &events, &stderr_of(&events));
     // From a second terminal, in the middle of the run: `kismatic status` sees it running, read-only.
     // (The partial run already upgraded every other node: this run has worker03 and the services.)
     wait_started(&mut child, &events, "worker/worker03/drain");
@@ -316,7 +151,7 @@ fn online_blocked_partial_then_full() {
     wait_started(&mut child, &events, "worker/worker03/upgrade/kubelet");
     child.kill().expect("SIGKILL");
     let _ = child.wait();
-    assert_eq!(cordoned_nodes(&c).trim(), "worker03", "the killed run left its node cordoned");
+    assert_eq!(cordoned_nodes(&c), ["worker03"], "the killed run left its node cordoned");
     let status = c.kismatic(&["status"]);
     let t = text(&status);
     assert!(t.contains("State:    abandoned during worker/worker03/upgrade/kubelet"), "{t}");
@@ -330,7 +165,7 @@ fn online_blocked_partial_then_full() {
     // the next record.
     {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().append(true).open(latest_journal(&c)).expect("journal");
+        let mut f = std::fs::OpenOptions::new().append(true).open(c.latest_journal()).expect("journal");
         f.write_all(b"{\"at_ms\":1,\"event\":\"sta").expect("torn write");
     }
     let full = c.kismatic(&[&full_args[..], &["--events", events.to_str().expect("utf-8 path")]].concat());
@@ -350,7 +185,7 @@ fn online_blocked_partial_then_full() {
     let count = |m: &str| m.split_whitespace().next().and_then(|n| n.parse::<usize>().ok()).expect("a count");
     // The resumed run waits for every workload any attempt's drain of worker03 moved: the SIGTERM'd attempt's drain
     // recorded its own set before evicting, and that set may differ from the killed attempt's (CI: 3 against 2).
-    let journal = std::fs::read_to_string(latest_journal(&c)).expect("journal");
+    let journal = std::fs::read_to_string(c.latest_journal()).expect("journal");
     let recorded: std::collections::BTreeSet<String> = journal
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -385,7 +220,7 @@ fn online_blocked_partial_then_full() {
     let info = c.kismatic(&["info"]);
     assert_eq!(info.status.code(), Some(0), "{}", text(&info));
     assert!(text(&info).contains("Cluster Version: v1.1.0"), "{}", text(&info));
-    assert_eq!(cordoned_nodes(&c).trim(), "");
+    assert!(cordoned_nodes(&c).is_empty());
     for e in ["etcd01", "etcd02", "etcd03"] {
         let exe = c.ssh(e, &["sh", "-c", "readlink /proc/$(systemctl show -p MainPID --value etcd)/exe"]);
         assert_eq!(exe.trim(), format!("{OPT}/etcd/3.5.1/bin/etcd"), "{e}");
@@ -429,24 +264,6 @@ impl Cluster {
         let n = self.guard.testbed.inv.nodes.iter().find(|n| n.roles.iter().any(|r| r.as_str() == "etcd"));
         n.expect("an etcd node").ip.clone()
     }
-
-    /// Starts `kismatic upgrade ...` in the background, writing events to `events`.
-    fn spawn_upgrade(&self, args: &[&str], events: &Path) -> std::process::Child {
-        Command::new(env!("CARGO_BIN_EXE_kismatic"))
-            .args(args)
-            .arg("-f")
-            .arg(&self.plan)
-            .arg("--release")
-            .arg(&self.release_new)
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .arg("--events")
-            .arg(events)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(stderr_of(events)).expect("stderr file"))
-            .spawn()
-            .expect("kismatic starts")
-    }
 }
 
 /// The message of the last `finished` event of `step` in an event stream.
@@ -468,7 +285,7 @@ fn kill_when_started(mut child: std::process::Child, events: &Path, step: &str) 
     eprintln!("killed kismatic with SIGKILL as {step} started");
 }
 
-/// Where a spawned run's standard error goes: beside its events file (printed when it ends too early).
+/// Where a spawned run's output goes: beside its events file (printed when it ends too early).
 fn stderr_of(events: &Path) -> PathBuf {
     events.with_extension("stderr")
 }
@@ -534,7 +351,7 @@ fn read_data(c: &Cluster) -> (String, Vec<(String, String)>) {
 /// the middle of the etcd phase and again in the worker phase; reruns complete; every node and both etcd clusters
 /// end at the new release with etcd 3.5.1 running, and every key and object is intact.
 fn offline_killed_twice_resumes_and_keeps_data() {
-    let work = work_dir("ha-offline");
+    let work = work_dir("e2e-ha-offline");
     let c = Cluster::up("ha.yaml", &work);
     write_data(&c);
     let before = read_data(&c);
@@ -544,8 +361,8 @@ fn offline_killed_twice_resumes_and_keeps_data() {
     // The releases move Kubernetes a patch (v1.20.2 → v1.20.3): no in-place kubelet minor to acknowledge.
     let args = ["upgrade", "offline", "--max-parallel-workers", "2", "--node-timeout", "120"];
     let events = work.join("events.jsonl");
-    kill_when_started(c.spawn_upgrade(&args, &events), &events, "etcd/etcd02/upgrade/etcd");
-    kill_when_started(c.spawn_upgrade(&args, &events), &events, "worker/worker01/upgrade/kubelet");
+    kill_when_started(c.spawn_upgrade(&args, &events, &stderr_of(&events)), &events, "etcd/etcd02/upgrade/etcd");
+    kill_when_started(c.spawn_upgrade(&args, &events, &stderr_of(&events)), &events, "worker/worker01/upgrade/kubelet");
     let last = c.kismatic(&[&args[..], &["--events", events.to_str().expect("utf-8"), "-o", "json"]].concat());
     assert_eq!(last.status.code(), Some(0), "{}", text(&last));
     // JSON lines on stdout: the plan, then the result.
@@ -578,7 +395,7 @@ fn offline_killed_twice_resumes_and_keeps_data() {
     assert_eq!(versions, vec!["3.5.1"; 3], "every member reports 3.5.1");
     let after = read_data(&c);
     assert!(before == after, "10,000 etcd keys and 500 API objects are identical after the upgrade");
-    assert_eq!(cordoned_nodes(&c).trim(), "");
+    assert!(cordoned_nodes(&c).is_empty());
     drop(c);
     let _ = std::fs::remove_dir_all(work);
 }
@@ -586,7 +403,7 @@ fn offline_killed_twice_resumes_and_keeps_data() {
 /// minimal: a new etcd whose binary cannot start. The member is rolled back to `previous`, the cluster is healthy
 /// again, the run stops and says so, and nothing after etcd was touched.
 fn broken_etcd_artifact_is_rolled_back() {
-    let work = work_dir("minimal-broken");
+    let work = work_dir("e2e-minimal-broken");
     let mut c = Cluster::up("minimal.yaml", &work);
     // A copy of the new release whose etcd artifact holds an `etcd` that exits at once.
     let broken = work.join("release-broken");

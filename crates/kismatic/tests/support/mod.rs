@@ -1,6 +1,6 @@
-//! What the testbed end-to-end tests share (`mod support;` in e2e_faults.rs and e2e_scale.rs): a testbed brought up
-//! from an example plan, kismatic and kubectl run against it with deadlines, and the helpers that read its state.
-//! Each test binary uses a part of it.
+//! What the testbed end-to-end tests share (`mod support;` in e2e_upgrade.rs, e2e_faults.rs and e2e_scale.rs):
+//! a testbed brought up from an example plan, kismatic and kubectl run against it with deadlines, and the helpers
+//! that read its state. Each test binary uses a part of it.
 #![allow(dead_code)]
 
 use kismatic_release::Release;
@@ -49,7 +49,12 @@ impl Cluster {
         cmd.args(args).arg("-f").arg(&self.plan);
         if args.first() == Some(&"upgrade") {
             cmd.arg("--release").arg(&self.release_new).arg("--kubeconfig").arg(self.kubeconfig());
-            cmd.args(&self.upgrade_args);
+            // A flag the caller gives itself wins over the default deadline of the same flag.
+            for pair in self.upgrade_args.chunks(2) {
+                if !args.contains(&pair[0].as_str()) {
+                    cmd.args(pair);
+                }
+            }
         } else if args.first() == Some(&"info") {
             cmd.arg("--release").arg(&self.release_new);
         }
@@ -105,6 +110,12 @@ impl Cluster {
         if served.lines().any(|l| l.trim() == "policy/v1") { "policy/v1" } else { "policy/v1beta1" }
     }
 
+    /// The tests' protected workload: Deployment `default/web` of 3 replicas (one per worker of `ha`) and its
+    /// PodDisruptionBudget `minAvailable: 2` (one disruption at a time), in the version the server serves.
+    pub fn apply_web(&self) {
+        self.kubectl_apply(&WEB.replace("PDB_VERSION", self.pdb_version()));
+    }
+
     pub fn kubectl_apply(&self, yaml: &str) {
         let mut child = Command::new("kubectl")
             .arg("--kubeconfig")
@@ -126,7 +137,36 @@ impl Cluster {
     }
 
     pub fn marker(&self, host: &str) -> String {
-        self.ssh(host, &["cat", "/etc/kismatic-version"])
+        self.ssh(host, &["cat", kismatic_ops::contract::KISMATIC_VERSION_FILE])
+    }
+
+    /// Where the runs' folders (journal, events, timeline) are: `runs/` beside the plan.
+    pub fn runs_dir(&self) -> PathBuf {
+        self.plan.parent().expect("plan folder").join("runs")
+    }
+
+    /// The journal of the cluster's latest run.
+    pub fn latest_journal(&self) -> PathBuf {
+        let mut runs: Vec<PathBuf> = std::fs::read_dir(self.runs_dir())
+            .expect("runs folder")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("journal.jsonl").is_file())
+            .collect();
+        runs.sort();
+        runs.pop().expect("a run").join("journal.jsonl")
+    }
+
+    /// Until the budget's status (the disruption controller's count) allows a disruption again.
+    pub fn wait_disruption_allowed(&self, pdb: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let allowed = self.kubectl(&["get", "pdb", pdb, "-o", "jsonpath={.status.disruptionsAllowed}"]);
+            if allowed.trim().parse::<usize>().unwrap_or(0) >= 1 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "budget {pdb} allows no disruption: {allowed}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     pub fn hosts(&self) -> Vec<String> {
@@ -158,6 +198,13 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
+}
+
+/// A fresh folder for one test's testbed plan, key, kubeconfig and runs: `kismatic-NAME-PID` in the temp dir.
+pub fn work_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kismatic-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
 }
 
 /// Waits for a child's end and collects its output; `None` (after killing it) when it is still running at the
@@ -235,3 +282,22 @@ impl Sampler {
         (fewest, failed, answered)
     }
 }
+
+const WEB: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: nginx:1.27}]}
+---
+apiVersion: PDB_VERSION
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: default}
+spec:
+  minAvailable: 2
+  selector: {matchLabels: {app: web}}
+"#;
