@@ -51,26 +51,35 @@ fn release(dir: &Path) -> Release {
     kismatic_release::load_dir(dir).expect("release loads")
 }
 
+/// The harness with one node, and a fleet configuration that reaches it as `user` with the harness's key and
+/// known_hosts (no ssh_config of this machine); `None` (the test skipped, the reason printed) where sshd cannot run.
+fn one_node(test: &str, host: &str, octet: u8, options: NodeOptions, user: &str) -> Option<(SshCluster, FleetConfig)> {
+    let mut c = match SshCluster::new(SUBNET) {
+        Ok(c) => c,
+        Err(reason) => {
+            eprintln!("SKIPPED: real-sshd {test} test: {reason}");
+            return None;
+        }
+    };
+    c.add_node(host, octet, options).expect(host);
+    c.write_known_hosts().expect("known_hosts");
+    let mut cfg = FleetConfig::new(user, c.port);
+    cfg.key = Some(c.client_key.clone());
+    cfg.known_hosts = Some(c.known_hosts.clone());
+    cfg.ssh_config = Some("/dev/null".into());
+    Some((c, cfg))
+}
+
 async fn sh(s: &NodeSession, script: &str) -> String {
     String::from_utf8_lossy(&s.run("sh", &["-c", script], None).await.expect("command").stdout).trim().to_string()
 }
 
 #[test]
 fn staging_and_install_are_idempotent_and_upload_each_artifact_once() {
-    let mut c = match SshCluster::new(SUBNET) {
-        Ok(c) => c,
-        Err(reason) => {
-            eprintln!("SKIPPED: real-sshd install test: {reason}");
-            return;
-        }
+    let Some((c, mut cfg)) = one_node("install", "n1", 1, NodeOptions::default(), "root") else {
+        return;
     };
-    c.add_node("n1", 1, NodeOptions::default()).expect("n1");
-    c.write_known_hosts().expect("known_hosts");
-    let mut cfg = FleetConfig::new("root", c.port);
-    cfg.key = Some(c.client_key.clone());
-    cfg.known_hosts = Some(c.known_hosts.clone());
     cfg.connect_timeout = Duration::from_secs(5);
-    cfg.ssh_config = Some("/dev/null".into());
     let fleet = Fleet::new(cfg).expect("fleet");
     let dir = tempfile::tempdir().expect("tempdir");
     let rel = release(dir.path());
@@ -134,19 +143,9 @@ fn staging_and_install_are_idempotent_and_upload_each_artifact_once() {
 /// port nobody serves fails at the deadline with a message naming the port.
 #[test]
 fn healthz_gate_asks_the_node() {
-    let mut c = match SshCluster::new(SUBNET) {
-        Ok(c) => c,
-        Err(reason) => {
-            eprintln!("SKIPPED: real-sshd healthz test: {reason}");
-            return;
-        }
+    let Some((c, cfg)) = one_node("healthz", "n2", 2, NodeOptions::default(), "root") else {
+        return;
     };
-    c.add_node("n2", 2, NodeOptions::default()).expect("n2");
-    c.write_known_hosts().expect("known_hosts");
-    let mut cfg = FleetConfig::new("root", c.port);
-    cfg.key = Some(c.client_key.clone());
-    cfg.known_hosts = Some(c.known_hosts.clone());
-    cfg.ssh_config = Some("/dev/null".into());
     let fleet = Fleet::new(cfg).expect("fleet");
     // A plain-HTTP /healthz on the node's address (the nodes of this harness share the host's network).
     let listener = std::net::TcpListener::bind((c.address(2).as_str(), 0)).expect("listener");
@@ -179,20 +178,10 @@ fn healthz_gate_asks_the_node() {
 /// once the first releases it (or its connection ends) the lock is free again.
 #[test]
 fn cluster_lock_is_held_on_the_node_and_ends_with_its_holder() {
-    let mut c = match SshCluster::new(SUBNET) {
-        Ok(c) => c,
-        Err(reason) => {
-            eprintln!("SKIPPED: real-sshd lock test: {reason}");
-            return;
-        }
+    let Some((c, mut cfg)) = one_node("lock", "etcd01", 30, NodeOptions::default(), "root") else {
+        return;
     };
-    c.add_node("etcd01", 30, NodeOptions::default()).expect("etcd01");
-    c.write_known_hosts().expect("known_hosts");
-    let mut cfg = FleetConfig::new("root", c.port);
-    cfg.key = Some(c.client_key.clone());
-    cfg.known_hosts = Some(c.known_hosts.clone());
     cfg.connect_timeout = Duration::from_secs(5);
-    cfg.ssh_config = Some("/dev/null".into());
     let fleet = Fleet::new(cfg.clone()).expect("fleet");
     let other = Fleet::new(cfg).expect("another machine's fleet");
     let target = Target::new("etcd01", c.address(30));
@@ -222,19 +211,9 @@ fn cluster_lock_is_held_on_the_node_and_ends_with_its_holder() {
 #[test]
 fn a_snapshot_is_copied_off_the_node_privately() {
     use std::os::unix::fs::PermissionsExt;
-    let mut c = match SshCluster::new(SUBNET) {
-        Ok(c) => c,
-        Err(reason) => {
-            eprintln!("SKIPPED: real-sshd snapshot copy test: {reason}");
-            return;
-        }
+    let Some((c, cfg)) = one_node("snapshot copy", "etcd03", 3, NodeOptions::default(), "root") else {
+        return;
     };
-    c.add_node("etcd03", 3, NodeOptions::default()).expect("etcd03");
-    c.write_known_hosts().expect("known_hosts");
-    let mut cfg = FleetConfig::new("root", c.port);
-    cfg.key = Some(c.client_key.clone());
-    cfg.known_hosts = Some(c.known_hosts.clone());
-    cfg.ssh_config = Some("/dev/null".into());
     let fleet = Fleet::new(cfg).expect("fleet");
     let dir = tempfile::tempdir().expect("tempdir");
     let local = dir.path().join("snapshots/cluster-a");
@@ -286,19 +265,11 @@ fn left_running(needle: &str) -> Vec<String> {
 fn a_hung_staging_command_is_stopped_at_its_deadline_and_leaves_nothing() {
     use kismatic_exec::error::StepError;
     use kismatic_exec::run::ExecError;
-    let mut c = match SshCluster::new(SUBNET) {
-        Ok(c) => c,
-        Err(reason) => {
-            eprintln!("SKIPPED: real-sshd hung-command test: {reason}");
-            return;
-        }
+    let Some((c, mut cfg)) =
+        one_node("hung-command", "worker04", 4, NodeOptions::default().with_sudo_user("kismatic-op"), "kismatic-op")
+    else {
+        return;
     };
-    c.add_node("worker04", 4, NodeOptions::default().with_sudo_user("kismatic-op")).expect("worker04");
-    c.write_known_hosts().expect("known_hosts");
-    let mut cfg = FleetConfig::new("kismatic-op", c.port);
-    cfg.key = Some(c.client_key.clone());
-    cfg.known_hosts = Some(c.known_hosts.clone());
-    cfg.ssh_config = Some("/dev/null".into());
     cfg.deadlines.command = Duration::from_secs(2);
     let fleet = Fleet::new(cfg).expect("fleet");
     let dir = tempfile::tempdir().expect("tempdir");
