@@ -4,7 +4,7 @@
 //! what the journal says and what a rerun does.
 
 use super::*;
-use crate::run::interp_tests::{Fake, Fault, Interrupt};
+use crate::run::interp_tests::{Fake, Fault, Interrupt, test_config};
 use kismatic_core::checks::{CheckOptions, Mode};
 use kismatic_core::facts::{KubeFacts, PodDisruptionBudget};
 use kismatic_core::planner::PlanOptions;
@@ -46,24 +46,7 @@ fn harness(on_drain_timeout: OnDrainTimeout) -> Harness {
     let workers = plan.phases.iter().find(|p| p.kind == PhaseKind::Worker).unwrap();
     let sizes: Vec<usize> = workers.batches.iter().map(|b| b.nodes.len()).collect();
     assert_eq!(sizes, [3, 3], "two batches of three");
-    let cfg = ExecConfig {
-        kubeconfig: dir.path().join("kubeconfig"),
-        runs_dir: dir.path().join("runs"),
-        mode: "online".into(),
-        partial_ok: false,
-        drain_timeout: Duration::from_secs(1),
-        node_timeout: Duration::from_millis(1200),
-        workload_timeout: Duration::from_secs(1),
-        stable_for: Duration::ZERO,
-        restart_services: false,
-        events: None,
-        discard_previous: false,
-        quiet: true,
-        command: vec!["kismatic".into(), "upgrade".into(), "online".into()],
-        snapshot_dir: None,
-        kube_names: BTreeMap::new(),
-        on_drain_timeout,
-    };
+    let cfg = test_config(dir.path(), BTreeMap::new(), on_drain_timeout);
     let kube = facts.kube.clone().unwrap();
     Harness { _dir: dir, plan, inventory: facts.inventory, release, cfg, kube }
 }

@@ -235,9 +235,20 @@ fn harness_with(opts: PlanOptions, adjust: impl FnOnce(&mut kismatic_core::facts
     let analysis = kismatic_core::checks::analyze(&facts, &release, &CheckOptions::new(Mode::Online)).unwrap();
     let plan = kismatic_core::planner::plan(&facts, &analysis, &release, &opts);
     assert!(!plan.is_blocked(), "{:?}", plan.status);
-    let cfg = ExecConfig {
-        kubeconfig: dir.path().join("kubeconfig"),
-        runs_dir: dir.path().join("runs"),
+    let cfg = test_config(dir.path(), kube_names(&facts), Default::default());
+    Harness { _dir: dir, plan, inventory: facts.inventory, release, cfg }
+}
+
+/// The executor's configuration for these tests: deadlines short enough that a fault fails within about a second,
+/// no stability wait, everything under `dir`.
+pub(crate) fn test_config(
+    dir: &std::path::Path,
+    kube_names: BTreeMap<String, String>,
+    on_drain_timeout: OnDrainTimeout,
+) -> ExecConfig {
+    ExecConfig {
+        kubeconfig: dir.join("kubeconfig"),
+        runs_dir: dir.join("runs"),
         mode: "online".into(),
         partial_ok: false,
         drain_timeout: Duration::from_secs(1),
@@ -251,10 +262,9 @@ fn harness_with(opts: PlanOptions, adjust: impl FnOnce(&mut kismatic_core::facts
         quiet: true,
         command: vec!["kismatic".into(), "upgrade".into(), "online".into()],
         snapshot_dir: None,
-        kube_names: kube_names(&facts),
-        on_drain_timeout: Default::default(),
-    };
-    Harness { _dir: dir, plan, inventory: facts.inventory, release, cfg }
+        kube_names,
+        on_drain_timeout,
+    }
 }
 
 impl Harness {
