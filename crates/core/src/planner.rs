@@ -266,14 +266,13 @@ pub struct Batch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bound: Option<Bound>,
     /// Online worker batches (`--max-unavailable` above one node): run before the batch's nodes are cordoned —
-    /// the live re-check, then the drain-soon taint on the workers of the later batches.
+    /// the live re-check, then the next batch's drain-soon taint.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<BatchStep>,
 }
 
-/// The `PreferNoSchedule` taint put on the workers of every later batch before a batch is drained, so that the pods
-/// it evicts prefer nodes that will not be drained in this run (upgraded ones, or none at all); removed at each
-/// node's uncordon (and on abort).
+/// The `PreferNoSchedule` taint put on the next batch's nodes before a batch is drained, so that the pods it evicts
+/// prefer nodes that are not about to be drained too; removed at each node's uncordon (and on abort).
 pub const DRAIN_SOON_TAINT: &str = "upgrade.kismatic.io/drain-soon";
 
 /// A step of a whole online worker batch. Ids: `batch/<first host>/recheck`, `batch/<first host>/prefer-no-schedule`.
@@ -290,7 +289,7 @@ pub enum BatchAction {
     /// Re-read the budgets and controllers; when the live state no longer permits draining the batch whole, split
     /// it into parts that it permits ([`crate::batching::split_live`]), never force it.
     Recheck,
-    /// Taint the later batches' workers [`DRAIN_SOON_TAINT`]`:PreferNoSchedule` (the ones still untainted).
+    /// Taint the next batch's nodes [`DRAIN_SOON_TAINT`]`:PreferNoSchedule`.
     PreferNoSchedule { nodes: Vec<String> },
 }
 
@@ -711,9 +710,7 @@ fn snapshots(plan: &UpgradePlan, inv: &kismatic_plan::Inventory) -> Vec<Snapshot
 }
 
 /// The steps of online worker batches: each batch with a node to drain is re-checked live first; each batch that
-/// has later batches with nodes to drain taints those nodes before it drains (not only the next batch's: pods the
-/// batch evicts onto a node drained two batches later would have to move again, and could make a later batch more
-/// than its budgets allow, which its re-check would then split), and those nodes remove the taint just before
+/// has a next batch with nodes to drain taints them before it drains, and those nodes remove the taint just before
 /// their uncordon.
 fn batch_steps(mut batches: Vec<Batch>) -> Vec<Batch> {
     let drains = |b: &Batch| -> Vec<String> { b.nodes.iter().filter(|n| n.drain).map(|n| n.host.clone()).collect() };
@@ -722,15 +719,14 @@ fn batch_steps(mut batches: Vec<Batch>) -> Vec<Batch> {
         let Some(first) = b.nodes.first().map(|n| n.host.clone()) else { continue };
         if !draining[i].is_empty() {
             b.steps.push(BatchStep { id: format!("batch/{first}/recheck"), action: BatchAction::Recheck });
-            let later: Vec<String> = draining[i + 1..].iter().flatten().cloned().collect();
-            if !later.is_empty() {
+            if let Some(next) = draining.get(i + 1).filter(|n| !n.is_empty()) {
                 b.steps.push(BatchStep {
                     id: format!("batch/{first}/prefer-no-schedule"),
-                    action: BatchAction::PreferNoSchedule { nodes: later },
+                    action: BatchAction::PreferNoSchedule { nodes: next.clone() },
                 });
             }
         }
-        if draining[..i].iter().any(|d| !d.is_empty()) {
+        if i > 0 && !draining[i - 1].is_empty() {
             for n in b.nodes.iter_mut().filter(|n| n.drain) {
                 let Some(at) = n.steps.iter().position(|s| matches!(s.action, Action::Uncordon)) else { continue };
                 let id = format!("{}/untaint", n.id);

@@ -104,9 +104,9 @@ pub fn plan_text(plan: &UpgradePlan) -> String {
                             .to_string()
                     }
                     BatchAction::PreferNoSchedule { nodes } => format!(
-                        "taint the later batches' workers {}:PreferNoSchedule: {}",
+                        "taint the next batch {}:PreferNoSchedule: {}",
                         crate::planner::DRAIN_SOON_TAINT,
-                        some_of(nodes)
+                        nodes.join(", ")
                     ),
                 };
                 let _ = writeln!(s, "    {what}");
@@ -268,13 +268,4 @@ fn blocked_text(
 /// The plan as JSON (format [`crate::planner::PLAN_FORMAT`], documented in docs/checks.md).
 pub fn plan_json(plan: &UpgradePlan) -> String {
     serde_json::to_string_pretty(plan).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
-}
-
-/// Names for a line of text: up to ten, then how many more.
-pub(crate) fn some_of(names: &[String]) -> String {
-    const SHOWN: usize = 10;
-    match names.len().checked_sub(SHOWN) {
-        Some(more) if more > 0 => format!("{} ... and {more} more (all in the JSON plan)", names[..SHOWN].join(", ")),
-        _ => names.join(", "),
-    }
 }

@@ -2,10 +2,9 @@
 //! - `batch/<first>/recheck`: the budgets and controllers re-read live; when they no longer permit draining the
 //!   batch whole it is split into parts that they do ([`kismatic_core::batching::split_live`]), run one after
 //!   another — never forced. The split is journaled (`batch_split`) so a resumed run follows it exactly.
-//! - `batch/<first>/prefer-no-schedule`: the workers of every later batch get the drain-soon `PreferNoSchedule`
-//!   taint (those this run has not tainted yet), so the pods this batch evicts prefer nodes that will not be
-//!   drained in this run. Each of those nodes removes it at its `untaint` step, just before its uncordon; the
-//!   clean-up of an aborted run removes what is left.
+//! - `batch/<first>/prefer-no-schedule`: the next batch's nodes get the drain-soon `PreferNoSchedule` taint, so
+//!   the pods this batch evicts prefer nodes that are not about to be drained too. Each of those nodes removes it
+//!   at its `untaint` step, just before its uncordon; the clean-up of an aborted run removes what is left.
 //! - Each part: every node cordoned first, then drained and upgraded concurrently.
 //! - Quarantine (`--on-drain-timeout skip`): a node whose drain is still refused at `--drain-timeout` is
 //!   uncordoned (its capacity stays usable for the pods the other drains move, and nothing of it was changed yet:
@@ -99,7 +98,7 @@ impl<N: NodeOps, C: ClusterOps> Ctx<'_, N, C> {
         left_out_error(&self.left_out())
     }
 
-    /// One online worker batch: its re-check, the later batches' taint, then its parts one after another.
+    /// One online worker batch: its re-check, the next batch's taint, then its parts one after another.
     pub(super) async fn online_batch(
         &self,
         phase: &Phase,
@@ -114,7 +113,7 @@ impl<N: NodeOps, C: ClusterOps> Ctx<'_, N, C> {
         for bs in &batch.steps {
             match &bs.action {
                 BatchAction::Recheck => parts = self.recheck(batch, &bs.id).await?,
-                BatchAction::PreferNoSchedule { nodes } => self.taint_later(&bs.id, nodes).await?,
+                BatchAction::PreferNoSchedule { nodes } => self.taint_next(&bs.id, nodes).await?,
             }
         }
         for part in parts {
@@ -163,34 +162,17 @@ impl<N: NodeOps, C: ClusterOps> Ctx<'_, N, C> {
         Ok(split_of_this_batch().unwrap_or_else(|| vec![whole.clone()]))
     }
 
-    /// The drain-soon taint on the later batches' workers; those this run already tainted are left as they are.
-    async fn taint_later(&self, id: &str, hosts: &[String]) -> Result<(), ExecError> {
-        let label = format!("taint the later batches' workers {DRAIN_SOON_TAINT}:PreferNoSchedule");
+    /// The drain-soon taint on the next batch's nodes.
+    async fn taint_next(&self, id: &str, hosts: &[String]) -> Result<(), ExecError> {
+        let label = format!("taint the next batch {DRAIN_SOON_TAINT}:PreferNoSchedule");
         self.step("worker", hosts.first().map(String::as_str), id, &label, async |_: &mut Waited| {
-            let tainted = self.batches.tainted.lock().map(|t| t.clone()).unwrap_or_default();
-            let names: Vec<&str> = hosts.iter().map(|h| self.kube_name(h)).filter(|n| !tainted.contains(*n)).collect();
-            // One patch per Node, each guarded by its own resourceVersion: they can go together.
-            let patches = names.iter().map(|n| self.cluster.set_taint(n, DRAIN_SOON_TAINT, Some("PreferNoSchedule")));
-            let results = futures::future::join_all(patches).await;
-            let mut first_err = None;
-            for (name, r) in names.iter().zip(results) {
-                match r {
-                    Ok(()) => {
-                        self.batches.tainted.lock().map(|mut t| t.insert(name.to_string())).ok();
-                        self.record(Event::Tainted { node: name.to_string() })?;
-                    }
-                    Err(e) => {
-                        first_err.get_or_insert(e);
-                    }
-                }
+            for h in hosts {
+                let name = self.kube_name(h);
+                self.cluster.set_taint(name, DRAIN_SOON_TAINT, Some("PreferNoSchedule")).await?;
+                self.batches.tainted.lock().map(|mut t| t.insert(name.to_string())).ok();
+                self.record(Event::Tainted { node: name.to_string() })?;
             }
-            if let Some(e) = first_err {
-                return Err(e);
-            }
-            Ok(match names.len() {
-                0 => "already tainted".to_string(),
-                n => format!("{n} node(s)"),
-            })
+            Ok(hosts.join(", "))
         })
         .await
     }

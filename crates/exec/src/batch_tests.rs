@@ -25,11 +25,6 @@ struct Harness {
 
 /// 3 etcd, 3 masters, six workers `worker00006..11` in zone `a`, planned online with `--max-unavailable 3`.
 fn harness(on_drain_timeout: OnDrainTimeout) -> Harness {
-    harness_of(3, on_drain_timeout)
-}
-
-/// The same cluster planned with `--max-unavailable max`: batches of `max` workers in plan order.
-fn harness_of(max: u32, on_drain_timeout: OnDrainTimeout) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let mut release = synth::release();
     release.dir = dir.path().join("release");
@@ -42,7 +37,7 @@ fn harness_of(max: u32, on_drain_timeout: OnDrainTimeout) -> Harness {
     }
     let opts = PlanOptions {
         ignore_safety_checks: true,
-        max_unavailable: kismatic_core::batching::MaxUnavailable::Count(max),
+        max_unavailable: kismatic_core::batching::MaxUnavailable::Count(3),
         ..PlanOptions::new(Mode::Online)
     };
     let analysis = kismatic_core::checks::analyze(&facts, &release, &CheckOptions::new(Mode::Online)).unwrap();
@@ -50,7 +45,7 @@ fn harness_of(max: u32, on_drain_timeout: OnDrainTimeout) -> Harness {
     assert!(!plan.is_blocked(), "{:?}", plan.status);
     let workers = plan.phases.iter().find(|p| p.kind == PhaseKind::Worker).unwrap();
     let sizes: Vec<usize> = workers.batches.iter().map(|b| b.nodes.len()).collect();
-    assert_eq!(sizes, vec![max as usize; 6 / max as usize], "batches of {max}");
+    assert_eq!(sizes, [3, 3], "two batches of three");
     let cfg = test_config(dir.path(), BTreeMap::new(), on_drain_timeout);
     let kube = facts.kube.clone().unwrap();
     Harness { _dir: dir, plan, inventory: facts.inventory, release, cfg, kube }
@@ -178,41 +173,6 @@ async fn a_node_whose_drain_times_out_is_left_out_with_skip_and_retried_by_the_r
     assert!(again.called("markers worker00010") && again.called("apply dns"));
     assert!(!again.called("drain worker00006") && !again.called("live facts"), "finished steps are not redone");
     assert!(h.journal().left_out.is_empty());
-}
-
-/// Three batches: the first taints the workers of both later batches, the second finds them tainted already; each
-/// is untainted once, just before its uncordon.
-#[tokio::test]
-async fn every_later_batch_is_tainted_once_before_the_first_drain() {
-    let h = harness_of(2, OnDrainTimeout::Stop);
-    let workers = h.plan.phases.iter().find(|p| p.kind == PhaseKind::Worker).unwrap();
-    let planned: Vec<Vec<String>> = workers
-        .batches
-        .iter()
-        .map(|b| {
-            b.steps
-                .iter()
-                .filter_map(|s| match &s.action {
-                    kismatic_core::planner::BatchAction::PreferNoSchedule { nodes } => Some(nodes.clone()),
-                    _ => None,
-                })
-                .flatten()
-                .collect()
-        })
-        .collect();
-    assert_eq!(planned, [W[2..].to_vec(), W[4..].to_vec(), vec![]], "each batch lists every later batch's workers");
-    let fake = Fake::with_live(&[], Some(h.kube.clone()));
-    let out = h.run(&fake).await;
-    assert!(out.completed, "{}", out.message);
-    for w in &W[2..] {
-        assert!(fake.pos(&format!("taint {w} PreferNoSchedule")) < fake.pos("drain worker00006"), "{w}");
-        let count = |call: String| fake.calls().iter().filter(|c| **c == call).count();
-        assert_eq!(count(format!("taint {w} PreferNoSchedule")), 1, "{w} tainted once");
-        assert_eq!(count(format!("untaint {w}")), 1, "{w} untainted once");
-        assert!(fake.pos(&format!("untaint {w}")) < fake.pos(&format!("uncordon {w}")));
-    }
-    assert!(W[..2].iter().all(|w| !fake.called(&format!("taint {w} PreferNoSchedule"))), "the first batch is not");
-    assert!(h.journal().tainted.is_empty());
 }
 
 #[tokio::test]

@@ -143,15 +143,3 @@ fn snapshot_batched_online_plan_text() {
     let opts = PlanOptions { max_unavailable: "100%".parse().unwrap(), ..PlanOptions::new(Mode::Online) };
     insta::assert_snapshot!(plan_text(&make(&fx, &opts)));
 }
-
-#[test]
-fn a_long_list_of_names_shows_ten_and_counts_the_rest() {
-    let names = |n: usize| (1..=n).map(|i| format!("w{i}")).collect::<Vec<_>>();
-    assert_eq!(crate::render::some_of(&names(3)), "w1, w2, w3");
-    assert_eq!(crate::render::some_of(&names(10)), names(10).join(", "));
-    assert_eq!(
-        crate::render::some_of(&names(12)),
-        format!("{} ... and 2 more (all in the JSON plan)", names(10).join(", "))
-    );
-    assert_eq!(crate::render::some_of(&[]), "");
-}
