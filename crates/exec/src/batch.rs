@@ -254,17 +254,20 @@ impl<N: NodeOps, C: ClusterOps> Ctx<'_, N, C> {
         let ExecError::Failed { error, .. } = e else { return Err(ExecError::Step(e.to_string())) };
         let reason = error.to_string();
         let name = self.kube_name(&np.host);
+        // Untainted before the uncordon, as a node's own untaint step is: the uncordon makes the node lifecycle
+        // controller drop its `unschedulable` taint with an unguarded patch of the whole taint list computed from
+        // its cached Node, which put the drain-soon taint back when removed 18 ms after the uncordon (seen in CI).
+        if self.batches.tainted.lock().map(|t| t.contains(name)).unwrap_or(false) {
+            self.untaint(name)
+                .await
+                .map_err(|error| ExecError::Failed { step: np.id.clone(), error: Box::new(error) })?;
+        }
         self.cluster
             .uncordon(name)
             .await
             .map_err(|error| ExecError::Failed { step: np.id.clone(), error: Box::new(error) })?;
         self.cordoned.lock().map(|mut c| c.remove(name)).ok();
         self.record(Event::Uncordoned { node: name.to_string() })?;
-        if self.batches.tainted.lock().map(|t| t.contains(name)).unwrap_or(false) {
-            self.untaint(name)
-                .await
-                .map_err(|error| ExecError::Failed { step: np.id.clone(), error: Box::new(error) })?;
-        }
         self.record(Event::LeftOut { node: np.host.clone(), reason: reason.clone() })?;
         self.batches.left_out.lock().map(|mut l| l.insert(np.host.clone(), reason.clone())).ok();
         self.line(&format!(

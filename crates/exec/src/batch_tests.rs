@@ -156,8 +156,10 @@ async fn a_node_whose_drain_times_out_is_left_out_with_skip_and_retried_by_the_r
     assert!(out.message.contains("worker00010") && out.message.contains("PodDisruptionBudget default/web"));
     assert!(out.message.contains("left out"), "{}", out.message);
     assert_eq!(out.left_out.keys().collect::<Vec<_>>(), ["worker00010"]);
-    // Uncordoned and untainted, nothing of it installed; every other worker upgraded; no service applied.
+    // Untainted, then uncordoned (the other order races the node lifecycle controller's own taint patch), nothing
+    // of it installed; every other worker upgraded; no service applied.
     assert!(fake.called("uncordon worker00010") && fake.called("untaint worker00010"));
+    assert!(fake.pos("untaint worker00010") < fake.pos("uncordon worker00010"), "untainted before its uncordon");
     assert!(!fake.called("install worker00010 kubelet"));
     assert!(W.iter().filter(|w| **w != "worker00010").all(|w| fake.called(&format!("markers {w}"))));
     assert!(!fake.called("apply dns"), "the on-cluster services wait for the left-out node");
