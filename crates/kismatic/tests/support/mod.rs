@@ -158,15 +158,13 @@ impl Cluster {
 
     /// Until the budget's status (the disruption controller's count) allows a disruption again.
     pub fn wait_disruption_allowed(&self, pdb: &str) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let allowed = self.kubectl(&["get", "pdb", pdb, "-o", "jsonpath={.status.disruptionsAllowed}"]);
-            if allowed.trim().parse::<usize>().unwrap_or(0) >= 1 {
-                return;
-            }
-            assert!(Instant::now() < deadline, "budget {pdb} allows no disruption: {allowed}");
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        let get = ["get", "pdb", pdb, "-o", "jsonpath={.status.disruptionsAllowed}"];
+        self.wait_for(
+            &get,
+            120,
+            |v| v.parse::<usize>().unwrap_or(0) >= 1,
+            &format!("budget {pdb} allows no disruption"),
+        );
     }
 
     pub fn hosts(&self) -> Vec<String> {
@@ -174,27 +172,31 @@ impl Cluster {
     }
 
     pub fn wait_ready(&self, deployment: &str, want: usize) {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            let ready = self.kubectl(&["get", "deployment", deployment, "-o", "jsonpath={.status.readyReplicas}"]);
-            if ready.trim().parse::<usize>().unwrap_or(0) >= want {
-                return;
-            }
-            assert!(Instant::now() < deadline, "deployment {deployment} not ready: {ready}");
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        let get = ["get", "deployment", deployment, "-o", "jsonpath={.status.readyReplicas}"];
+        self.wait_for(
+            &get,
+            180,
+            |v| v.parse::<usize>().unwrap_or(0) >= want,
+            &format!("deployment {deployment} not ready"),
+        );
     }
 
     /// Waits until the Kubernetes Node of `host` is Ready (its kubelet came back after the node did).
     pub fn wait_node_ready(&self, host: &str) {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        let jsonpath = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
+        let get = ["get", "node", host, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"];
+        self.wait_for(&get, 180, |v| v == "True", &format!("node {host} not Ready"));
+    }
+
+    /// Polls `kubectl ARGS` every 500 ms until its trimmed output satisfies `done`; fails with `what` and the last
+    /// output after `seconds`.
+    fn wait_for(&self, args: &[&str], seconds: u64, done: impl Fn(&str) -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
         loop {
-            let ready = self.kubectl(&["get", "node", host, "-o", jsonpath]);
-            if ready.trim() == "True" {
+            let out = self.kubectl(args);
+            if done(out.trim()) {
                 return;
             }
-            assert!(Instant::now() < deadline, "node {host} not Ready: {ready}");
+            assert!(Instant::now() < deadline, "{what}: {out}");
             std::thread::sleep(Duration::from_millis(500));
         }
     }
